@@ -1,0 +1,1 @@
+"""The ``mfs`` command line."""

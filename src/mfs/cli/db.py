@@ -1,0 +1,68 @@
+"""``mfs db up|down|status|url|migrate`` and ``mfs status``."""
+
+from __future__ import annotations
+
+import argparse
+
+from mfs.cli.output import print_json, print_table, progress
+from mfs.storage import lifecycle, migrations
+from mfs.storage.connection import database_url, masked
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="manage the database (local embedded cluster or MFS_DATABASE_URL)")
+    verbs = db.add_subparsers(dest="verb", required=True, metavar="VERB")
+    up = verbs.add_parser("up", help="install, initialise and start the local cluster if needed; create the database; migrate")
+    up.set_defaults(func=cmd_up)
+    verbs.add_parser("down", help="stop the local cluster (never an external server)").set_defaults(func=cmd_down)
+    st = verbs.add_parser("status", help="same as `mfs status`")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(func=cmd_status)
+    url = verbs.add_parser("url", help="print the connection URL, e.g. psql \"$(mfs db url)\"")
+    url.add_argument("--masked", action="store_true", help="hide the password")
+    url.set_defaults(func=cmd_url)
+    verbs.add_parser("migrate", help="apply pending migrations from sql/").set_defaults(func=cmd_migrate)
+
+    status = sub.add_parser("status", help="server, TimescaleDB edition, migrations, hypertables, row counts")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=cmd_status)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    with progress("mfs db up") as report:
+        result = lifecycle.up(report)
+    print(f"database ready at {result['url']} ({result['seconds']} s)")
+    for action in result["actions"] or ["nothing to do"]:
+        print(f"  {action}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    print(lifecycle.down())
+    return 0
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    url = database_url()
+    print(masked(url) if args.masked else url)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = migrations.migrate(database_url())
+    print("\n".join(f"applied {name}" for name in applied) or "migrations up to date")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = lifecycle.store_status()
+    if args.json:
+        print_json(info)
+        return 0
+    tsdb = info["timescaledb"]
+    print(f"server      PostgreSQL {info['server_version']} at {info['url']}")
+    print(f"timescaledb {tsdb['version']} ({tsdb['license']} license)")
+    print(f"migrations  {', '.join(info['migrations']) or 'none'}")
+    print_table("hypertables", ["name", "chunks"], [(h["name"], h["chunks"]) for h in info["hypertables"]])
+    print_table("rows", ["table", "rows"], sorted(info["row_counts"].items()))
+    return 0

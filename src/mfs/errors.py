@@ -1,0 +1,45 @@
+"""The project's exception hierarchy.
+
+Every error we raise on purpose derives from MfsError, so the CLI can turn it into one clear line
+and a non-zero exit, and flows can let it propagate (a run with an error must end Failed).
+"""
+
+
+class MfsError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(MfsError):
+    """Invalid configuration: names the key and the offending value."""
+
+    exit_code = 2
+
+
+class SourceError(MfsError):
+    """A market-data source failed (HTTP, rate limit, unknown symbol, malformed payload)."""
+
+
+class RateLimitedError(SourceError):
+    """The source keeps answering 429 after the bounded number of attempts."""
+
+
+class SymbolNotFoundError(SourceError):
+    """The source says the symbol does not exist or has no data (delisted)."""
+
+
+class ValidationError(MfsError):
+    """Input data failed validation (bars, parameters)."""
+
+
+class StorageError(MfsError):
+    """The database is unreachable, misconfigured, or a write failed."""
+
+
+class FeatureError(MfsError):
+    """Feature computation failed for one or more symbols."""
+
+
+class RunFailedError(MfsError):
+    """A pipeline run finished with failed symbols beyond the configured tolerance."""

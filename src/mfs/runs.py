@@ -1,0 +1,140 @@
+"""Run bookkeeping shared by every pipeline: per-symbol results, run reports, and their rows in
+``pipeline_runs`` / ``symbol_runs``.
+
+Honest runs: a pipeline returns a RunReport; ``RunReport.raise_if_failed`` turns failed symbols
+beyond the configured tolerance into RunFailedError, so the CLI exits non-zero and a Prefect run
+ends Failed. Nothing here swallows exceptions: ``recorded_run`` records the failure and re-raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mfs.errors import RunFailedError
+from mfs.logs import bind_context, get_logger
+from mfs.storage.connection import connection
+
+log = get_logger("mfs.runs")
+Status = Literal["ok", "failed", "skipped"]
+
+
+@dataclass
+class SymbolResult:
+    symbol: str
+    stage: str  # collect_1h, collect_1d, features_1h, ...
+    status: Status = "ok"
+    reason: str | None = None
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+    written: int = 0
+    duration_s: float = 0.0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    flow: str
+    results: list[SymbolResult] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[SymbolResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def counts(self) -> dict[str, Any]:
+        totals = Counter()
+        reasons: Counter = Counter()
+        for r in self.results:
+            totals.update(fetched=r.fetched, inserted=r.inserted, updated=r.updated,
+                          quarantined=r.quarantined, written=r.written)
+            totals[f"symbols_{r.status}"] += 1
+            reasons.update(r.quarantine_reasons)
+        out: dict[str, Any] = dict(totals)
+        if reasons:
+            out["quarantine_reasons"] = dict(reasons)
+        out.update(self.extra)
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.results]
+
+    def raise_if_failed(self, tolerance: int = 0) -> None:
+        failed = self.failed
+        if len(failed) > tolerance:
+            detail = "; ".join(f"{r.symbol} ({r.stage}): {r.reason}" for r in failed[:20])
+            more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
+            raise RunFailedError(f"{self.flow}: {len(failed)} symbol(s) failed: {detail}{more}")
+
+
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
+def start_run(run_id: str, flow: str, parameters: dict[str, Any]) -> None:
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO pipeline_runs (run_id, flow, parameters) VALUES (%s, %s, %s)
+               ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL""",
+            (run_id, flow, json.dumps(parameters, default=str)),
+        )
+
+
+def record_results(run_id: str, results: list[SymbolResult]) -> None:
+    if not results:
+        return
+    with connection() as conn, conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO symbol_runs (run_id, symbol, stage, status, reason, rows_fetched, rows_inserted,
+                                        rows_updated, rows_quarantined, rows_written, duration_s)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (run_id, symbol, stage) DO UPDATE SET status = EXCLUDED.status,
+                 reason = EXCLUDED.reason, rows_fetched = EXCLUDED.rows_fetched,
+                 rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
+                 rows_quarantined = EXCLUDED.rows_quarantined, rows_written = EXCLUDED.rows_written,
+                 duration_s = EXCLUDED.duration_s, recorded_at = now()""",
+            [(run_id, r.symbol, r.stage, r.status, r.reason, r.fetched, r.inserted, r.updated,
+              r.quarantined, r.written, r.duration_s) for r in results],
+        )
+
+
+def finish_run(run_id: str, status: str, counts: dict[str, Any], error: str | None = None) -> None:
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """UPDATE pipeline_runs SET status = %s, finished_at = now(), counts = %s, error_summary = %s
+               WHERE run_id = %s""",
+            (status, json.dumps(counts, default=str), error, run_id),
+        )
+
+
+@contextmanager
+def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = None,
+                 tolerance: int = 0) -> Iterator[RunReport]:
+    """Record a run from start to finish. Symbol results appended to the report are written at
+    the end; failed symbols beyond ``tolerance`` make the run 'failed' and raise RunFailedError."""
+    report = RunReport(run_id=run_id or new_run_id(), flow=flow)
+    start_run(report.run_id, flow, parameters)
+    with bind_context(run_id=report.run_id, flow=flow):
+        try:
+            yield report
+        except BaseException as exc:
+            record_results(report.run_id, report.results)
+            finish_run(report.run_id, "failed", report.counts(), f"{type(exc).__name__}: {exc}")
+            raise
+        record_results(report.run_id, report.results)
+        failed = report.failed
+        status = "failed" if len(failed) > tolerance else "completed"
+        error = "; ".join(f"{r.symbol}: {r.reason}" for r in failed[:20]) or None
+        finish_run(report.run_id, status, report.counts(), error)
+        log.info("run finished", status=status, failed=len(failed), symbols=len(report.results))
+        report.raise_if_failed(tolerance)

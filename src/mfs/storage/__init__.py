@@ -1,0 +1,1 @@
+"""Storage: connections, the local embedded cluster, migrations, bulk COPY/upsert."""

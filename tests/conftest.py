@@ -1,0 +1,95 @@
+"""Shared fixtures: a real PostgreSQL + TimescaleDB, a throwaway database per test session.
+
+The local embedded cluster is brought up with the project's own code (``mfs db up`` logic);
+with MFS_TEST_DATABASE_URL (or MFS_DATABASE_URL) set, tests use that server instead — this is how
+the community-license paths run against the docker-compose TimescaleDB. Each session creates its
+own database there and drops it at the end, so parallel sessions never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from mfs.config import get_config
+from mfs.storage import lifecycle, migrations
+from mfs.storage.connection import connect, dispose_engines, with_database
+
+DATA_TABLES = ("market_data", "features", "quarantine", "symbol_runs", "pipeline_runs", "symbols")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """An admin URL of the server the tests use (the local cluster unless told otherwise)."""
+    url = os.environ.get("MFS_TEST_DATABASE_URL") or os.environ.get("MFS_DATABASE_URL")
+    if url:
+        return url
+    lifecycle.up()
+    from mfs.storage.localdb import default_cluster
+
+    return default_cluster().url()
+
+
+@pytest.fixture(scope="session")
+def db_url(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session; MFS_DATABASE_URL points at it."""
+    name = f"mfs_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = with_database(server_url, name)
+    migrations.ensure_database(url)
+    migrations.migrate(url)
+    previous = os.environ.get("MFS_DATABASE_URL")
+    os.environ["MFS_DATABASE_URL"] = url
+    get_config.cache_clear()
+    yield url
+    dispose_engines()
+    if previous is None:
+        os.environ.pop("MFS_DATABASE_URL", None)
+    else:
+        os.environ["MFS_DATABASE_URL"] = previous
+    admin = connect(with_database(server_url, "postgres"), autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[str]:
+    """The session database, emptied of data before the test."""
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            present = {r[0] for r in cur.fetchall()}
+            tables = [t for t in DATA_TABLES if t in present]
+            if tables:
+                cur.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+        conn.commit()
+    finally:
+        conn.close()
+    yield db_url
+
+
+@pytest.fixture
+def conn(db: str) -> Iterator[psycopg2.extensions.connection]:
+    c = connect(db)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]

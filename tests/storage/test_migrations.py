@@ -1,0 +1,105 @@
+"""Migrations: order, records, idempotence, atomic failure, drift, edition variants."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mfs.errors import StorageError
+from mfs.storage import migrations
+from mfs.storage.connection import connect, with_database
+from tests.conftest import DATA_TABLES
+
+
+def _schema_snapshot(url: str) -> tuple:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                """SELECT table_name, column_name, data_type FROM information_schema.columns
+                   WHERE table_schema = 'public' ORDER BY 1, 2"""
+            )
+            cols = cur.fetchall()
+            cur.execute("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+            return cols, cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def fresh_db(server_url: str):
+    import uuid
+
+    url = with_database(server_url, f"mfs_mig_{uuid.uuid4().hex[:8]}")
+    migrations.ensure_database(url)
+    yield url
+    admin = connect(with_database(server_url, "postgres"), autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path, project_root: Path) -> Path:
+    target = tmp_path / "sql"
+    shutil.copytree(project_root / "sql", target)
+    return target
+
+
+def test_applies_all_in_order_then_noop(fresh_db: str, project_root: Path) -> None:
+    applied = migrations.migrate(fresh_db)
+    files = sorted(p.name.split(".")[0] for p in (project_root / "sql").glob("*.sql"))
+    assert applied == sorted(set(files))
+    assert migrations.migrate(fresh_db) == []
+    conn = connect(fresh_db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1")
+        assert {"features", "market_data"} <= {r[0] for r in cur.fetchall()}
+        for table in DATA_TABLES:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+            assert cur.fetchone()[0], table
+    conn.close()
+
+
+def test_failed_migration_changes_nothing(fresh_db: str, sql_copy: Path) -> None:
+    migrations.migrate(fresh_db, sql_copy)
+    before = _schema_snapshot(fresh_db)
+    (sql_copy / "998_half_done.sql").write_text(
+        "CREATE TABLE half_done (x int);\nALTER TABLE market_data ADD COLUMN junk int;\nSELECT no_such_function();\n"
+    )
+    with pytest.raises(StorageError, match=r"998_half_done failed and was rolled back.*no_such_function"):
+        migrations.migrate(fresh_db, sql_copy)
+    assert _schema_snapshot(fresh_db) == before
+
+
+def test_edited_applied_migration_is_refused(fresh_db: str, sql_copy: Path) -> None:
+    migrations.migrate(fresh_db, sql_copy)
+    first = sorted(sql_copy.glob("001_*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited\n")
+    with pytest.raises(StorageError, match="was changed after it was applied"):
+        migrations.migrate(fresh_db, sql_copy)
+
+
+def test_edition_variants_are_chosen_by_license(tmp_path: Path) -> None:
+    (tmp_path / "001_base.sql").write_text("SELECT 1;")
+    (tmp_path / "002_rollups.apache.sql").write_text("SELECT 2;")
+    (tmp_path / "002_rollups.timescale.sql").write_text("SELECT 3;")
+    assert [m.path.name for m in migrations.discover("apache", tmp_path)] == ["001_base.sql", "002_rollups.apache.sql"]
+    assert [m.path.name for m in migrations.discover("timescale", tmp_path)][1] == "002_rollups.timescale.sql"
+    (tmp_path / "003_lonely.apache.sql").write_text("SELECT 4;")
+    with pytest.raises(StorageError, match="need both"):
+        migrations.discover("apache", tmp_path)
+
+
+def test_bad_file_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_bad.sql").write_text("SELECT 1;")
+    with pytest.raises(StorageError, match="NNN_name"):
+        migrations.discover("apache", tmp_path)
+
+
+def test_edition_is_reported(db_url: str) -> None:
+    conn = connect(db_url)
+    assert migrations.edition(conn) in ("apache", "timescale")
+    conn.close()
