@@ -119,9 +119,11 @@ def finish_run(run_id: str, status: str, counts: dict[str, Any], error: str | No
 
 @contextmanager
 def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = None,
-                 tolerance: int = 0) -> Iterator[RunReport]:
+                 tolerance: int = 0, raise_on_failure: bool = True) -> Iterator[RunReport]:
     """Record a run from start to finish. Symbol results appended to the report are written at
-    the end; failed symbols beyond ``tolerance`` make the run 'failed' and raise RunFailedError."""
+    the end; failed symbols beyond ``tolerance`` make the run 'failed' and raise RunFailedError.
+    With ``raise_on_failure=False`` the caller (a Prefect flow publishing its artifact first)
+    must call ``report.raise_if_failed(tolerance)`` itself."""
     report = RunReport(run_id=run_id or new_run_id(), flow=flow)
     start_run(report.run_id, flow, parameters)
     with bind_context(run_id=report.run_id, flow=flow):
@@ -136,5 +138,7 @@ def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = Non
         status = "failed" if len(failed) > tolerance else "completed"
         error = "; ".join(f"{r.symbol}: {r.reason}" for r in failed[:20]) or None
         finish_run(report.run_id, status, report.counts(), error)
+        report.extra["status"] = status
         log.info("run finished", status=status, failed=len(failed), symbols=len(report.results))
-        report.raise_if_failed(tolerance)
+        if raise_on_failure:
+            report.raise_if_failed(tolerance)
