@@ -1,0 +1,46 @@
+-- Indicator columns of the features hypertable, in the order of mfs.features.spec.FEATURES (the
+-- single source of truth; tests/features/test_schema.py asserts this file matches it).
+-- Every indicator is double precision and NULL during its warm-up or on degenerate input
+-- (never 0, never filled). hour_et / dow_et are smallint: they are exact small integers
+-- (hour of day 0–23 and ISO-ish day of week 0=Monday … 6=Sunday, both in America/New_York),
+-- categorical rather than measured, so an integer type states that and a GROUP BY on them is exact;
+-- they are never NULL for a stored bar.
+ALTER TABLE features
+    ADD COLUMN return_1        double precision,
+    ADD COLUMN return_5        double precision,
+    ADD COLUMN return_20       double precision,
+    ADD COLUMN log_return_1    double precision,
+    ADD COLUMN sma_5           double precision,
+    ADD COLUMN sma_10          double precision,
+    ADD COLUMN sma_20          double precision,
+    ADD COLUMN sma_50          double precision,
+    ADD COLUMN sma_200         double precision,
+    ADD COLUMN ema_12          double precision,
+    ADD COLUMN ema_26          double precision,
+    ADD COLUMN macd            double precision,
+    ADD COLUMN macd_signal     double precision,
+    ADD COLUMN macd_hist       double precision,
+    ADD COLUMN rsi_14          double precision,
+    ADD COLUMN bb_upper        double precision,
+    ADD COLUMN bb_lower        double precision,
+    ADD COLUMN bb_width        double precision,
+    ADD COLUMN bb_pctb         double precision,
+    ADD COLUMN atr_14          double precision,
+    ADD COLUMN natr_14         double precision,
+    ADD COLUMN adx_14          double precision,
+    ADD COLUMN plus_di_14      double precision,
+    ADD COLUMN minus_di_14     double precision,
+    ADD COLUMN stoch_k         double precision,
+    ADD COLUMN stoch_d         double precision,
+    ADD COLUMN willr_14        double precision,
+    ADD COLUMN cci_20          double precision,
+    ADD COLUMN obv             double precision,
+    ADD COLUMN mfi_14          double precision,
+    ADD COLUMN vwap_20         double precision,
+    ADD COLUMN roc_10          double precision,
+    ADD COLUMN volatility_20   double precision,
+    ADD COLUMN volume_sma_20   double precision,
+    ADD COLUMN volume_ratio_20 double precision,
+    ADD COLUMN range_pct       double precision,
+    ADD COLUMN hour_et         smallint CHECK (hour_et BETWEEN 0 AND 23),
+    ADD COLUMN dow_et          smallint CHECK (dow_et BETWEEN 0 AND 6);
