@@ -1,0 +1,232 @@
+"""Collect and backfill: Yahoo bars → validation → quarantine + idempotent upsert into market_data.
+
+Per run: symbols are fetched in batches of ``ingest.batch_size``, at most ``ingest.max_concurrency``
+requests at a time; each request is retried on 429 / timeouts / damaged payloads with exponential
+backoff and full jitter, at most ``ingest.max_attempts`` times. A symbol that still fails — or
+that Yahoo does not know — is one failed ``SymbolResult`` with the reason; the others go on.
+Each batch is written in one transaction (a reader never sees half a batch), with a savepoint per
+symbol so one symbol's write error cannot take its neighbours down. Writes happen on the calling
+thread only, so a run holds one database connection.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import psycopg2
+from psycopg2.extras import Json, execute_values
+
+from mfs.calendar import NY
+from mfs.config import get_config
+from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
+from mfs.ingest.validate import Validated, validate_bars
+from mfs.logs import bind_context, get_logger
+from mfs.runs import RunReport, SymbolResult, recorded_run
+from mfs.sources import yahoo
+from mfs.storage.bulk import Column, upsert
+from mfs.storage.connection import connection
+from mfs.symbols import normalize_symbols
+
+log = get_logger("mfs.ingest")
+MAX_HOURLY_DAYS = 729  # Yahoo serves 1h bars for the last 730 days; a day of margin for the clock
+INTERVALS = ("1h", "1d")
+MARKET_DATA_COLUMNS = [
+    Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
+    Column("open", "float8"), Column("high", "float8"), Column("low", "float8"), Column("close", "float8"),
+    Column("adj_close", "float8"), Column("volume", "int8"), Column("source", "text"),
+]
+MARKET_DATA_KEY = ["symbol", "interval", "ts"]
+RETRYABLE = (RateLimitedError, yahoo.TransientSourceError)
+
+
+def _session_and_source(session, offline: bool):
+    if session is None:
+        if offline:
+            from mfs.sources.fake_yahoo import synthetic_session
+
+            session = synthetic_session()
+        else:
+            session = yahoo.default_session()
+    adapter = getattr(session, "synthetic_yahoo", None)
+    source = adapter.source_name if adapter is not None else "yahoo"
+    asof = adapter.asof if adapter is not None else pd.Timestamp.now(tz="UTC")
+    return session, source, asof
+
+
+def window_start(asof: pd.Timestamp, days: int) -> pd.Timestamp:
+    """New York midnight ``days`` calendar days before ``asof``: whole sessions, in UTC."""
+    day = (asof.tz_convert(NY) - pd.Timedelta(days=days)).tz_localize(None).normalize()
+    return day.tz_localize(NY).tz_convert("UTC")
+
+
+def fetch_with_retry(symbol: str, interval: str, start: pd.Timestamp, session, *,
+                     sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """``yahoo.fetch_history`` with bounded attempts and exponential backoff with full jitter."""
+    cfg = get_config().ingest
+    last: SourceError | None = None
+    for attempt in range(1, cfg.max_attempts + 1):
+        try:
+            return yahoo.fetch_history(symbol, interval, start, session=session, timeout=cfg.request_timeout_s)
+        except RETRYABLE as exc:
+            last = exc
+            if attempt == cfg.max_attempts:
+                break
+            cap = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** (attempt - 1))
+            delay = random.uniform(0, cap)
+            log.warning("retrying after a transient source error", symbol=symbol, attempt=attempt,
+                        delay_s=round(delay, 3), error=str(exc))
+            sleep(delay)
+    assert last is not None
+    raise type(last)(f"{last} — still failing after {cfg.max_attempts} attempts "
+                     f"(exponential backoff from {cfg.backoff_initial_s} s up to {cfg.backoff_max_s} s)") from last
+
+
+def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, session, max_jump: float):
+    """Fetch and validate one symbol; returns (Validated | None, fetched, error, seconds)."""
+    began = time.monotonic()
+    with bind_context(symbol=symbol):
+        try:
+            bars = fetch_with_retry(symbol, interval, start, session)
+        except MfsError as exc:
+            log.error("fetch failed", interval=interval, reason=str(exc))
+            return None, 0, str(exc), time.monotonic() - began
+        return validate_bars(bars, interval, max_jump=max_jump), len(bars), None, time.monotonic() - began
+
+
+def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
+    # Rejected bars are few (usually none): a plain multi-row INSERT, not the COPY path.
+    if not checked.rejected:
+        return
+    execute_values(
+        cur,
+        "INSERT INTO quarantine (source, symbol, interval, ts, raw, reason, run_id) VALUES %s",
+        [(source, symbol, interval, r["ts"].to_pydatetime(), Json(r["raw"]), r["reason"], run_id) for r in checked.rejected],
+    )
+
+
+def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str) -> None:
+    """One transaction for the batch; a savepoint per symbol."""
+    if not results:
+        return
+    with connection() as conn, conn.cursor() as cur:
+        stored = []
+        for result, checked in results:
+            began = time.monotonic()
+            good = checked.good
+            n = len(good)
+            data = {
+                "symbol": np.full(n, result.symbol, dtype=object), "interval": np.full(n, interval, dtype=object),
+                "ts": pd.DatetimeIndex(good["ts"]), "open": good["open"].to_numpy(float),
+                "high": good["high"].to_numpy(float), "low": good["low"].to_numpy(float),
+                "close": good["close"].to_numpy(float), "adj_close": good["adj_close"].to_numpy(float),
+                "volume": good["volume"].to_numpy(np.int64), "source": np.full(n, source, dtype=object),
+            }
+            cur.execute("SAVEPOINT symbol_write")
+            try:
+                counts = upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY)
+                _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
+                cur.execute("RELEASE SAVEPOINT symbol_write")
+            except (psycopg2.Error, MfsError) as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT symbol_write")
+                result.status, result.reason = "failed", f"{result.symbol}: write failed: {str(exc).strip()}"
+                log.error("write failed", symbol=result.symbol, reason=result.reason)
+                continue
+            finally:
+                result.duration_s += time.monotonic() - began
+            result.inserted, result.updated = counts.inserted, counts.updated
+            result.written = counts.inserted + counts.updated
+            stored.append(result.symbol)
+        if stored:
+            upsert(cur, "symbols", [Column("symbol", "text"), Column("active", "bool")],
+                   {"symbol": np.array(stored, dtype=object), "active": np.ones(len(stored), dtype=bool)},
+                   key=["symbol"], touch={})
+
+
+def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, session, source: str,
+            asof: pd.Timestamp) -> None:
+    cfg = get_config().ingest
+    start = window_start(asof, days)
+    stage = f"collect_{interval}"
+    log.info("ingest window", interval=interval, start=start.isoformat(), asof=asof.isoformat(),
+             symbols=len(symbols), source=source)
+    yahoo.clear_request_cache()
+    with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
+        for first in range(0, len(symbols), cfg.batch_size):
+            batch = symbols[first:first + cfg.batch_size]
+            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, session, cfg.max_jump)
+                       for s in batch]
+            to_write = []
+            for symbol, future in zip(batch, futures):
+                checked, fetched, error, seconds = future.result()
+                result = SymbolResult(symbol=symbol, stage=stage, fetched=fetched, duration_s=seconds)
+                report.results.append(result)
+                if checked is None:
+                    result.status, result.reason = "failed", error
+                    continue
+                result.quarantined = len(checked.rejected)
+                result.quarantine_reasons = checked.reasons
+                if checked.rejected:
+                    log.warning("bars quarantined", symbol=symbol, interval=interval, reasons=checked.reasons)
+                to_write.append((result, checked))
+            _write_batch(to_write, interval, source, report.run_id)
+
+
+def _symbols(symbols) -> list[str]:
+    chosen = normalize_symbols(symbols) if symbols else list(get_config().symbols)
+    return list(dict.fromkeys(chosen))
+
+
+def collect(symbols: list[str] | None = None, interval: str = "1h", *, days: int | None = None,
+            offline: bool = False, session=None, run_id: str | None = None,
+            raise_on_failure: bool = True) -> RunReport:
+    """Fetch the last ``days`` (config ``ingest.incremental_days``) of ``interval`` bars for
+    ``symbols`` (config ``symbols``) and upsert them. Flow name "collect"."""
+    cfg = get_config()
+    if interval not in INTERVALS:
+        raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    days = cfg.ingest.incremental_days if days is None else int(days)
+    if days <= 0:
+        raise ValidationError(f"days must be > 0, got {days}")
+    if interval == "1h" and days > MAX_HOURLY_DAYS:
+        raise ValidationError(f"Yahoo serves hourly bars for the last 730 days only; {days} days asked "
+                              f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)")
+    chosen = _symbols(symbols)
+    session, source, asof = _session_and_source(session, offline)
+    params = {"symbols": chosen, "interval": interval, "days": days, "source": source, "asof": asof.isoformat()}
+    with recorded_run("collect", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+                      raise_on_failure=raise_on_failure) as report:
+        _ingest(report, chosen, interval, days, session, source, asof)
+    return report
+
+
+def backfill(symbols=None, *, days: int | None = None, offline=False, session=None, run_id=None,
+             raise_on_failure=True) -> RunReport:
+    """Load ``days`` (config ``ingest.backfill_days``) of history for every configured interval.
+    Hourly history is capped at Yahoo's 730-day limit (with a warning and a note in the report).
+    Flow name "backfill"."""
+    cfg = get_config()
+    days = cfg.ingest.backfill_days if days is None else int(days)
+    if days <= 0:
+        raise ValidationError(f"days must be > 0, got {days}")
+    chosen = _symbols(symbols)
+    session, source, asof = _session_and_source(session, offline)
+    params = {"symbols": chosen, "intervals": list(cfg.intervals), "days": days, "source": source,
+              "asof": asof.isoformat()}
+    with recorded_run("backfill", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+                      raise_on_failure=raise_on_failure) as report:
+        for interval in cfg.intervals:
+            span = days
+            if interval == "1h" and days > MAX_HOURLY_DAYS:
+                span = MAX_HOURLY_DAYS
+                note = (f"hourly history limited to the last {MAX_HOURLY_DAYS} days by Yahoo "
+                        f"(730-day limit); {days} days asked, daily bars cover all of them")
+                log.warning(note)
+                report.extra.setdefault("notes", []).append(note)
+            _ingest(report, chosen, interval, span, session, source, asof)
+    return report

@@ -1,0 +1,335 @@
+"""The offline Yahoo: a ``requests`` transport adapter answering yfinance's own URLs.
+
+Mounted on a ``requests.Session`` handed to yfinance (``synthetic_session()``), it lets the real
+yfinance code — cookie, crumb, chart request, JSON parsing, timezone handling, its own retry —
+run against the synthetic market (``mfs.sources.synthetic``) with no network. It answers:
+
+- ``https://fc.yahoo.com`` (cookie; we set none, so yfinance's persistent cookie cache is never
+  polluted with a fake cookie that it would later send to the real Yahoo),
+- ``/v1/test/getcrumb`` (a crumb), ``guce.yahoo.com`` consent pages (no form, like a region
+  without consent walls),
+- ``/v8/finance/chart/{SYMBOL}`` with ``period1``/``period2`` or ``range`` and ``interval``
+  (``1h``/``60m``/``1d``): Yahoo-shaped chart JSON (``meta`` with ``exchangeTimezoneName``,
+  ``validRanges``, ``tradingPeriods``; ``timestamp``; ``indicators.quote``; ``adjclose`` for
+  daily bars only, as Yahoo does). Daily timestamps are the session's open, as Yahoo sends them.
+- Yahoo's own refusals: an unknown symbol gets HTTP 404 ``No data found, symbol may be
+  delisted``; a 1h request older than 730 days gets HTTP 422; anything else 404.
+
+Known symbols: ``DEFAULT_UNIVERSE`` (real US tickers), the configured ``symbols`` and every
+symbol named in ``faults`` (except those whose fault is ``delisted``).
+
+Fault injection — ``faults`` maps a symbol to one fault or a list of faults (strings):
+
+============================ ==============================================================
+``rate_limit``               every chart request for the symbol answers HTTP 429
+``rate_limit:N``             the first N chart requests answer 429, later ones succeed
+``timeout`` / ``timeout:N``  chart requests raise ``requests.ReadTimeout`` (always / N times)
+``malformed``                HTTP 200 whose body is not JSON
+``truncated``                HTTP 200 whose JSON body is cut in half
+``empty``                    HTTP 200, a result without bars (Yahoo: no data in the range)
+``delisted``                 HTTP 404 like an unknown symbol
+``bad_bars``                 the bars carry one of each defect of ``BAD_BAR_KINDS``
+``bad_bars:k1,k2``           only the named defects
+============================ ==============================================================
+
+Counted faults count HTTP requests for that symbol's chart (yfinance retries a failed request
+once itself, so one yfinance call can consume two). ``SyntheticYahoo.requests`` logs every
+request path for tests that want to count attempts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+import requests
+from requests.adapters import BaseAdapter
+
+from mfs.calendar import NY, nyse
+from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
+
+# Real US tickers the offline Yahoo knows besides the configured ones (large caps and ETFs).
+DEFAULT_UNIVERSE = tuple("""
+AAPL MSFT NVDA AMZN GOOGL GOOG META BRK-B JPM XOM JNJ V MA UNH HD PG COST ABBV LLY AVGO MRK
+PEP KO WMT BAC CVX ORCL CRM ADBE NFLX AMD INTC CSCO QCOM TXN IBM ACN TMO ABT DHR MCD NKE DIS
+VZ T CMCSA PFE BMY AMGN GILD MDT HON UNP UPS CAT DE GE BA LMT RTX MMM GS MS C WFC SCHW AXP
+BLK SPGI PYPL INTU NOW AMAT MU ADI LRCX KLAC SBUX LOW TGT BKNG ISRG SYK ZTS CVS CI ELV MO PM
+CL KMB GIS NEE DUK SO D AMT PLD CCI SPY QQQ IWM DIA TSLA F GM UBER ABNB SNOW PLTR SHOP
+""".split())
+
+BAD_BAR_KINDS = ("nan", "negative", "high_below_low", "negative_volume", "off_session", "jump")
+VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
+_RANGE_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731,
+               "5y": 1827, "10y": 3653, "ytd": 366, "max": 9000}
+_NOT_FOUND = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
+# Bars of a provider: (symbol, interval, start, end, asof) -> frame like synthetic_bars, or None
+# when the provider does not know the symbol.
+Provider = Callable[[str, str, pd.Timestamp, pd.Timestamp, pd.Timestamp], "pd.DataFrame | None"]
+
+
+def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, dict[str, int | tuple]]:
+    """Validate a fault spec; returns {symbol: {kind: count or -1 (always) or bad-bar kinds}}."""
+    parsed: dict[str, dict] = {}
+    for symbol, spec in (faults or {}).items():
+        items = [spec] if isinstance(spec, str) else list(spec)
+        out: dict[str, int | tuple] = {}
+        for item in items:
+            kind, _, arg = item.partition(":")
+            if kind in ("rate_limit", "timeout"):
+                out[kind] = int(arg) if arg else -1
+            elif kind in ("malformed", "truncated", "empty", "delisted"):
+                out[kind] = -1
+            elif kind == "bad_bars":
+                kinds = tuple(arg.split(",")) if arg else BAD_BAR_KINDS
+                unknown = set(kinds) - set(BAD_BAR_KINDS)
+                if unknown:
+                    raise ValueError(f"fault {item!r} for {symbol}: unknown bad-bar kinds {sorted(unknown)}")
+                out[kind] = kinds
+            else:
+                raise ValueError(f"fault {item!r} for {symbol}: unknown fault (see mfs.sources.fake_yahoo)")
+        parsed[symbol.upper()] = out
+    return parsed
+
+
+def _response(request: requests.PreparedRequest, status: int, body: bytes | str,
+              content_type: str = "application/json;charset=utf-8") -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = body.encode() if isinstance(body, str) else body
+    resp.headers["Content-Type"] = content_type
+    resp.url = request.url
+    resp.request = request
+    resp.encoding = "utf-8"
+    resp.reason = {200: "OK", 404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests"}.get(status, "")
+    return resp
+
+
+def _error_body(error: dict) -> str:
+    return json.dumps({"chart": {"result": None, "error": error}})
+
+
+def _periods(days: pd.DatetimeIndex, gmtoffsets: np.ndarray) -> list[list[dict]]:
+    cal = nyse()
+    out = []
+    for day, off in zip(days, gmtoffsets):
+        open_, close = cal.session_open(day), cal.session_close(day)
+        out.append([{"timezone": "EDT" if off == -14400 else "EST", "gmtoffset": int(off),
+                     "start": int(open_.timestamp()), "end": int(close.timestamp())}])
+    return out
+
+
+class SyntheticYahoo(BaseAdapter):
+    """Answers yfinance's Yahoo URLs from ``provider`` (the synthetic market by default)."""
+
+    def __init__(self, asof=None, faults=None, provider: Provider | None = None,
+                 universe: Iterable[str] | None = None, source_name: str = "synthetic"):
+        super().__init__()
+        self.source_name = source_name  # what market_data.source says for bars served here
+        self._asof = _utc(asof) if asof is not None else None
+        self.faults = parse_faults(faults)
+        self.provider = provider or _synthetic_provider
+        self.universe = set(universe) if universe is not None else _default_universe()
+        self.universe |= {s for s, f in self.faults.items() if "delisted" not in f}
+        self.requests: list[str] = []
+        self.chart_requests: Counter = Counter()
+        self._lock = threading.Lock()
+        self._served: dict[str, int] = defaultdict(int)
+
+    @property
+    def asof(self) -> pd.Timestamp:
+        return self._asof if self._asof is not None else default_asof()
+
+    def close(self) -> None:  # BaseAdapter API
+        pass
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        url = urlsplit(request.url)
+        with self._lock:
+            self.requests.append(f"{url.hostname}{url.path}")
+        if url.hostname == "fc.yahoo.com":
+            return _response(request, 200, "", "text/html")
+        if url.path.endswith("/v1/test/getcrumb"):
+            return _response(request, 200, "synthetic-crumb", "text/plain")
+        if url.hostname and url.hostname.endswith(("guce.yahoo.com", "consent.yahoo.com")):
+            return _response(request, 200, "<html><body>no consent needed</body></html>", "text/html")
+        if url.path.startswith("/v8/finance/chart/"):
+            symbol = unquote(url.path.rsplit("/", 1)[1]).upper()
+            params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            return self._chart(request, symbol, params)
+        return _response(request, 404, json.dumps({"finance": {"result": None, "error": {
+            "code": "Not Found", "description": f"HTTP 404 Not Found: {url.path}"}}}))
+
+    # -- chart ---------------------------------------------------------------------------------
+    def _take(self, symbol: str, kind: str) -> bool:
+        """Whether fault ``kind`` fires for this request (consuming one of N when counted)."""
+        spec = self.faults.get(symbol, {})
+        if kind not in spec:
+            return False
+        remaining = spec[kind]
+        if remaining == -1:
+            return True
+        with self._lock:
+            if remaining > 0:
+                spec[kind] = remaining - 1
+                return True
+        return False
+
+    def _chart(self, request, symbol: str, params: dict[str, str]):
+        with self._lock:
+            self.chart_requests[symbol] += 1
+        if self._take(symbol, "timeout"):
+            raise requests.exceptions.ReadTimeout(f"synthetic timeout for {symbol}")
+        if self._take(symbol, "rate_limit"):
+            return _response(request, 429, "Too Many Requests\r\n", "text/plain")
+        if symbol not in self.universe or self._take(symbol, "delisted"):
+            return _response(request, 404, _error_body(_NOT_FOUND))
+        if self._take(symbol, "malformed"):
+            return _response(request, 200, '{"chart": {"result": [{"meta": }]}}')
+        interval = params.get("interval", "1d")
+        if interval == "60m":
+            interval = "1h"
+        if interval not in ("1h", "1d"):
+            return _response(request, 422, _error_body({"code": "Unprocessable Entity",
+                                                        "description": f"Invalid input - interval={interval} is not supported by the offline Yahoo"}))
+        asof = self.asof
+        if "period1" in params:
+            start = pd.Timestamp(int(params["period1"]), unit="s", tz="UTC")
+            end = pd.Timestamp(int(params.get("period2", int(asof.timestamp()) + 1)), unit="s", tz="UTC")
+        else:
+            rng = params.get("range", "1mo")
+            end = asof + pd.Timedelta(seconds=1)
+            start = end - pd.Timedelta(days=_RANGE_DAYS.get(rng, 31))
+        if interval == "1h" and start < asof - pd.Timedelta(days=730):
+            return _response(request, 422, _error_body({"code": "Unprocessable Entity", "description": (
+                f"1h data not available for startTime={int(start.timestamp())} and endTime={int(end.timestamp())}. "
+                "The requested range must be within the last 730 days.")}))
+        empty = self._take(symbol, "empty")
+        bars = None if empty else self.provider(symbol, interval, start, min(end, asof + pd.Timedelta(seconds=1)), asof)
+        if bars is None and not empty:
+            return _response(request, 404, _error_body(_NOT_FOUND))
+        bad = self.faults.get(symbol, {}).get("bad_bars")
+        if bars is not None and bad:
+            bars = corrupt(bars, interval, bad)
+        body = json.dumps(self._chart_json(symbol, interval, bars, asof, params))
+        if self._take(symbol, "truncated"):
+            body = body[: len(body) // 2]
+        return _response(request, 200, body)
+
+    def _chart_json(self, symbol: str, interval: str, bars: pd.DataFrame | None, asof, params) -> dict:
+        cal = nyse()
+        meta: dict = {
+            "currency": "USD", "symbol": symbol, "exchangeName": "NYQ", "fullExchangeName": "NYSE",
+            "instrumentType": "EQUITY", "firstTradeDate": 946909800, "regularMarketTime": int(asof.timestamp()),
+            "hasPrePostMarketData": True, "gmtoffset": int(asof.tz_convert(NY).utcoffset().total_seconds()),
+            "timezone": asof.tz_convert(NY).tzname(), "exchangeTimezoneName": NY, "priceHint": 2,
+            "dataGranularity": "1h" if interval == "1h" else "1d",
+            "range": params.get("range", ""), "validRanges": VALID_RANGES,
+        }
+        result: dict = {"meta": meta}
+        if bars is None or bars.empty:
+            result["indicators"] = {"quote": [{}], **({"adjclose": [{}]} if interval == "1d" else {})}
+            return {"chart": {"result": [result], "error": None}}
+        last = bars.iloc[-1]
+        meta["regularMarketPrice"] = float(last["close"]) if np.isfinite(last["close"]) else None
+        ts = pd.DatetimeIndex(bars["ts"])
+        if interval == "1d":
+            # Yahoo stamps a daily bar with the session's open; yfinance turns it back into a date.
+            stamps = []
+            for label in ts:
+                day = label.tz_convert(NY).tz_localize(None).normalize()
+                stamps.append(cal.session_open(day) if cal.is_session(day) else label)
+            stamps = pd.DatetimeIndex(stamps)
+        else:
+            stamps = ts
+            days = pd.DatetimeIndex([d for d in sessions_of(ts) if cal.is_session(d)])
+            offsets = np.array([int(pd.Timestamp(d).tz_localize(NY).utcoffset().total_seconds()) for d in days])
+            meta["tradingPeriods"] = _periods(days, offsets)
+        def col(name):
+            return [None if not np.isfinite(v) else float(v) for v in bars[name].to_numpy(dtype=float)]
+        result["timestamp"] = [int(s.timestamp()) for s in stamps]
+        result["indicators"] = {"quote": [{
+            "open": col("open"), "high": col("high"), "low": col("low"), "close": col("close"),
+            "volume": [None if not np.isfinite(v) else int(v) for v in bars["volume"].to_numpy(dtype=float)],
+        }]}
+        if interval == "1d":
+            result["indicators"]["adjclose"] = [{"adjclose": col("adj_close")}]
+        return {"chart": {"result": [result], "error": None}}
+
+
+def sessions_of(ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The distinct New York session dates of some UTC timestamps (naive dates)."""
+    return pd.DatetimeIndex(sorted(set(ts.tz_convert(NY).tz_localize(None).normalize())))
+
+
+def corrupt(bars: pd.DataFrame, interval: str, kinds: Iterable[str]) -> pd.DataFrame:
+    """Give the bars one defect of each kind, at fixed positions from the end (so tests can count).
+
+    ``off_session`` adds a bar on the Saturday after the first bar (the real yfinance keeps it:
+    it only drops bars outside a *listed* trading period).
+    """
+    bars = bars.copy().reset_index(drop=True)
+    kinds = list(kinds)
+    positions = {kind: len(bars) - 2 - 2 * i for i, kind in enumerate(k for k in kinds if k != "off_session")}
+    if min(positions.values(), default=1) < 1:
+        return bars  # too short to corrupt (e.g. yfinance's 1-day timezone probe): serve as is
+    for kind, pos in positions.items():
+        if kind == "nan":
+            bars.loc[pos, "close"] = np.nan
+        elif kind == "negative":
+            bars.loc[pos, "low"] = -abs(bars.loc[pos, "low"])
+        elif kind == "high_below_low":
+            bars.loc[pos, "high"] = bars.loc[pos, "low"] * 0.99
+        elif kind == "negative_volume":
+            bars.loc[pos, "volume"] = -100
+        elif kind == "jump":
+            for c in ("open", "high", "low", "close", "adj_close"):
+                bars.loc[pos, c] = bars.loc[pos, c] * 10
+    if "off_session" in kinds:
+        first = pd.Timestamp(bars.loc[0, "ts"])
+        saturday = first + pd.Timedelta(days=(5 - first.tz_convert(NY).dayofweek) % 7 or 7)
+        extra = bars.iloc[[0]].assign(ts=saturday)
+        bars = pd.concat([bars, extra]).sort_values("ts", kind="stable").reset_index(drop=True)
+    return bars
+
+
+def _default_universe() -> set[str]:
+    from mfs.config import get_config
+
+    return set(DEFAULT_UNIVERSE) | set(get_config().symbols)
+
+
+def _synthetic_provider(symbol, interval, start, end, asof):
+    return synthetic_bars(symbol, interval, start, end, asof)
+
+
+def _mount(adapter: SyntheticYahoo) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.synthetic_yahoo = adapter  # type: ignore[attr-defined]  # tests read its request log
+    return session
+
+
+def synthetic_session(asof=None, faults=None) -> requests.Session:
+    """A ``requests.Session`` whose Yahoo is the synthetic market as of ``asof``.
+
+    ``asof`` defaults to MFS_SYNTHETIC_ASOF or now (read at every request, so a long-lived
+    session follows the clock); ``faults`` as documented in this module.
+    """
+    return _mount(SyntheticYahoo(asof=asof, faults=faults))
+
+
+def recorded_session(asof=None, faults=None) -> requests.Session:
+    """The offline Yahoo serving real recorded daily bars (bokeh_sampledata: AAPL, GOOG, IBM,
+    MSFT, 2000-01-03 … 2013-03-01, public domain) instead of synthetic ones. Hourly requests
+    get an empty result; other symbols are unknown. ``asof`` defaults to 2013-03-01 21:00 UTC."""
+    from mfs.sources.recorded import RECORDED_SYMBOLS, recorded_provider
+
+    adapter = SyntheticYahoo(asof=asof if asof is not None else "2013-03-01 21:00Z", faults=faults,
+                             provider=recorded_provider, universe=RECORDED_SYMBOLS, source_name="recorded")
+    return _mount(adapter)

@@ -1,0 +1,135 @@
+"""Bars from Yahoo Finance through the real yfinance code (1.7.x).
+
+One symbol per request with ``Ticker.history`` and ``yf.config.debug.hide_exceptions = False``:
+``yf.download`` never raises for a bad symbol (it logs "possibly delisted" and returns NaN
+columns, mission.md §5), and we must report each symbol's own failure with Yahoo's reason.
+``auto_adjust=False`` keeps both the traded close and Yahoo's adjusted close.
+
+Errors are classified for the retry loop in ``mfs.ingest.pipeline``: RateLimitedError and
+TransientSourceError are retried with backoff; SymbolNotFoundError and other SourceErrors are
+final. Timestamps leave this module in UTC: hourly bars labelled by their start, daily bars by
+``mfs.calendar.daily_bar_label`` (the session date's New York midnight).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import numpy as np
+import pandas as pd
+import requests
+import yfinance as yf
+from yfinance.data import YfData
+from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTickerMissingError
+
+from mfs.errors import RateLimitedError, SourceError, SymbolNotFoundError
+
+CHART_URL = "https://query2.finance.yahoo.com/v8/finance/chart/{symbol}"
+BAR_COLUMNS = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
+_config_lock = threading.Lock()
+
+
+class TransientSourceError(SourceError):
+    """A timeout, connection error or damaged payload: worth another attempt."""
+
+
+def configure_yfinance() -> None:
+    """Make yfinance raise typed errors instead of logging them and returning empty frames."""
+    with _config_lock:
+        yf.config.debug.hide_exceptions = False
+
+
+def default_session():
+    """A fresh session of yfinance's own kind (curl_cffi). Passed explicitly on every call:
+    yfinance keeps one process-wide client that otherwise keeps the last session it was given
+    (which could be an offline one)."""
+    from yfinance._http import new_session
+
+    return new_session()
+
+
+def clear_request_cache() -> None:
+    """Drop yfinance's in-memory response cache (an LRU keyed by URL and params), so a new run
+    never reuses an earlier run's answer for the same window."""
+    YfData.cache_get.cache_clear()
+
+
+def _frame(history: pd.DataFrame, interval: str) -> pd.DataFrame:
+    if history.empty:
+        return pd.DataFrame({c: [] for c in BAR_COLUMNS}).astype({"volume": np.int64})
+    index = pd.DatetimeIndex(history.index)
+    if index.tz is None:  # defensive: yfinance gives exchange-local aware timestamps
+        index = index.tz_localize("America/New_York")
+    ts = index.tz_convert("UTC")
+    # Yahoo sends no adjusted close for intraday bars; yfinance copies the close into
+    # "Adj Close" then. Storing that copy would pass an unadjusted price off as adjusted.
+    adj = history["Adj Close"].to_numpy(dtype=float) if interval == "1d" else np.full(len(history), np.nan)
+    return pd.DataFrame({
+        "ts": ts, "open": history["Open"].to_numpy(dtype=float), "high": history["High"].to_numpy(dtype=float),
+        "low": history["Low"].to_numpy(dtype=float), "close": history["Close"].to_numpy(dtype=float),
+        "adj_close": adj, "volume": history["Volume"].to_numpy(),
+    }).reset_index(drop=True)
+
+
+def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None:
+    """Yahoo's own explanation for a symbol without data (``chart.error.description``).
+
+    yfinance loses it when the symbol fails at its timezone lookup (it then reports
+    "possibly delisted; no timezone found"), so ask the chart endpoint once more, through
+    yfinance's own HTTP client (same cookie/crumb handling, same session).
+    """
+    try:
+        resp = YfData(session=session).get(CHART_URL.format(symbol=symbol), params={"range": "5d", "interval": "1d"}, timeout=timeout)
+        error = (resp.json().get("chart") or {}).get("error") or {}
+    except Exception:  # the probe only improves a message; the original error still stands
+        return None
+    description = error.get("description")
+    return f"{description} (HTTP {resp.status_code})" if description else None
+
+
+def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=None,
+                  timeout: float = 30.0) -> pd.DataFrame:
+    """One attempt: bars of ``symbol`` from ``start`` to now (the partial current bar included).
+
+    Returns columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
+    SymbolNotFoundError (with Yahoo's reason) or SourceError.
+    """
+    if interval not in ("1h", "1d"):
+        raise SourceError(f"{symbol}: interval must be 1h or 1d, got {interval!r}")
+    configure_yfinance()
+    try:
+        ticker = yf.Ticker(symbol, session=session)
+        history = ticker.history(start=pd.Timestamp(start).to_pydatetime(), interval=interval,
+                                 auto_adjust=False, actions=False, repair=False, prepost=False,
+                                 timeout=timeout)
+    except YFRateLimitError as exc:
+        raise RateLimitedError(f"{symbol}: Yahoo rate limit (HTTP 429): {exc}") from exc
+    except (requests.exceptions.Timeout, requests.exceptions.ConnectionError, TimeoutError) as exc:
+        raise TransientSourceError(f"{symbol}: request failed: {type(exc).__name__}: {exc}") from exc
+    except (json.JSONDecodeError, requests.exceptions.JSONDecodeError) as exc:
+        raise TransientSourceError(f"{symbol}: Yahoo sent a malformed response (not JSON: {exc})") from exc
+    except YFPricesMissingError as exc:
+        raise SymbolNotFoundError(f"{symbol}: {_explain(symbol, exc, session)}") from exc
+    except YFTickerMissingError as exc:
+        raise SymbolNotFoundError(f"{symbol}: {_explain(symbol, exc, session)}") from exc
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status == 429:
+            raise RateLimitedError(f"{symbol}: Yahoo rate limit (HTTP 429)") from exc
+        if status is not None and status >= 500:
+            raise TransientSourceError(f"{symbol}: Yahoo HTTP {status}") from exc
+        if status == 404:
+            raise SymbolNotFoundError(f"{symbol}: {_explain(symbol, exc, session)}") from exc
+        raise SourceError(f"{symbol}: Yahoo HTTP {status}: {exc}") from exc
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        # yfinance indexing into a payload that lacks what a chart answer must have
+        raise TransientSourceError(f"{symbol}: Yahoo sent an unexpected payload ({type(exc).__name__}: {exc})") from exc
+    return _frame(history, interval)
+
+
+def _explain(symbol: str, exc: Exception, session) -> str:
+    reason = yahoo_reason(symbol, session)
+    text = re.sub(r"\?\S*", "", str(exc))  # drop query strings (crumbs) from yfinance's URL
+    return f"Yahoo: {reason}" if reason else f"yfinance: {text}"
