@@ -1,0 +1,34 @@
+"""`collect` — recent Yahoo bars for the configured symbols (deployment `yahoo-hourly`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import nullcontext
+
+from prefect import flow
+from prefect.states import State
+
+from flows.common import fetch_bars, judged
+from mfs.config import get_config
+from mfs.orchestration.locks import run_lock
+from mfs.orchestration.runtime import (fetch_retry_options, flow_timeout, market_closed_state,
+                                       offline_requested, run_shards)
+
+
+@flow(name="collect", timeout_seconds=flow_timeout("collect"))
+def collect(symbols: list[str] | None = None, interval: str = "1h", days: int | None = None,
+            offline: bool = False, shards: int = 1, market_hours_only: bool = True,
+            asof: dt.datetime | None = None, shard_of: str | None = None) -> dict | State:
+    """symbols: default from config; days: default ingest.incremental_days; offline: synthetic
+    Yahoo; shards: split into N runs of this deployment for the work pool; market_hours_only:
+    end "Market closed" outside NYSE sessions (asof: judge this time instead of the schedule's)."""
+    if market_hours_only and (closed := market_closed_state(asof)):
+        return closed
+    wait_s = get_config().orchestration.lock_wait_s
+    offline = offline_requested(offline)
+    if shards > 1:
+        with run_lock("collect", wait_s):
+            return run_shards({"symbols": symbols, "interval": interval, "days": days, "offline": offline}, shards)
+    fetch = fetch_bars.with_options(**fetch_retry_options())
+    with nullcontext() if shard_of else run_lock("collect", wait_s):  # the parent holds it for shards
+        return judged("collect", lambda run_id: fetch(symbols, interval, days, offline, run_id))

@@ -1,0 +1,54 @@
+"""Tasks and run bookkeeping shared by the flows. Orchestration only: every step calls src/mfs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import task
+
+from mfs.config import get_config
+from mfs.orchestration.artifacts import publish
+from mfs.orchestration.runtime import current_run_id
+from mfs.runs import RunReport
+
+
+@task(name="fetch-yahoo-bars")
+def fetch_bars(symbols: list[str] | None, interval: str, days: int | None, offline: bool,
+               run_id: str | None, backfill: bool = False) -> RunReport:
+    """Yahoo → validated bars → market_data. Retries (exponential backoff + jitter) are set by
+    the caller from config with ``fetch_retry_options()``; failed symbols are in the report."""
+    from mfs import ingest
+
+    if backfill:
+        return ingest.backfill(symbols, days=days, offline=offline, run_id=run_id, raise_on_failure=False)
+    return ingest.collect(symbols, interval, days=days, offline=offline, run_id=run_id, raise_on_failure=False)
+
+
+@task(name="compute-features")
+def compute_features(symbols: list[str] | None, interval: str, full: bool, run_id: str | None) -> RunReport:
+    from mfs import features
+
+    return features.compute(symbols, interval, full=full, run_id=run_id, raise_on_failure=False)
+
+
+@task(name="refresh-aggregates")
+def refresh_aggregates() -> dict:
+    from mfs import aggregates
+
+    return aggregates.refresh()
+
+
+def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
+    """Run one stage with this flow run's id, publish its artifacts, then be honest: failed
+    symbols beyond runs.failed_symbol_tolerance raise (the run ends Failed, artifact listing them)."""
+    tolerance = get_config().runs.failed_symbol_tolerance
+    try:
+        report = stage(current_run_id())
+    except Exception as exc:
+        publish(flow, [], "failed", error=f"{type(exc).__name__}: {exc}", tolerance=tolerance)
+        raise
+    failed = len(report.failed)
+    outcome = ("failed" if failed > tolerance else "completed") + (f" with {failed} failed symbol(s)" if failed else "")
+    publish(flow, [report], outcome, tolerance=tolerance)
+    report.raise_if_failed(tolerance)
+    return report.counts()

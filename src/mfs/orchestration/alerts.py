@@ -1,0 +1,97 @@
+"""Alerts: Prefect automations that POST to the webhook in MFS_ALERT_WEBHOOK_URL when a flow run
+ends Failed, Crashed or TimedOut, and when a run is still running after runs.slow_factor × its
+expected runtime (runs.expected_runtime_s). Without a URL: say so in the logs, create nothing.
+
+Idempotent: our automations (names starting ``mfs-alert``) are replaced on every setup. The URL
+is stored in a Prefect Webhook block (a secret field), never in the repository.
+Run against a server: ``PREFECT_API_URL=… python -m mfs.orchestration.alerts``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+
+from mfs.config import get_config
+from mfs.logs import get_logger
+
+log = get_logger("mfs.orchestration.alerts")
+PREFIX = "mfs-alert"
+BLOCK_NAME = "mfs-alerts"
+FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
+# Everything that ends a Running state; "Market closed" is our named Completed state.
+FINAL_EVENTS = FAILURE_EVENTS | {"prefect.flow-run.Completed", "prefect.flow-run.Cancelled",
+                                 "prefect.flow-run.Market closed"}
+# runs.expected_runtime_s keys → Prefect flow names
+FLOW_NAMES = {"collect": "collect", "features": "features", "full_backfill": "full-backfill"}
+PAYLOAD = ('{"text": "mfs alert: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}", '
+           '"flow": "{{ flow.name }}", "flow_run_id": "{{ flow_run.id }}", '
+           '"state": "{{ flow_run.state.name }}", "reason": "%s"}')
+
+
+def webhook_url() -> str | None:
+    return os.environ.get("MFS_ALERT_WEBHOOK_URL", "").strip() or None
+
+
+def desired_automations(block_id) -> list:
+    """The automations we want: one for failures, one per flow for slow runs."""
+    from prefect.automations import AutomationCore
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    runs = get_config().runs
+    automations = [AutomationCore(
+        name=f"{PREFIX}-failed-runs",
+        description="POST to MFS_ALERT_WEBHOOK_URL when a flow run fails, crashes or times out",
+        trigger=EventTrigger(expect=FAILURE_EVENTS, match={"prefect.resource.id": "prefect.flow-run.*"},
+                             posture=Posture.Reactive, threshold=1, within=dt.timedelta(0)),
+        actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
+    )]
+    for key, seconds in sorted(runs.expected_runtime_s.items()):
+        limit = seconds * runs.slow_factor
+        automations.append(AutomationCore(
+            name=f"{PREFIX}-slow-{FLOW_NAMES.get(key, key)}",
+            description=f"POST when a {key} run is still running after {limit:.0f} s "
+                        f"({runs.slow_factor} × expected {seconds:.0f} s)",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.Running"}, expect=FINAL_EVENTS,
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES.get(key, key)},
+                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                within=dt.timedelta(seconds=limit),
+            ),
+            actions=[CallWebhook(block_document_id=block_id,
+                                 payload=PAYLOAD % f"running longer than {limit:.0f} s")],
+        ))
+    return automations
+
+
+def setup_alerts() -> list[str]:
+    """Create (or replace) the alert automations on the server in PREFECT_API_URL; returns
+    their names — none when MFS_ALERT_WEBHOOK_URL is unset."""
+    from prefect.blocks.webhook import Webhook
+    from prefect.client.orchestration import get_client
+
+    url = webhook_url()
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            if automation.name.startswith(PREFIX):
+                client.delete_automation(automation.id)
+        if url is None:
+            log.warning("MFS_ALERT_WEBHOOK_URL is not set: no alert automations created")
+            return []
+        block_id = Webhook(method="POST", url=url, headers={"Content-Type": "application/json"},
+                           allow_private_urls=True).save(BLOCK_NAME, overwrite=True)
+        names = []
+        for automation in desired_automations(block_id):
+            client.create_automation(automation)
+            names.append(automation.name)
+    log.info("alert automations created", automations=names)
+    return names
+
+
+if __name__ == "__main__":
+    created = setup_alerts()
+    print(f"alert automations: {', '.join(created) if created else 'none (MFS_ALERT_WEBHOOK_URL is not set)'}")
+    sys.exit(0)

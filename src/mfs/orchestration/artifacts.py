@@ -1,0 +1,80 @@
+"""What a run shows in the Prefect UI: a per-symbol table artifact and a short markdown summary.
+
+Published before a run raises on failed symbols (``recorded_run(raise_on_failure=False)``), so a
+red run still tells which symbols failed and why without opening the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mfs.runs import RunReport
+
+TABLE_COLUMNS = ("symbol", "stage", "status", "bars fetched", "bars inserted", "bars updated",
+                 "bars quarantined", "feature rows", "duration s", "reason")
+
+
+def artifact_key(flow: str, kind: str) -> str:
+    """Prefect keys allow lowercase letters, digits and dashes only."""
+    return f"{flow}-{kind}".replace("_", "-").lower()
+
+
+def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
+    rows = []
+    for report in reports:
+        for r in report.results:
+            is_features = r.stage.startswith("features")
+            rows.append({
+                "symbol": r.symbol, "stage": r.stage, "status": r.status,
+                "bars fetched": 0 if is_features else r.fetched,
+                "bars inserted": 0 if is_features else r.inserted,
+                "bars updated": 0 if is_features else r.updated,
+                "bars quarantined": r.quarantined,
+                "feature rows": r.written if is_features else 0,
+                "duration s": round(r.duration_s, 3),
+                "reason": r.reason or "",
+            })
+    return rows
+
+
+def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
+                     tolerance: int = 0) -> str:
+    failed = [r for report in reports for r in report.failed]
+    lines = [f"# {flow}: {outcome}", ""]
+    for report in reports:
+        c = report.counts()
+        lines.append(
+            f"- **{report.flow}** (run `{report.run_id}`): {c.get('symbols_ok', 0)} ok, "
+            f"{c.get('symbols_failed', 0)} failed, {c.get('symbols_skipped', 0)} skipped; "
+            f"fetched {c.get('fetched', 0)}, inserted {c.get('inserted', 0)}, updated {c.get('updated', 0)}, "
+            f"quarantined {c.get('quarantined', 0)}, written {c.get('written', 0)}"
+        )
+    if failed:
+        lines += ["", f"**{len(failed)} failed symbol(s)** (tolerance {tolerance}):", ""]
+        lines += [f"- `{r.symbol}` ({r.stage}): {r.reason}" for r in failed[:50]]
+    if error:
+        lines += ["", f"**Error:** {error}"]
+    return "\n".join(lines) + "\n"
+
+
+def publish(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
+            tolerance: int = 0) -> None:
+    """Create the run's table artifact (when there are symbol results) and markdown summary."""
+    rows = symbol_rows(reports)
+    if rows:
+        create_table_artifact(table=rows, key=artifact_key(flow, "symbols"),
+                              description=f"{flow}: per-symbol results")
+    create_markdown_artifact(markdown=summary_markdown(flow, reports, outcome, error, tolerance),
+                             key=artifact_key(flow, "summary"), description=f"{flow}: run summary")
+
+
+def publish_shards(flow: str, shards: list[dict[str, Any]], outcome: str) -> None:
+    """The parent of a sharded run lists its shard runs (each shard publishes its own table)."""
+    create_table_artifact(table=shards, key=artifact_key(flow, "shards"), description=f"{flow}: shard runs")
+    lines = [f"# {flow}: {outcome}", ""] + [
+        f"- shard {s['shard']}: `{s['flow run']}` {s['state']} ({s['symbols']})" for s in shards
+    ]
+    create_markdown_artifact(markdown="\n".join(lines) + "\n", key=artifact_key(flow, "summary"),
+                             description=f"{flow}: run summary")

@@ -1,0 +1,65 @@
+"""Register the deployments of prefect.yaml on a Prefect server: the process work pool,
+``prefect --no-prompt deploy --all``, then the alert automations. Schedules live only in
+prefect.yaml; nothing here adds or changes one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from mfs import paths
+from mfs.config import get_config
+from mfs.errors import ConfigError
+from mfs.logs import get_logger
+from mfs.orchestration.stack import PrefectStack, StackError
+
+log = get_logger("mfs.orchestration.deploy")
+DEPLOYMENTS = {"yahoo-hourly": "collect", "features-hourly": "features", "full-backfill": "full-backfill"}
+
+
+def read_prefect_yaml() -> dict[str, Any]:
+    return yaml.safe_load((paths.project_root() / "prefect.yaml").read_text())
+
+
+def work_pool_name() -> str:
+    """The pool of prefect.yaml, which must be the one the config's workers poll."""
+    pools = {d["work_pool"]["name"] for d in read_prefect_yaml()["deployments"]}
+    configured = get_config().orchestration.work_pool
+    if pools != {configured}:
+        raise ConfigError(f"prefect.yaml deploys to work pool(s) {sorted(pools)} but orchestration.work_pool "
+                          f"is {configured!r}: make them the same")
+    return configured
+
+
+def deploy(stack: PrefectStack) -> dict[str, Any]:
+    started = time.monotonic()
+    pool = work_pool_name()
+    created_pool = False
+    if stack.prefect("work-pool", "inspect", pool, check=False).returncode != 0:
+        stack.prefect("work-pool", "create", pool, "--type", "process")
+        created_pool = True
+    stack.prefect("--no-prompt", "deploy", "--all")
+    alerts = subprocess.run([sys.executable, "-m", "mfs.orchestration.alerts"], env=stack.env(),
+                            cwd=paths.project_root(), capture_output=True, text=True, timeout=120, check=False)
+    if alerts.returncode != 0:
+        raise StackError(f"alert setup failed:\n{(alerts.stdout + alerts.stderr)[-2000:]}")
+    log.info("deployed", pool=pool, deployments=list(DEPLOYMENTS), seconds=round(time.monotonic() - started, 1))
+    return {"work_pool": pool, "created_pool": created_pool, "deployments": list(DEPLOYMENTS),
+            "alerts": alerts.stdout.strip().splitlines()[-1:] or [""]}
+
+
+def run_full_backfill(stack: PrefectStack, offline: bool, days: int | None = None,
+                      timeout_s: float = 3600) -> subprocess.CompletedProcess:
+    """Trigger full-backfill and watch it: `prefect deployment run --watch` exits 0 on
+    Completed and 1 otherwise; the caller decides what a failure means."""
+    args = ["deployment", "run", "full-backfill/full-backfill", "--watch",
+            "--watch-timeout", str(int(timeout_s))]
+    if offline:
+        args += ["--param", "offline=true"]
+    if days:
+        args += ["--param", f"days={int(days)}"]
+    return stack.prefect(*args, timeout=timeout_s + 60, check=False)

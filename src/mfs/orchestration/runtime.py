@@ -1,0 +1,128 @@
+"""What a flow asks of Prefect at run time: its run id, the market gate, retry options, timeouts,
+and scale-out by shards.
+
+Scale-out uses Prefect itself: a parent run splits its symbols into N subsets and submits one
+run of the same deployment per subset to the work pool (``run_deployment``); whichever workers
+poll the pool — on this machine or others — pick them up. No scheduler of our own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from typing import Any
+
+from prefect import runtime
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.states import Completed, State
+
+from mfs.calendar import market_gate
+from mfs.config import get_config
+from mfs.errors import ConfigError, RunFailedError, SourceError, SymbolNotFoundError
+from mfs.logs import get_logger
+from mfs.orchestration.artifacts import publish_shards
+from mfs.symbols import normalize_symbols
+
+log = get_logger("mfs.orchestration.runtime")
+MARKET_CLOSED = "Market closed"
+SHARD_POLL_S = 2.0
+
+
+def current_run_id() -> str | None:
+    """The Prefect flow run id: passed as ``run_id`` so pipeline_runs and the UI line up."""
+    run_id = runtime.flow_run.id
+    return str(run_id) if run_id else None
+
+
+def flow_timeout(flow: str) -> float | None:
+    return get_config().orchestration.timeout_s.get(flow)
+
+
+def offline_requested(offline: bool) -> bool:
+    """A parameter, or MFS_OFFLINE=1 on the worker (a fully offline stack: synthetic Yahoo)."""
+    return bool(offline) or os.environ.get("MFS_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def market_closed_state(asof: dt.datetime | None = None) -> State | None:
+    """None when the market gate is open at ``asof`` (default: the run's scheduled start),
+    else a Completed state named "Market closed" — a quick non-failure end for holidays,
+    weekends and hours after a half day's close."""
+    when = asof or runtime.flow_run.scheduled_start_time or dt.datetime.now(dt.timezone.utc)
+    is_open, reason = market_gate(when)
+    if is_open:
+        return None
+    log.info("market closed; nothing to do", reason=reason, asof=str(when))
+    return Completed(name=MARKET_CLOSED, message=reason)
+
+
+def _transient(_task: Any, _task_run: Any, state: State) -> bool:
+    """Retry a fetch only when trying again can help: rate limits, timeouts, network errors.
+    Unknown symbols and bad configuration fail at once."""
+    try:
+        state.result(raise_on_failure=True)
+    except (SymbolNotFoundError, ConfigError):
+        return False
+    except (SourceError, OSError, TimeoutError):
+        return True
+    except BaseException:  # noqa: BLE001 - anything else is a bug: retrying hides it
+        return False
+    return False
+
+
+def fetch_retry_options() -> dict[str, Any]:
+    """Exponential backoff with jitter for the Yahoo fetch task, read from config at run time
+    (tests set MFS_ORCHESTRATION__RETRY_DELAY_S=0: Prefect's retry delays really sleep)."""
+    cfg = get_config().orchestration
+    return {
+        "retries": cfg.fetch_retries,
+        "retry_delay_seconds": [cfg.retry_delay_s * 2**i for i in range(cfg.fetch_retries)] or 0,
+        "retry_jitter_factor": cfg.retry_jitter,
+        "retry_condition_fn": _transient,
+    }
+
+
+def split_symbols(symbols: list[str], shards: int) -> list[list[str]]:
+    """Round-robin subsets (no empty ones): shard i gets symbols i, i+N, i+2N, …"""
+    if shards < 1:
+        raise ValueError(f"shards must be ≥ 1, got {shards}")
+    return [part for part in (symbols[i::shards] for i in range(shards)) if part]
+
+
+def run_shards(parameters: dict[str, Any], shards: int) -> dict[str, Any]:
+    """Submit one run of this deployment per symbol subset, wait for all, fail if any failed."""
+    deployment = runtime.deployment.name
+    flow_name = runtime.flow_run.flow_name
+    if not deployment:
+        raise ConfigError("shards > 1 needs a deployment run (shards are submitted to its work pool)")
+    symbols = normalize_symbols(parameters.get("symbols") or get_config().symbols)
+    parent = current_run_id()
+    submitted = []
+    for index, part in enumerate(split_symbols(symbols, shards), start=1):
+        child = run_deployment(
+            name=f"{flow_name}/{deployment}", timeout=0,
+            parameters={**parameters, "symbols": part, "shards": 1, "shard_of": parent,
+                        "market_hours_only": False},  # the parent already passed the gate
+            flow_run_name=f"{runtime.flow_run.name}-shard-{index}of{shards}",
+        )
+        submitted.append((index, part, child.id))
+        log.info("shard submitted", shard=index, symbols=len(part), flow_run=str(child.id))
+    rows = _wait_for_runs(submitted)
+    failed = [r for r in rows if r["state type"] != "COMPLETED"]
+    outcome = f"{len(failed)} of {len(rows)} shards did not complete" if failed else f"{len(rows)} shards completed"
+    publish_shards(flow_name, rows, outcome)
+    if failed:
+        raise RunFailedError(f"{flow_name}: {outcome}: " + ", ".join(f"{r['flow run']} {r['state']}" for r in failed))
+    return {"shards": len(rows), "symbols": len(symbols)}
+
+
+def _wait_for_runs(submitted: list[tuple[int, list[str], Any]]) -> list[dict[str, Any]]:
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = [client.read_flow_run(run_id) for _i, _p, run_id in submitted]
+            if all(r.state is not None and r.state.is_final() for r in runs):
+                break
+            time.sleep(SHARD_POLL_S)
+    return [{"shard": index, "flow run": run.name, "state": run.state.name, "state type": run.state.type.value,
+             "symbols": ",".join(part)} for (index, part, _id), run in zip(submitted, runs)]
