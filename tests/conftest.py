@@ -93,3 +93,31 @@ def conn(db: str) -> Iterator[psycopg2.extensions.connection]:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def _yfinance_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """yfinance's timezone/cookie caches in a temp dir, never the user's ~/.cache."""
+    import yfinance as yf
+
+    path = tmp_path_factory.mktemp("yfinance-cache")
+    yf.set_tz_cache_location(str(path))
+    return path
+
+
+@pytest.fixture
+def fake_yahoo(_yfinance_cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory of offline Yahoo sessions: ``fake_yahoo(asof=..., faults={...})`` (see
+    mfs.sources.fake_yahoo). Clears yfinance's in-memory response cache around each test and sets
+    tiny retry backoffs so fault tests do not sleep."""
+    from mfs.sources.fake_yahoo import synthetic_session
+    from mfs.sources.yahoo import clear_request_cache
+
+    monkeypatch.setenv("MFS_INGEST__BACKOFF_INITIAL_S", "0.001")
+    monkeypatch.setenv("MFS_INGEST__BACKOFF_MAX_S", "0.005")
+    get_config.cache_clear()
+    clear_request_cache()
+    yield synthetic_session
+    clear_request_cache()
+    monkeypatch.undo()
+    get_config.cache_clear()

@@ -1,0 +1,66 @@
+"""The offline Yahoo, read through the real yfinance code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfs.errors import RateLimitedError, SymbolNotFoundError
+from mfs.sources.fake_yahoo import parse_faults, recorded_session
+from mfs.sources.synthetic import synthetic_bars
+from mfs.sources.yahoo import TransientSourceError, fetch_history
+
+ASOF = pd.Timestamp("2025-11-28 16:00", tz="UTC")
+START = pd.Timestamp("2025-11-20", tz="America/New_York")
+
+
+@pytest.mark.parametrize("interval", ["1h", "1d"])
+def test_yfinance_parses_the_synthetic_market(fake_yahoo, interval):
+    bars = fetch_history("AAPL", interval, START, session=fake_yahoo(asof=ASOF))
+    expected = synthetic_bars("AAPL", interval, START, ASOF, asof=ASOF)
+    assert list(bars["ts"]) == list(expected["ts"])
+    for col in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(bars[col].to_numpy(float), expected[col].to_numpy(float))
+    if interval == "1h":
+        assert bars["adj_close"].isna().all()  # Yahoo sends none for intraday
+    else:
+        np.testing.assert_allclose(bars["adj_close"], expected["adj_close"])
+
+
+def test_unknown_symbol_gets_yahoos_reason(fake_yahoo):
+    with pytest.raises(SymbolNotFoundError, match="No data found, symbol may be delisted"):
+        fetch_history("ZZZZQ", "1d", START, session=fake_yahoo(asof=ASOF))
+
+
+def test_faults_reach_yfinance_as_typed_errors(fake_yahoo):
+    session = fake_yahoo(asof=ASOF, faults={"KO": "rate_limit", "PEP": "malformed", "V": "truncated", "MA": "timeout"})
+    with pytest.raises(RateLimitedError, match="429"):
+        fetch_history("KO", "1d", START, session=session)
+    for symbol in ("PEP", "V"):
+        with pytest.raises(TransientSourceError, match="malformed"):
+            fetch_history(symbol, "1d", START, session=session)
+    with pytest.raises(TransientSourceError, match="Timeout"):
+        fetch_history("MA", "1d", START, session=session)
+
+
+def test_fault_spec_is_checked():
+    assert parse_faults({"aapl": ["rate_limit:2", "bad_bars:nan"]}) == {"AAPL": {"rate_limit": 2, "bad_bars": ("nan",)}}
+    with pytest.raises(ValueError, match="unknown fault"):
+        parse_faults({"AAPL": "explode"})
+    with pytest.raises(ValueError, match="unknown bad-bar kinds"):
+        parse_faults({"AAPL": "bad_bars:purple"})
+
+
+def test_recorded_daily_bars_come_through_unchanged(_yfinance_cache_dir):
+    from mfs.sources.recorded import recorded_bars
+    from mfs.sources.yahoo import clear_request_cache
+
+    clear_request_cache()
+    bars = fetch_history("IBM", "1d", pd.Timestamp("2012-01-01", tz="America/New_York"), session=recorded_session())
+    source = recorded_bars()
+    source = source[(source["symbol"] == "IBM") & (source["ts"] >= bars["ts"].iloc[0])]
+    assert len(bars) == len(source) > 250
+    np.testing.assert_allclose(bars["close"], source["close"])
+    np.testing.assert_allclose(bars["adj_close"], source["adj_close"])
+    assert (bars["volume"].to_numpy() == source["volume"].to_numpy()).all()
