@@ -31,6 +31,7 @@ SECRET_ENV = {
 RUNTIME_ENV = {
     "MFS_LOG_LEVEL", "MFS_CONFIG", "MFS_STATE_DIR", "MFS_PROJECT_ROOT", "MFS_SYNTHETIC_ASOF",
     "MFS_OFFLINE", "MFS_TEST_DATABASE_URL", "MFS_LOG_FORMAT",
+    "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
 }
 
 
@@ -63,6 +64,7 @@ class FeaturesConfig(Section):
     timeout_s: float = Field(30.0, gt=0, description="per-symbol computation timeout")
     workers: int = Field(2, gt=0, le=64)
     max_tasks_per_worker: int = Field(50, gt=0, description="recycle a worker process after this many symbols")
+    worker_memory_mb: int = Field(2048, ge=0, description="address-space limit of a worker process (0 = none); beyond it a symbol fails with MemoryError")
 
 
 class RunsConfig(Section):

@@ -1,0 +1,134 @@
+"""The features run: schedule one task per symbol on isolated workers and record the outcome.
+
+The orchestrating process does no maths and no feature I/O: it validates the parameters, hands
+each symbol to a pebble worker (worker.py), turns every way a worker can fail into a recorded
+per-symbol reason, and writes ``pipeline_runs`` / ``symbol_runs`` through ``mfs.runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import TimeoutError as FutureTimeoutError
+
+from pebble import ProcessExpired, ProcessPool
+
+from mfs.config import get_config
+from mfs.errors import ConfigError
+from mfs.features import worker
+from mfs.features.spec import FEATURE_VERSION
+from mfs.logs import bind_context, get_logger
+from mfs.runs import RunReport, SymbolResult, recorded_run
+from mfs.storage.connection import database_url
+from mfs.symbols import normalize_symbol, normalize_symbols
+
+FAULTS_ENV = "MFS_FEATURE_FAULTS"
+INTERVALS = ("1h", "1d")
+log = get_logger("mfs.features")
+
+
+def resolve_faults(faults: dict[str, str] | None) -> dict[str, str]:
+    """Faults from MFS_FEATURE_FAULTS (JSON object) overlaid by ``faults``; validated."""
+    merged: dict[str, str] = {}
+    raw = os.environ.get(FAULTS_ENV, "").strip()
+    if raw:
+        try:
+            env_faults = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{FAULTS_ENV}={raw!r}: not valid JSON ({exc})") from None
+        if not isinstance(env_faults, dict):
+            raise ConfigError(f"{FAULTS_ENV}={raw!r}: expected a JSON object symbol -> fault kind")
+        merged.update(env_faults)
+    merged.update(faults or {})
+    out = {}
+    for symbol, kind in merged.items():
+        if kind not in worker.FAULT_KINDS:
+            raise ConfigError(f"fault for {symbol!r} = {kind!r}: expected one of {', '.join(worker.FAULT_KINDS)}")
+        out[normalize_symbol(symbol, key="faults")] = kind
+    return out
+
+
+def failure_reason(exc: BaseException, timeout_s: float) -> str:
+    """One line saying how a symbol's worker failed."""
+    if isinstance(exc, FutureTimeoutError):
+        return f"timed out after {timeout_s:g} s"
+    if isinstance(exc, ProcessExpired):
+        code = exc.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"worker killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"worker killed by signal {-code}"
+        return f"worker exited with code {code}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def compute(
+    symbols: list[str] | None = None,
+    interval: str = "1h",
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+    raise_on_failure: bool = True,
+    faults: dict[str, str] | None = None,
+) -> RunReport:
+    """Update the features of ``symbols`` (default: the configured list) for ``interval``.
+
+    Incremental by default (only stale bars, see pipeline.py); ``full=True`` recomputes every row.
+    Each symbol runs in a worker process; a crash, kill, hang past ``features.timeout_s`` or
+    MemoryError fails that symbol alone. Returns the RunReport (flow "features", stage
+    ``features_<interval>``, ``written`` = feature rows inserted or changed); failed symbols beyond
+    ``runs.failed_symbol_tolerance`` raise RunFailedError unless ``raise_on_failure=False``.
+    ``faults`` (tests only) maps symbol -> one of worker.FAULT_KINDS.
+    """
+    cfg = get_config()
+    if interval not in INTERVALS:
+        raise ConfigError(f"interval = {interval!r}: expected one of {', '.join(INTERVALS)}")
+    symbols = normalize_symbols(symbols if symbols else cfg.symbols)
+    fault_map = resolve_faults(faults)
+    fc = cfg.features
+    url = database_url()
+    stage = f"features_{interval}"
+    params = {"symbols": symbols, "interval": interval, "full": full, "feature_version": FEATURE_VERSION,
+              "lookback_bars": fc.lookback_bars}
+    if fault_map:
+        params["faults"] = fault_map
+    with recorded_run("features", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+                      raise_on_failure=raise_on_failure) as report:
+        started = time.perf_counter()
+        pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
+                           initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
+                           context=worker.context())
+        try:
+            futures = [
+                (symbol, pool.schedule(worker.run_symbol, args=(worker.SymbolTask(
+                    symbol, interval, full, fc.lookback_bars, url, fault_map.get(symbol)),),
+                    timeout=fc.timeout_s))
+                for symbol in symbols
+            ]
+            pids = set()
+            for symbol, future in futures:
+                with bind_context(symbol=symbol):
+                    try:
+                        counts = future.result()
+                    except BaseException as exc:  # noqa: BLE001 — every failure is recorded, none swallowed
+                        if not isinstance(exc, Exception):
+                            raise  # KeyboardInterrupt/SystemExit: stop the run (recorded as failed)
+                        reason = failure_reason(exc, fc.timeout_s)
+                        log.error("features failed", reason=reason)
+                        report.results.append(SymbolResult(symbol, stage, "failed", reason=reason))
+                        continue
+                    pids.add(counts["pid"])
+                    report.results.append(SymbolResult(
+                        symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
+                        updated=counts["updated"], written=counts["inserted"] + counts["updated"],
+                        duration_s=round(counts["seconds"], 4)))
+        finally:
+            pool.stop() if report.failed or len(report.results) < len(symbols) else pool.close()
+            pool.join()
+        report.extra.update(interval=interval, full=full, feature_version=FEATURE_VERSION,
+                            worker_processes=len(pids), seconds=round(time.perf_counter() - started, 3))
+    return report
