@@ -98,6 +98,12 @@ class OrchestrationConfig(Section):
     lock_wait_s: float = Field(1800.0, ge=0, description="how long a run waits for the previous run of its flow")
 
 
+class AggregatesConfig(Section):
+    retention_days: int | None = Field(
+        None, gt=0, description="drop raw bars and features older than this (aggregates keep history); null keeps all"
+    )
+
+
 class Config(Section):
     symbols: list[str] = Field(min_length=1)
     intervals: list[Literal["1h", "1d"]] = Field(default_factory=lambda: ["1h", "1d"])
@@ -105,6 +111,7 @@ class Config(Section):
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()
     runs: RunsConfig = RunsConfig()
+    aggregates: AggregatesConfig = AggregatesConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
     @field_validator("symbols", mode="before")

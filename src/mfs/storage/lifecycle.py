@@ -37,6 +37,10 @@ def up(progress=lambda message: None) -> dict[str, Any]:
     migrations.ensure_database(url)
     applied = migrations.migrate(url)
     actions += [f"applied {name}" for name in applied]
+    # Role passwords from the environment, NYSE sessions table, community-license policies.
+    from mfs.aggregates import after_migrate  # local import: aggregates builds on storage
+
+    actions += after_migrate(url)
     return {"url": masked(url), "external": external_url() is not None, "actions": actions,
             "seconds": round(time.monotonic() - started, 2)}
 

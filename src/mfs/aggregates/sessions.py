@@ -1,0 +1,47 @@
+"""``market_sessions``: the NYSE calendar as a table, because SQL cannot call exchange_calendars.
+
+The DDL is in ``sql/030_market_sessions.sql``; the rows come from ``mfs.calendar`` here, written
+through the one write path (``mfs.storage.bulk.upsert``), so re-syncing an unchanged calendar
+rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfs import calendar
+from mfs.storage import bulk
+from mfs.storage.connection import connection
+
+COLUMNS = [
+    bulk.Column("day_start", "timestamptz"),
+    bulk.Column("day_end", "timestamptz"),
+    bulk.Column("open_utc", "timestamptz"),
+    bulk.Column("close_utc", "timestamptz"),
+    bulk.Column("half_day", "bool"),
+]
+
+
+def session_rows(start=calendar.CALENDAR_START, end=None) -> dict[str, object]:
+    """Every session from ``start`` to ``end`` (default: as far as the calendar knows)."""
+    cal = calendar.nyse()
+    days = calendar.sessions(start, end if end is not None else cal.last_session)
+    sched = cal.schedule.loc[days]
+    opens = pd.DatetimeIndex(sched["open"]).tz_convert("UTC")
+    closes = pd.DatetimeIndex(sched["close"]).tz_convert("UTC")
+    starts = days.tz_localize(calendar.NY).tz_convert("UTC")
+    ends = (days + pd.Timedelta(days=1)).tz_localize(calendar.NY).tz_convert("UTC")
+    return {
+        "day_start": starts,
+        "day_end": ends,
+        "open_utc": opens,
+        "close_utc": closes,
+        "half_day": np.asarray((closes - opens) < pd.Timedelta(hours=6)),
+    }
+
+
+def sync_sessions(url: str | None = None) -> bulk.UpsertCounts:
+    """Upsert every NYSE session the calendar knows (2000 to about a year ahead) into the table."""
+    with connection(url) as conn, conn.cursor() as cur:
+        return bulk.upsert(cur, "market_sessions", COLUMNS, session_rows(), key=["day_start"])
