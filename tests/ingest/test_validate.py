@@ -1,0 +1,65 @@
+"""Bar validation: each defect is caught with its reason; good bars pass untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfs.ingest.validate import validate_bars
+from mfs.sources.synthetic import synthetic_bars
+
+ASOF = "2025-12-31 23:00Z"
+
+
+def hourly() -> pd.DataFrame:
+    return synthetic_bars("AAPL", "1h", "2025-11-03", "2025-11-08", asof=ASOF)
+
+
+def test_good_bars_pass():
+    for interval in ("1h", "1d"):
+        bars = synthetic_bars("AAPL", interval, "2025-01-01", "2025-12-01", asof=ASOF)
+        checked = validate_bars(bars, interval, max_jump=0.5)
+        assert checked.rejected == []
+        pd.testing.assert_frame_equal(checked.good, bars)
+
+
+def test_each_defect_is_quarantined_with_its_reason():
+    bars = hourly()
+    bars.loc[1, "close"] = np.nan
+    bars.loc[3, "open"] = -1.0
+    bars.loc[5, "high"] = bars.loc[5, "low"] - 1
+    bars.loc[7, "volume"] = -5
+    bars.loc[9, ["open", "high", "low", "close"]] *= 10
+    saturday = bars.iloc[[0]].assign(ts=pd.Timestamp("2025-11-08 14:30", tz="UTC"))
+    evening = bars.iloc[[0]].assign(ts=pd.Timestamp("2025-11-04 23:30", tz="UTC"))
+    duplicate = bars.iloc[[11]]
+    frame = pd.concat([bars, saturday, evening, duplicate], ignore_index=True)
+    checked = validate_bars(frame, "1h", max_jump=0.5)
+    assert checked.reasons == {"not_finite": 1, "non_positive": 1, "range": 1, "bad_volume": 1,
+                               "absurd_jump": 1, "outside_session": 2, "duplicate_ts": 1}
+    assert len(checked.good) == len(bars) - 5
+    assert checked.good["ts"].is_unique
+    by_code = {r["code"]: r for r in checked.rejected}
+    assert by_code["not_finite"]["raw"]["close"] == "nan"
+    assert "close" in by_code["not_finite"]["reason"]
+    assert by_code["bad_volume"]["raw"]["volume"] == -5
+    # the bar after the jump is compared with the last accepted close, so it is kept
+    assert bars.loc[10, "ts"] in set(checked.good["ts"])
+
+
+def test_fractional_volume_and_jump_limit_are_configurable():
+    bars = hourly()
+    bars["volume"] = bars["volume"].astype(float)
+    bars.loc[2, "volume"] = 10.5
+    bars.loc[4, ["open", "high", "low", "close"]] *= 1.3
+    strict = validate_bars(bars, "1h", max_jump=0.2)
+    loose = validate_bars(bars, "1h", max_jump=0.5)
+    assert strict.reasons == {"bad_volume": 1, "absurd_jump": 1}
+    assert loose.reasons == {"bad_volume": 1}
+
+
+def test_daily_bar_must_be_labelled_with_a_session_date():
+    bars = synthetic_bars("MSFT", "1d", "2025-11-01", "2025-12-01", asof=ASOF)
+    bars.loc[2, "ts"] = bars.loc[2, "ts"] + pd.Timedelta(hours=14)  # 14:30 UTC instead of NY midnight
+    checked = validate_bars(bars, "1d", max_jump=0.5)
+    assert checked.reasons == {"outside_session": 1}
