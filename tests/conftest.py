@@ -121,3 +121,17 @@ def fake_yahoo(_yfinance_cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
     clear_request_cache()
     monkeypatch.undo()
     get_config.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A temporary Prefect server (SQLite) for flow tests, started once per session (~10 s).
+    Telemetry off (mission.md §4); PREFECT_HOME in a temp dir whose parent exists."""
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "mfs"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

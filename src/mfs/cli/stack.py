@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mfs.cli.output import print_json
+from mfs.cli.output import print_json, print_table
 from mfs.errors import MfsError
 from mfs.orchestration import deploy as deployment
 from mfs.orchestration.stack import PrefectStack, local_prefect_database_url
@@ -85,4 +85,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if result.returncode != 0:
         raise MfsError(f"full-backfill did not complete (see {stack.ui_url}/runs)")
     print(f"full-backfill completed: {stack.ui_url}/runs")
+    keys = ("symbols_ok", "symbols_failed", "fetched", "inserted", "updated", "quarantined", "written")
+    print_table("pipeline runs (newest first)", ["flow", "status", "seconds", *keys, "run id"],
+                [[r["flow"], r["status"], r["seconds"], *[r["counts"].get(k, "") for k in keys], r["run_id"]]
+                 for r in deployment.recent_runs(3)])
     return 0

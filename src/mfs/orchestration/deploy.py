@@ -63,3 +63,16 @@ def run_full_backfill(stack: PrefectStack, offline: bool, days: int | None = Non
     if days:
         args += ["--param", f"days={int(days)}"]
     return stack.prefect(*args, timeout=timeout_s + 60, check=False)
+
+
+def recent_runs(limit: int = 5) -> list[dict[str, Any]]:
+    """The newest pipeline_runs rows (run ids are Prefect flow run ids): the status summary."""
+    from mfs.storage.connection import connection
+
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT run_id, flow, status, round(extract(epoch FROM finished_at - started_at)::numeric, 1),
+                      counts, error_summary
+               FROM pipeline_runs ORDER BY started_at DESC LIMIT %s""", (limit,))
+        return [{"run_id": r[0], "flow": r[1], "status": r[2], "seconds": r[3], "counts": r[4], "error": r[5]}
+                for r in cur.fetchall()]
