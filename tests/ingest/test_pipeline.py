@@ -209,3 +209,11 @@ def test_offline_backfill_command_end_to_end(conn, fake_yahoo, monkeypatch, caps
     out = capsys.readouterr().out
     assert "backfill: 4 ok, 0 failed" in out
     assert scalar(conn, "SELECT count(DISTINCT (symbol, interval)) FROM market_data") == 4
+
+
+def test_a_window_without_sessions_is_not_a_failure(conn, fake_yahoo):
+    # Sunday noon, one day back: Saturday and Sunday only — Yahoo has no bars and none are due.
+    report = collect(["AAPL", "ZZZZQ"], "1h", days=1, session=fake_yahoo(asof="2025-11-30 17:00Z"), raise_on_failure=False)
+    assert result(report, "AAPL").status == "ok" and result(report, "AAPL").fetched == 0
+    assert result(report, "ZZZZQ").status == "failed"  # an unknown symbol is still unknown
+    assert scalar(conn, "SELECT count(*) FROM market_data") == 0

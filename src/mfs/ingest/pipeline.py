@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
-from mfs.calendar import NY
+from mfs.calendar import NY, latest_expected_bar
 from mfs.config import get_config
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
 from mfs.ingest.validate import Validated, validate_bars
@@ -87,12 +87,28 @@ def fetch_with_retry(symbol: str, interval: str, start: pd.Timestamp, session, *
                      f"(exponential backoff from {cfg.backoff_initial_s} s up to {cfg.backoff_max_s} s)") from last
 
 
-def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, session, max_jump: float):
+def _bars_expected(interval: str, start: pd.Timestamp, asof: pd.Timestamp) -> bool:
+    latest = latest_expected_bar(asof, interval)
+    return latest is not None and latest >= start
+
+
+def bars_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in yahoo.BAR_COLUMNS}).astype({"ts": "datetime64[ns, UTC]", "volume": np.int64})
+
+
+def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float):
     """Fetch and validate one symbol; returns (Validated | None, fetched, error, seconds)."""
     began = time.monotonic()
     with bind_context(symbol=symbol):
         try:
             bars = fetch_with_retry(symbol, interval, start, session)
+        except yahoo.NoBarsError as exc:
+            if _bars_expected(interval, start, asof):
+                log.error("fetch failed", interval=interval, reason=str(exc))
+                return None, 0, str(exc), time.monotonic() - began
+            # No session in the window (a short window over a weekend or holiday): nothing to do.
+            log.info("no session in the window, no bars expected", interval=interval)
+            return Validated(good=bars_frame()), 0, None, time.monotonic() - began
         except MfsError as exc:
             log.error("fetch failed", interval=interval, reason=str(exc))
             return None, 0, str(exc), time.monotonic() - began
@@ -159,7 +175,7 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
             batch = symbols[first:first + cfg.batch_size]
-            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, session, cfg.max_jump)
+            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, asof, session, cfg.max_jump)
                        for s in batch]
             to_write = []
             for symbol, future in zip(batch, futures):

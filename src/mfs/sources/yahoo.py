@@ -22,7 +22,7 @@ import pandas as pd
 import requests
 import yfinance as yf
 from yfinance.data import YfData
-from yfinance.exceptions import YFPricesMissingError, YFRateLimitError, YFTickerMissingError
+from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
 from mfs.errors import RateLimitedError, SourceError, SymbolNotFoundError
 
@@ -33,6 +33,11 @@ _config_lock = threading.Lock()
 
 class TransientSourceError(SourceError):
     """A timeout, connection error or damaged payload: worth another attempt."""
+
+
+class NoBarsError(SymbolNotFoundError):
+    """Yahoo answered without bars and without an error of its own (an empty window, or a
+    symbol with no data in it); the caller decides whether bars were expected."""
 
 
 def configure_yfinance() -> None:
@@ -110,10 +115,12 @@ def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=No
         raise TransientSourceError(f"{symbol}: request failed: {type(exc).__name__}: {exc}") from exc
     except (json.JSONDecodeError, requests.exceptions.JSONDecodeError) as exc:
         raise TransientSourceError(f"{symbol}: Yahoo sent a malformed response (not JSON: {exc})") from exc
-    except YFPricesMissingError as exc:
-        raise SymbolNotFoundError(f"{symbol}: {_explain(symbol, exc, session)}") from exc
-    except YFTickerMissingError as exc:
-        raise SymbolNotFoundError(f"{symbol}: {_explain(symbol, exc, session)}") from exc
+    except YFTickerMissingError as exc:  # YFPricesMissingError, YFTzMissingError
+        reason = yahoo_reason(symbol, session)
+        text = re.sub(r"\?\S*", "", str(exc))
+        if reason:
+            raise SymbolNotFoundError(f"{symbol}: Yahoo: {reason}") from exc
+        raise NoBarsError(f"{symbol}: no bars from Yahoo (yfinance: {text})") from exc
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status == 429:
