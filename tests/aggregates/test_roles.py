@@ -1,0 +1,87 @@
+"""mfs_reader reads every serving relation and nothing else, and cannot write anything;
+mfs_writer can run the write path. Tested by really connecting as the roles with passwords
+from the environment."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg2
+import pytest
+from psycopg2 import errors
+from sqlalchemy.engine import make_url
+
+from mfs import aggregates
+from mfs.storage.connection import connect
+from tests.aggregates.conftest import make_bars, query, write_bars
+
+SERVING = {"market_data", "features", "symbols", "market_sessions", "ohlcv_1d", "ohlcv_1w", "features_1d",
+           "latest_features", "data_freshness", "missing_sessions", "stored_series", "expected_bars"}
+
+
+def _as_role(url: str, role: str, password: str) -> str:
+    return make_url(url).set(username=role, password=password).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def role_urls(agg_db, monkeypatch) -> dict[str, str]:
+    passwords = {"mfs_reader": secrets.token_urlsafe(16), "mfs_writer": secrets.token_urlsafe(16)}
+    monkeypatch.setenv("MFS_READER_PASSWORD", passwords["mfs_reader"])
+    monkeypatch.setenv("MFS_WRITER_PASSWORD", passwords["mfs_writer"])
+    assert aggregates.sync_role_passwords(agg_db) == ["mfs_reader", "mfs_writer"]
+    return {role: _as_role(agg_db, role, pw) for role, pw in passwords.items()}
+
+
+def test_no_password_in_the_environment_changes_nothing(agg_db, monkeypatch) -> None:
+    monkeypatch.delenv("MFS_READER_PASSWORD", raising=False)
+    monkeypatch.delenv("MFS_WRITER_PASSWORD", raising=False)
+    assert aggregates.sync_role_passwords(agg_db) == []
+
+
+def test_reader_reads_serving_relations_only(role_urls, agg_db) -> None:
+    write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
+    aggregates.refresh()
+    reader = connect(role_urls["mfs_reader"], autocommit=True)
+    try:
+        with reader.cursor() as cur:
+            for relation in sorted(SERVING):
+                cur.execute(f"SELECT count(*) FROM {relation}")  # names from the fixed set above
+            cur.execute("SELECT count(*) FROM ohlcv_1d")
+            assert cur.fetchone()[0] == 5
+            # Exactly the serving relations are readable: a new internal table must be revoked.
+            cur.execute("""SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+                             AND has_table_privilege(c.oid, 'SELECT')""")
+            assert {r[0] for r in cur.fetchall()} == SERVING
+            cur.execute("""SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname IN ('public', '_timescaledb_internal') AND c.relkind IN ('r', 'v', 'm', 'p')
+                             AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+                                  OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))""")
+            assert cur.fetchone()[0] == 0
+            for statement in ("SELECT * FROM quarantine", "SELECT * FROM pipeline_runs", "SELECT * FROM symbol_runs",
+                              "SELECT * FROM aggregate_invalidations", "SELECT * FROM schema_migrations"):
+                with pytest.raises(errors.InsufficientPrivilege):
+                    cur.execute(statement)
+            for statement in (
+                "INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume) "
+                "VALUES ('AAPL', '1h', now(), 1, 1, 1, 1, 1)",
+                "UPDATE market_data SET volume = 0",
+                "DELETE FROM features",
+                "INSERT INTO market_sessions (day_start, day_end, open_utc, close_utc, half_day) "
+                "VALUES ('2030-01-01', '2030-01-02', '2030-01-01 14:00', '2030-01-01 20:00', false)",
+                "CREATE TABLE mine (x int)",
+                "CREATE TEMP TABLE mine (x int)",
+                "SELECT drop_chunks('market_data', older_than => now())",
+            ):
+                with pytest.raises((errors.InsufficientPrivilege, psycopg2.errors.lookup("42501"))):
+                    cur.execute(statement)
+    finally:
+        reader.close()
+
+
+def test_writer_runs_the_write_path_and_refresh(role_urls, agg_db, monkeypatch) -> None:
+    counts = write_bars(role_urls["mfs_writer"], make_bars("MSFT", "2024-03-04", "2024-03-05"))
+    assert counts.inserted == 14
+    result = aggregates.refresh(url=role_urls["mfs_writer"])
+    assert result["rows"]["ohlcv_1d"] == 2
+    assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'MSFT'") == [(2,)]

@@ -1,0 +1,116 @@
+"""Serving views against the NYSE calendar (computed in Python by mfs.calendar), and the README's
+"Query the store" SQL, run as mfs_reader exactly as a user would paste it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy.engine import make_url
+
+from mfs import aggregates, calendar
+from mfs.storage.connection import connect
+from tests.aggregates.conftest import make_bars, query, write_bars, write_features
+
+
+def _recent_bars(symbol: str, sessions_back: int, skip: int | None = None, end_back: int = 0, seed: int = 0):
+    now = pd.Timestamp.now(tz="UTC")
+    days = calendar.sessions(now - pd.Timedelta(days=90), now)
+    days = days[days.map(lambda d: calendar.session_bounds(d)[0] <= now)]  # sessions that have opened
+    start, end = days[-sessions_back], days[-1 - end_back]
+    bars = make_bars(symbol, start, end, seed=seed)
+    bars = bars[bars["ts"] <= now]
+    if skip is not None:
+        day = days[-skip]
+        bars = bars[pd.DatetimeIndex(bars["ts"]).tz_convert(calendar.NY).normalize().tz_localize(None) != day]
+    return bars.reset_index(drop=True), days
+
+
+def test_freshness_and_missing_sessions_follow_the_calendar(agg_db) -> None:
+    aggregates.sync_sessions()
+    aapl, days = _recent_bars("AAPL", 30, skip=12)
+    msft, _ = _recent_bars("MSFT", 30, end_back=3, seed=1)
+    write_bars(agg_db, aapl)
+    write_bars(agg_db, msft)
+    now = pd.Timestamp.now(tz="UTC")
+    expected = calendar.latest_expected_bar(now, "1h")
+
+    fresh = {r[0]: r[1:] for r in query(agg_db, """SELECT symbol, newest_bar, expected_bar, lag, up_to_date
+                                                    FROM data_freshness WHERE interval = '1h'""")}
+    assert fresh["AAPL"] == (aapl["ts"].max(), expected, pd.Timedelta(0), True)
+    assert fresh["MSFT"][0] == msft["ts"].max() and fresh["MSFT"][1] == expected
+    assert fresh["MSFT"][2] == expected - msft["ts"].max() and fresh["MSFT"][3] is False
+
+    missing = query(agg_db, "SELECT symbol, session_date FROM missing_sessions WHERE interval = '1h' ORDER BY 1, 2")
+    assert [r[1] for r in missing if r[0] == "AAPL"] == [days[-12].date()]
+    assert [r[1] for r in missing if r[0] == "MSFT"] == [d.date() for d in days[-3:]]
+
+
+def test_daily_bar_freshness_and_latest_features(agg_db) -> None:
+    aggregates.sync_sessions()
+    aapl, days = _recent_bars("AAPL", 10)
+    write_bars(agg_db, aapl)
+    write_features(agg_db, aapl)
+    daily = aapl.groupby(pd.DatetimeIndex(aapl["ts"]).tz_convert(calendar.NY).normalize().tz_localize(None)).agg(
+        open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"), volume=("volume", "sum"))
+    daily = daily.assign(symbol="AAPL", interval="1d", ts=[calendar.daily_bar_label(d) for d in daily.index])
+    write_bars(agg_db, daily.reset_index(drop=True))
+    row = query(agg_db, "SELECT newest_bar, expected_bar, up_to_date FROM data_freshness WHERE symbol = 'AAPL' AND interval = '1d'")
+    label = calendar.latest_expected_bar(pd.Timestamp.now(tz="UTC"), "1d")
+    assert row == [(label, label, True)]
+    latest = query(agg_db, "SELECT symbol, interval, ts, obv FROM latest_features")
+    assert latest == [("AAPL", "1h", aapl["ts"].max(), float(aapl["volume"].sum()))]
+
+
+def _readme_sql(project_root: Path) -> list[str]:
+    text = (project_root / "README.md").read_text()
+    section = text.split("## Query the store", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> None:
+    blocks = _readme_sql(project_root)
+    assert len(blocks) >= 5, "the README's Query the store section lost its examples"
+    aggregates.sync_sessions()
+    for i, symbol in enumerate(("AAPL", "MSFT", "NVDA")):
+        bars, _ = _recent_bars(symbol, 30, seed=i)
+        write_bars(agg_db, bars)
+        write_features(agg_db, bars)
+    aggregates.refresh()
+    password = secrets.token_urlsafe(16)
+    monkeypatch.setenv("MFS_READER_PASSWORD", password)
+    aggregates.sync_role_passwords(agg_db)
+    reader = connect(make_url(agg_db).set(username="mfs_reader", password=password).render_as_string(hide_password=False),
+                     autocommit=True)
+    try:
+        with reader.cursor() as cur:
+            for block in blocks:
+                cur.execute(block)
+                assert cur.fetchall(), f"README query returned nothing on recent data:\n{block}"
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("days", [None, 3650])
+def test_retention_keeps_recent_and_aggregated_history(agg_db, days) -> None:
+    write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
+    aggregates.refresh()
+    recent, _ = _recent_bars("AAPL", 3)
+    write_bars(agg_db, recent)
+    aggregates.refresh()
+    before = query(agg_db, "SELECT count(*) FROM ohlcv_1d")
+    result = aggregates.retention(retention_days=days)
+    old = query(agg_db, "SELECT count(*) FROM market_data WHERE ts < '2025-01-01'")[0][0]
+    if days is None:
+        assert result["dropped"] == {} and old == 35
+    else:
+        # 2024 is within ten years: nothing dropped; with a window shorter than the data, old chunks go.
+        assert old == 35
+        result = aggregates.retention(retention_days=100)
+        assert len(result["dropped"]["market_data"]) >= 1
+        assert query(agg_db, "SELECT count(*) FROM market_data WHERE ts < '2025-01-01'") == [(0,)]
+        assert query(agg_db, "SELECT count(*) FROM market_data") == [(len(recent),)]
+    assert query(agg_db, "SELECT count(*) FROM ohlcv_1d") == before  # the aggregates keep their history
