@@ -65,6 +65,22 @@ def _flat(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
         return talib.MAX(high, period) == talib.MIN(low, period)
 
 
+def rolling_std(values: np.ndarray, period: int) -> np.ndarray:
+    """Population std of each ``period``-bar window, two-pass per window (NaN before it fills).
+
+    Why not TA-Lib STDDEV/BBANDS: they keep running sums of x and x² and take E[x²] - E[x]², which
+    loses digits to cancellation when the spread is small next to the level (hourly prices) and
+    makes the value depend on where the history starts; a per-window two-pass std is exact to a
+    few ulps and identical whether computed from the first bar or from a look-back window.
+    """
+    out = np.full(len(values), np.nan)
+    if len(values) >= period:
+        windows = np.lib.stride_tricks.sliding_window_view(values, period)
+        mean = windows.mean(axis=1)
+        out[period - 1:] = np.sqrt(((windows - mean[:, None]) ** 2).mean(axis=1))
+    return out
+
+
 def _any_last(mask: np.ndarray, period: int) -> np.ndarray:
     """True where ``mask`` held on any of the last ``period`` bars."""
     return talib.MAX(mask.astype(np.float64), period) > 0
@@ -105,16 +121,15 @@ def compute(
     for feature in FEATURES:
         if feature.function == "numpy":
             continue
-        if feature.params.get("input") == "return_1":
-            out[feature.name] = _talib_output(feature, {"return_1": out["return_1"]})
-        else:
-            out[feature.name] = _talib_output(feature, inputs)
+        out[feature.name] = _talib_output(feature, inputs)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         prev = np.concatenate(([np.nan], c[:-1]))
         out["log_return_1"] = np.log(c / prev)
         sma20 = out["sma_20"]
-        upper, lower = out["bb_upper"], out["bb_lower"]
+        std20 = rolling_std(c, 20)
+        out["bb_upper"] = upper = sma20 + 2.0 * std20
+        out["bb_lower"] = lower = sma20 - 2.0 * std20
         band = upper - lower
         out["bb_width"] = band / sma20
         out["bb_pctb"] = np.where(band > 0, (c - lower) / band, np.nan)
@@ -124,6 +139,8 @@ def compute(
         vsma = out["volume_sma_20"]
         out["volume_ratio_20"] = np.where(vsma > 0, v / vsma, np.nan)
         out["range_pct"] = 100.0 * (h - lo) / c
+        out["volatility_20"] = np.full(n, np.nan)
+        out["volatility_20"][1:] = rolling_std(out["return_1"][1:], 20)
 
         # Degenerate windows: TA-Lib reports 0 where the value is 0/0; store NULL instead.
         no_change_14 = talib.MAX(np.abs(c - prev), 14) == 0  # NaN compares False during warm-up
@@ -139,7 +156,7 @@ def compute(
             out[name][no_range_14] = np.nan
         # TA-Lib's MFI returns 0 when the window's money flow is below 1 (currency unit × shares).
         prev_typical = np.concatenate(([np.nan], typical[:-1]))
-        flow = np.where(typical != prev_typical, typical * v, 0.0)
+        flow = np.where(np.abs(typical - prev_typical) >= 1e-14, typical * v, 0.0)  # TA-Lib: smaller is a tie
         out["mfi_14"][~(talib.SUM(flow, 14) >= 1.0)] = np.nan
 
     if obv_anchor is not None:

@@ -1,0 +1,47 @@
+"""``mfs features``: compute technical indicators for new (or, with --full, all) bars."""
+
+from __future__ import annotations
+
+import argparse
+
+from mfs.cli.output import print_json, print_table
+from mfs.config import get_config
+from mfs.runs import RunReport
+
+SUMMARY_COLUMNS = ["symbol", "stage", "status", "bars_read", "inserted", "updated", "written", "seconds", "reason"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    feat = sub.add_parser(
+        "features",
+        help="compute indicators per symbol in isolated worker processes (incremental unless --full)",
+    )
+    feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
+    feat.add_argument("--interval", choices=["1h", "1d"], default="1h")
+    feat.add_argument("--full", action="store_true",
+                      help="recompute every feature row (after a definition change or a history correction)")
+    feat.add_argument("--json", action="store_true", help="print the per-symbol results as one JSON object")
+    feat.set_defaults(func=cmd_features)
+
+
+def print_summary(report: RunReport) -> None:
+    rows = [(r.symbol, r.stage, r.status, r.fetched, r.inserted, r.updated, r.written,
+             f"{r.duration_s:.2f}", r.reason or "") for r in report.results]
+    print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
+    counts = report.counts()
+    print(f"{report.flow}: {counts.get('symbols_ok', 0)} ok, {counts.get('symbols_failed', 0)} failed; "
+          f"{counts.get('fetched', 0)} bars read, {counts.get('written', 0)} feature rows written "
+          f"(feature_version {counts.get('feature_version')}, {counts.get('seconds')} s)")
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from mfs.features import compute
+
+    symbols = args.symbols.split(",") if args.symbols else None
+    report = compute(symbols, args.interval, full=args.full, raise_on_failure=False)
+    if args.json:
+        print_json({"run_id": report.run_id, "counts": report.counts(), "results": report.rows()})
+    else:
+        print_summary(report)
+    report.raise_if_failed(get_config().runs.failed_symbol_tolerance)  # RunFailedError: exit 1
+    return 0
