@@ -1,67 +1,14 @@
-"""Helpers for the feature tests: random-walk OHLCV on real NYSE bar labels, written to the real
-market_data with the project's own bulk upsert, and feature rows read back."""
+"""Fixtures of the feature tests; shared helpers live in feature_helpers.py (importable because
+pytest runs with --import-mode=importlib, which does not put test directories on sys.path)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import sys
+from pathlib import Path
+
 import pytest
 
-from mfs import calendar
-from mfs.features.spec import FEATURE_NAMES
-from mfs.storage.bulk import Column, upsert
-
-BAR_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
-               Column("open", "float8"), Column("high", "float8"), Column("low", "float8"),
-               Column("close", "float8"), Column("volume", "int8"), Column("source", "text")]
-
-
-def bar_labels(n: int, interval: str = "1h", start: str = "2023-01-03") -> pd.DatetimeIndex:
-    """``n`` consecutive bar labels (UTC) of ``interval`` from ``start`` on the NYSE calendar."""
-    days = int(n / (7 if interval == "1h" else 1) * 1.6) + 10
-    end = pd.Timestamp(start) + pd.Timedelta(days=days)
-    if interval == "1h":
-        labels = calendar.hourly_bar_starts(start, end.strftime("%Y-%m-%d"))
-    else:
-        labels = pd.DatetimeIndex([calendar.daily_bar_label(d) for d in calendar.sessions(start, end.strftime("%Y-%m-%d"))])
-    assert len(labels) >= n, (len(labels), n)
-    return labels[:n]
-
-
-def make_bars(n: int, seed: int = 0, interval: str = "1h", start: str = "2023-01-03") -> pd.DataFrame:
-    """A random walk with valid OHLC ranges, integer volumes and some unchanged closes."""
-    rng = np.random.default_rng(seed)
-    close = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    close = np.round(close, 2)  # cent prices: unchanged closes and typical-price ties do happen
-    open_ = np.round(np.concatenate(([close[0]], close[:-1])) * (1 + rng.normal(0, 0.002, n)), 2)
-    high = np.maximum(open_, close) + np.round(np.abs(rng.normal(0, 0.2, n)), 2)
-    low = np.maximum(np.minimum(open_, close) - np.round(np.abs(rng.normal(0, 0.2, n)), 2), 0.01)
-    volume = rng.integers(1_000, 1_000_000, n)
-    return pd.DataFrame({"ts": bar_labels(n, interval, start), "open": open_, "high": high, "low": low,
-                         "close": close, "volume": volume})
-
-
-def insert_bars(conn, symbol: str, interval: str, bars: pd.DataFrame) -> None:
-    n = len(bars)
-    data = {"symbol": [symbol] * n, "interval": [interval] * n, "ts": pd.DatetimeIndex(bars["ts"]),
-            "open": bars["open"].to_numpy(), "high": bars["high"].to_numpy(), "low": bars["low"].to_numpy(),
-            "close": bars["close"].to_numpy(), "volume": bars["volume"].to_numpy(), "source": ["test"] * n}
-    with conn.cursor() as cur:
-        upsert(cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"})
-    conn.commit()
-
-
-def read_features(conn, symbol: str, interval: str = "1h") -> pd.DataFrame:
-    cols = ", ".join(FEATURE_NAMES)
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT ts, feature_version, computed_at, bar_ingested_at, {cols} FROM features "
-                    "WHERE symbol = %s AND interval = %s ORDER BY ts", (symbol, interval))
-        rows = cur.fetchall()
-        names = [d[0] for d in cur.description]
-    df = pd.DataFrame(rows, columns=names)
-    for name in FEATURE_NAMES:
-        df[name] = df[name].astype(np.float64)  # NULL -> NaN
-    return df
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

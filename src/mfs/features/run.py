@@ -130,5 +130,5 @@ def compute(
             pool.stop() if report.failed or len(report.results) < len(symbols) else pool.close()
             pool.join()
         report.extra.update(interval=interval, full=full, feature_version=FEATURE_VERSION,
-                            worker_processes=len(pids), seconds=round(time.perf_counter() - started, 3))
+                            worker_pids=sorted(pids), seconds=round(time.perf_counter() - started, 3))
     return report
