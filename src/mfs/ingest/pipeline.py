@@ -112,6 +112,9 @@ def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timesta
         except MfsError as exc:
             log.error("fetch failed", interval=interval, reason=str(exc))
             return None, 0, str(exc), time.monotonic() - began
+        except Exception as exc:  # a yfinance bug for one symbol must not take the others down
+            log.exception("fetch failed unexpectedly", interval=interval)
+            return None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}", time.monotonic() - began
         return validate_bars(bars, interval, max_jump=max_jump), len(bars), None, time.monotonic() - began
 
 
