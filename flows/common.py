@@ -38,6 +38,14 @@ def refresh_aggregates() -> dict:
     return aggregates.refresh()
 
 
+@task(name="apply-retention")
+def apply_retention() -> dict:
+    """Drop raw chunks older than aggregates.retention_days (a no-op when it is not set)."""
+    from mfs import aggregates
+
+    return aggregates.retention()
+
+
 def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
     """Run one stage with this flow run's id, publish its artifacts, then be honest: failed
     symbols beyond runs.failed_symbol_tolerance raise (the run ends Failed, artifact listing them)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import fetch_bars, judged, refresh_aggregates
+from flows.common import apply_retention, fetch_bars, judged, refresh_aggregates
 from flows.features import features
 from mfs.config import get_config
 from mfs.orchestration.locks import run_lock
@@ -25,6 +25,8 @@ def backfill(symbols: list[str] | None = None, days: int | None = None, offline:
 def full_backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
     """symbols: default from config; days: default ingest.backfill_days (365); offline: synthetic Yahoo."""
     bars = backfill(symbols, days, offline)
-    feats = features(symbols, full=True, market_hours_only=False, wait_for_collect=False)
+    feats = {interval: features(symbols, interval, full=True, market_hours_only=False, wait_for_collect=False)
+             for interval in get_config().intervals}
     aggregates = refresh_aggregates()
-    return {"bars": bars, "features": feats, "aggregates": aggregates}
+    retention = apply_retention()
+    return {"bars": bars, "features": feats, "aggregates": aggregates, "retention": retention}

@@ -29,6 +29,8 @@ from mfs.logs import get_logger
 log = get_logger("mfs.orchestration.stack")
 PREFECT_DATABASE = "prefect"
 STOP_GRACE_S = 10.0
+# Popen objects of processes we started, kept so they are reaped (not warned about) when stopped.
+_started: dict[int, subprocess.Popen] = {}
 
 
 class StackError(MfsError):
@@ -143,6 +145,7 @@ class PrefectStack:
                                     stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)  # survives the caller; own process group
         self._pid_file(name).write_text(f"{proc.pid}\n")
+        _started[proc.pid] = proc
         return proc.pid
 
     def healthy(self) -> bool:
@@ -194,8 +197,14 @@ class PrefectStack:
         self._pid_file(name).unlink(missing_ok=True)
         if proc is None:
             return False
+        try:
+            return self._terminate(proc)
+        finally:
+            self._reap(proc.pid)
+
+    def _terminate(self, proc: psutil.Process) -> bool:
         group = [proc, *proc.children(recursive=True)]
-        for attempt in range(2):  # the 3.8.8 worker often ignores the first SIGTERM
+        for _attempt in range(2):  # the 3.8.8 worker often ignores the first SIGTERM
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -210,6 +219,15 @@ class PrefectStack:
                 pass
         psutil.wait_procs(alive, timeout=5)
         return True
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        popen = _started.pop(pid, None)
+        if popen is not None:
+            try:
+                popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
 
     def stop(self) -> list[str]:
         """Stop workers first (they report to the server while shutting down), then the server."""

@@ -1,0 +1,176 @@
+"""End to end on a real `prefect server`: `deploy --all`, two process workers, full-backfill,
+schedules read back from the server (across a DST change), a sharded run, an alert posted to a
+webhook, and the UI's deployments page in headless Chromium. One server for the whole module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from mfs.orchestration.deploy import deploy, run_full_backfill
+from mfs.orchestration.stack import PrefectStack
+from mfs.storage.connection import connect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+NY = ZoneInfo("America/New_York")
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "JPM"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Hook.received.append(json.loads(body or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
+    from tests.conftest import free_port  # noqa: PLC0415 - the shared helper
+
+    stack = PrefectStack(root=tmp_path_factory.mktemp("prefect-stack"), port=free_port(), extra_env={
+        "MFS_DATABASE_URL": db_url, "MFS_OFFLINE": "1", "MFS_SYMBOLS": ",".join(SYMBOLS),
+        "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
+        "MFS_ALERT_WEBHOOK_URL": webhook[0],
+        "PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+    })
+    try:
+        stack.start_server()
+        deploy(stack)
+        stack.start_worker("worker-1")
+        stack.start_worker("worker-2")
+        yield stack
+    finally:
+        stopped = stack.stop()
+        print(f"stopped {stopped}; server log tail:\n{stack.log_tail('server', 5)}")
+
+
+def api(stack: PrefectStack, method: str, path: str, **kwargs):
+    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def deployment_ids(stack) -> dict[str, str]:
+    return {d["name"]: d["id"] for d in api(stack, "POST", "/deployments/filter", json={})}
+
+
+def test_full_backfill_completes_and_data_lands(stack, db_url):
+    result = run_full_backfill(stack, offline=True, days=30, timeout_s=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:] + stack.log_tail("worker-1", 40)
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(DISTINCT symbol), count(*) FROM market_data WHERE interval = '1h'")
+            symbols, bars = cur.fetchone()
+            cur.execute("SELECT count(*) FROM features WHERE interval = '1h'")
+            features = cur.fetchone()[0]
+            cur.execute("SELECT flow, status FROM pipeline_runs WHERE flow IN ('backfill', 'features')")
+            runs = cur.fetchall()
+    finally:
+        conn.close()
+    assert symbols == len(SYMBOLS) and bars > len(SYMBOLS) * 15 * 6
+    assert features == bars
+    assert ("backfill", "completed") in runs and ("features", "completed") in runs
+
+
+def _scheduled_runs(stack, deployment_id: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    runs = api(stack, "POST", "/flow_runs/filter", json={
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                      "expected_start_time": {"after_": start.isoformat(), "before_": end.isoformat()}},
+        "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
+    return [dt.datetime.fromisoformat(r["expected_start_time"]) for r in runs]
+
+
+@pytest.mark.parametrize("deployment, minute", [("yahoo-hourly", 0), ("features-hourly", 5)])
+def test_scheduled_runs_read_back_are_market_hours_in_new_york_across_dst(stack, deployment, minute):
+    dep_id = deployment_ids(stack)[deployment]
+    # The server's own scheduler: the next runs it created from prefect.yaml's schedule.
+    deadline = time.monotonic() + 60
+    now = dt.datetime.now(dt.timezone.utc)
+    while not (upcoming := _scheduled_runs(stack, dep_id, now, now + dt.timedelta(days=30))):
+        assert time.monotonic() < deadline, "the scheduler created no runs"
+        time.sleep(2)
+    # Across the 2027 DST change (Sunday 14 March): ask the server to schedule that fortnight.
+    start, end = dt.datetime(2027, 3, 8, tzinfo=NY), dt.datetime(2027, 3, 20, tzinfo=NY)
+    api(stack, "POST", f"/deployments/{dep_id}/schedule",
+        json={"start_time": start.isoformat(), "end_time": end.isoformat(),
+              "min_time": (end - start).total_seconds(), "max_runs": 500})
+    dst = _scheduled_runs(stack, dep_id, start, end)
+
+    for when in upcoming + dst:
+        local = when.astimezone(NY)
+        assert local.weekday() < 5 and 9 <= local.hour <= 16 and local.minute == minute, local
+    assert len(dst) == 10 * 8  # ten weekdays, 09:00…16:00
+    offsets = {when.astimezone(NY).utcoffset() for when in dst}
+    assert offsets == {dt.timedelta(hours=-5), dt.timedelta(hours=-4)}
+    utc_hours = {when.astimezone(dt.timezone.utc).hour for when in dst}
+    assert min(utc_hours) == 13 and max(utc_hours) == 21  # 09:00 EDT … 16:00 EST
+
+
+def test_a_sharded_collect_runs_its_shards_through_the_work_pool(stack):
+    result = stack.prefect("deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
+                           "-p", "shards=2", "-p", "market_hours_only=false", "-p", "days=2",
+                           "-p", f"symbols={json.dumps(SYMBOLS)}", timeout=360, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    parent_id = [w for w in result.stdout.split() if w.count("-") == 4][0]
+    children = api(stack, "POST", "/flow_runs/filter", json={
+        "flow_runs": {"name": {"like_": "-shard-"}}, "limit": 50})
+    children = [c for c in children if c["parameters"].get("shard_of") == parent_id]
+    assert len(children) == 2
+    assert sorted(s for c in children for s in c["parameters"]["symbols"]) == sorted(SYMBOLS)
+    assert all(c["state"]["type"] == "COMPLETED" for c in children)
+    logs = stack.log_tail("worker-1", 400) + stack.log_tail("worker-2", 400)
+    assert all(c["id"] in logs for c in children)  # picked up by the pool's workers
+
+
+def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
+    names = {a["name"] for a in api(stack, "POST", "/automations/filter", json={})}
+    assert names == {"mfs-alert-failed-runs", "mfs-alert-slow-collect", "mfs-alert-slow-features",
+                     "mfs-alert-slow-full-backfill"}
+    result = stack.prefect("deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
+                           "-p", "market_hours_only=false", "-p", "days=2", "-p", 'symbols=["ZZZZ"]',
+                           timeout=360, check=False)
+    assert result.returncode == 1, result.stdout[-2000:]
+    deadline = time.monotonic() + 60
+    while not any(h.get("state") == "Failed" for h in webhook[1]):
+        assert time.monotonic() < deadline, f"no alert received: {webhook[1]}"
+        time.sleep(1)
+    alert = next(h for h in webhook[1] if h.get("state") == "Failed")
+    assert alert["flow"] == "collect" and "mfs alert" in alert["text"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")
+def test_the_ui_deployments_page_shows_the_three_deployments(stack, tmp_path):
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
+         "--dump-dom", f"{stack.ui_url}/deployments"],
+        capture_output=True, text=True, timeout=120, check=False).stdout
+    for name in ("yahoo-hourly", "features-hourly", "full-backfill"):
+        assert name in dom, f"{name} not on the deployments page ({len(dom)} characters of DOM)"
