@@ -77,19 +77,25 @@ class PrefectStack:
     port: int
     database_url: str | None = None  # None: SQLite under root/home
     extra_env: dict[str, str] = field(default_factory=dict)
+    remote_api_url: str | None = None  # a server elsewhere (docker-compose, another machine)
 
     @classmethod
     def default(cls) -> PrefectStack:
         return cls(root=paths.state_dir() / "prefect", port=get_config().orchestration.server_port)
 
     # -- addresses and environment -------------------------------------------------------------
+    @classmethod
+    def remote(cls, api_url: str) -> PrefectStack:
+        """Deploy to / run workers against a server we did not start (PREFECT_API_URL)."""
+        return cls(root=paths.state_dir() / "prefect", port=0, remote_api_url=api_url.rstrip("/"))
+
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return self.remote_api_url or f"http://127.0.0.1:{self.port}/api"
 
     @property
     def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.api_url.removesuffix("/api")
 
     def env(self) -> dict[str, str]:
         """Environment for every Prefect process of this stack (and for `prefect` CLI calls)."""
@@ -100,11 +106,11 @@ class PrefectStack:
             "PREFECT_HOME": str(self.root / "home"),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_LOGGING_EXTRA_LOGGERS": "mfs",  # our structlog lines reach the UI
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(self.port),
             "MFS_PROJECT_ROOT": str(paths.project_root()),  # the deployments' pull step
             "MFS_LOG_FORMAT": env.get("MFS_LOG_FORMAT", "json"),
         })
+        if not self.remote_api_url:
+            env.update({"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(self.port)})
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         env.update(self.extra_env)
@@ -158,6 +164,8 @@ class PrefectStack:
         """Start the server unless it already answers; returns True when it was started."""
         if self.healthy():
             return False
+        if self.remote_api_url:
+            raise StackError(f"no Prefect server answers at {self.api_url}")
         if self._process("server") is None:
             self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
             log.info("prefect server starting", url=self.ui_url, log=str(self._log_file("server")))
