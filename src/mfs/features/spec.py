@@ -106,3 +106,20 @@ BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 # The longest warm-up; the configured look-back (features.lookback_bars ≥ 400) is far above it so
 # that exponentially smoothed indicators (EMA, Wilder) forget their seed to ~1e-12 (mission §6).
 MAX_WARMUP = max(f.warmup for f in FEATURES)
+
+
+def markdown_table() -> str:
+    """The README's indicator table, generated from FEATURES (tests/features/test_docs.py keeps
+    the README equal to it; regenerate with
+    ``python -c "from mfs.features.spec import markdown_table; print(markdown_table())"``)."""
+    lines = ["| column | computed by | parameters | definition | warm-up bars (NULL) |",
+             "|---|---|---|---|---|"]
+    for f in FEATURES:
+        fn = f"TA-Lib `{f.function}`" if f.function != "numpy" else "numpy"
+        params = ", ".join(f"{k}={v}" for k, v in f.params.items() if k != "expr") or "—"
+        if "expr" in f.params:
+            params = f"`{f.params['expr']}`" + (f"; {params}" if params != "—" else "")
+        definition = f.definition.replace("|", "\\|")
+        lines.append(f"| `{f.name}` | {fn} | {params.replace('|', chr(92) + '|')} | {definition} | {f.warmup} |")
+    return "\n".join(lines)
+
