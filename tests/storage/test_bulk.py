@@ -74,6 +74,20 @@ def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
     conn.rollback()
 
 
+def test_new_keys_only_inserts_with_nulls_and_refuses_an_existing_key(conn) -> None:
+    import psycopg2
+
+    data = bars(symbols=("AAPL",))
+    with conn.cursor() as cur:
+        counts = upsert(cur, "market_data", BAR_COLUMNS, data, key=KEY, new_keys_only=True)
+    conn.commit()
+    assert (counts.staged, counts.inserted, counts.updated) == (5, 5, 0)
+    assert table_rows(conn)[0][7] is None, "NaN must be stored as NULL on the plain-INSERT path too"
+    with conn.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
+        upsert(cur, "market_data", BAR_COLUMNS, data, key=KEY, new_keys_only=True)
+    conn.rollback()
+
+
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(StorageError, match="timezone-aware"):
         encode_copy_binary([Column("ts", "timestamptz")], {"ts": pd.date_range("2024-01-01", periods=2)})
