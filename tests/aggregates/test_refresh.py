@@ -42,7 +42,7 @@ def test_ingest_backfill_correction_delete_match_group_by(agg_db, assert_aggrega
     result = aggregates.refresh()
     if result["edition"] == "apache":  # only the five invalidated days (and their week) recomputed
         assert result["buckets"] == {"ohlcv_1d": 5, "ohlcv_1w": 1, "features_1d": 5}
-        assert result["rows"] == {"ohlcv_1d": 5, "ohlcv_1w": 1, "features_1d": 5}
+        assert result["removed"] == {"ohlcv_1d": 0, "ohlcv_1w": 0, "features_1d": 0}
     assert_aggregates_match(agg_db)
 
     # An upsert correction of one bar: new high, close and volume.
@@ -107,7 +107,7 @@ def test_refresh_is_idempotent_and_consumes_the_log(agg_db, edition, assert_aggr
     _ingest(agg_db)
     assert query(agg_db, "SELECT count(*) > 0 FROM aggregate_invalidations") == [(True,)]
     first = aggregates.refresh()
-    assert first["rows"]["ohlcv_1d"] == query(agg_db, "SELECT count(*) FROM ohlcv_1d")[0][0] > 0
+    assert first["buckets"]["ohlcv_1d"] == query(agg_db, "SELECT count(*) FROM ohlcv_1d")[0][0] > 0
     assert query(agg_db, "SELECT count(*) FROM aggregate_invalidations") == [(0,)]
     again = aggregates.refresh()
     assert again["buckets"] == {"ohlcv_1d": 0, "ohlcv_1w": 0, "features_1d": 0}

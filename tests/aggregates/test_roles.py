@@ -83,5 +83,5 @@ def test_writer_runs_the_write_path_and_refresh(role_urls, agg_db, monkeypatch) 
     counts = write_bars(role_urls["mfs_writer"], make_bars("MSFT", "2024-03-04", "2024-03-05"))
     assert counts.inserted == 14
     result = aggregates.refresh(url=role_urls["mfs_writer"])
-    assert result["rows"]["ohlcv_1d"] == 2
+    assert result["buckets"]["ohlcv_1d"] == 2
     assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'MSFT'") == [(2,)]

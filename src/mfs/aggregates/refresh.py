@@ -6,9 +6,9 @@ transaction (every statement sees the same snapshot, so a concurrent write is ei
 this refresh or fully left for the next one):
 
 1. with an explicit window, log an invalidation of the window for every symbol present there;
-2. for every pending New York day: delete the rollup row, insert the recomputed one (from the
-   ``*_live`` views — the very queries the public views use for pending days), then the same for
-   pending weeks, from the daily view;
+2. merge the pending ranges per symbol into whole New York days (weeks), delete the rollup rows
+   in them and insert the recomputed ones: daily from the ``*_live`` views (the very queries the
+   public views use for pending days), then weekly from the refreshed daily rollup;
 3. delete exactly the log entries it read.
 
 Idempotent; late and backfilled data and deletions are covered because the log says where they
@@ -34,12 +34,17 @@ REFRESH_LOCK_KEY = 0x6D66735F616767  # "mfs_agg": one refresh at a time per data
 AGGREGATES = ("ohlcv_1d", "ohlcv_1w", "features_1d")  # dependency order (weekly reads daily)
 log = get_logger("mfs.aggregates.refresh")
 
-# (rollup, live view, key column, source, pending view) — the daily rollups first.
-_APACHE_STEPS = (
-    ("ohlcv_1d_rollup", "ohlcv_1d_live", "day", "market_data", "aggregate_pending_days"),
-    ("ohlcv_1w_rollup", "ohlcv_1w_live", "week", "market_data", "aggregate_pending_weeks"),
-    ("features_1d_rollup", "features_1d_live", "day", "features", "aggregate_pending_days"),
-)
+# Weekly buckets from the freshly refreshed daily rollup (every day of a pending week is current
+# there once the daily step ran): the same aggregation as the ohlcv_1w_live view, which reads the
+# always-current daily view instead.
+_WEEKLY_FROM_ROLLUP = """
+    INSERT INTO ohlcv_1w_rollup
+    SELECT d.symbol, time_bucket('1 week', d.day, 'America/New_York') AS week,
+           first(d.open, d.day), max(d.high), min(d.low), last(d.close, d.day),
+           sum(d.volume)::bigint, sum(d.bar_count)::bigint
+    FROM _refresh_week_ranges p
+    JOIN ohlcv_1d_rollup d ON d.symbol = p.symbol AND d.day >= p.lo AND d.day < p.hi
+    GROUP BY d.symbol, time_bucket('1 week', d.day, 'America/New_York')"""
 
 
 def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
@@ -57,7 +62,9 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
             url: str | None = None) -> dict[str, Any]:
     """Recompute the aggregates' invalidated buckets (or every bucket of [start, end) when given).
 
-    Returns ``{"edition", "buckets": {aggregate: n}, "rows": {aggregate: n}, "seconds"}``.
+    Returns ``{"edition", "buckets": {aggregate: buckets written}, "removed": {aggregate: rows
+    deleted before rewriting}, "window", "seconds"}``; a bucket whose bars were all deleted is
+    removed and not written. The community license does not report counts (-1).
     """
     lo, hi = _timestamp(start, "start"), _timestamp(end, "end")
     if (lo is None) != (hi is None):
@@ -73,15 +80,15 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
             cur.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK_KEY,))
         try:
             if edition == "timescale":
-                buckets, rows = _refresh_continuous(conn, lo, hi)
+                buckets, removed = _refresh_continuous(conn, lo, hi)
             else:
-                buckets, rows = _refresh_rollups(conn, lo, hi)
+                buckets, removed = _refresh_rollups(conn, lo, hi)
         finally:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
     finally:
         conn.close()
-    result = {"edition": edition, "buckets": buckets, "rows": rows,
+    result = {"edition": edition, "buckets": buckets, "removed": removed,
               "window": None if lo is None else [lo.isoformat(), hi.isoformat()],
               "seconds": round(time.monotonic() - started, 3)}
     log.info("aggregates refreshed", **result)
@@ -89,14 +96,15 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
 
 
 def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
-    buckets: dict[str, int] = {}
-    rows: dict[str, int] = {}
+    """Returns (buckets written, rollup rows removed before rewriting) per aggregate."""
+    written: dict[str, int] = {}
+    removed: dict[str, int] = {}
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if lo is not None:
-                # Every symbol with rows in the window, before or after the change.
+                # Every symbol with rows in the window, before (rollup) or after (raw) the change.
                 for source, table, column, extra in (
                     ("market_data", "market_data", "ts", "AND interval = '1h'"),
                     ("market_data", "ohlcv_1d_rollup", "day", ""),
@@ -111,17 +119,24 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                     )
             cur.execute("SELECT array_agg(id) FROM aggregate_invalidations")
             taken = cur.fetchone()[0] or []
-            for rollup, live, key, source, pending in _APACHE_STEPS:
+            cur.execute("CREATE TEMP TABLE _refresh_ranges ON COMMIT DROP AS SELECT * FROM aggregate_pending_ranges")
+            cur.execute("CREATE TEMP TABLE _refresh_week_ranges ON COMMIT DROP AS "
+                        "SELECT * FROM aggregate_pending_week_ranges WHERE source = 'market_data'")
+            for rollup, key, ranges, source in (("ohlcv_1d_rollup", "day", "_refresh_ranges", "market_data"),
+                                                ("features_1d_rollup", "day", "_refresh_ranges", "features"),
+                                                ("ohlcv_1w_rollup", "week", "_refresh_week_ranges", "market_data")):
                 aggregate = rollup.removesuffix("_rollup")
-                cur.execute(f"SELECT count(*) FROM {pending} WHERE source = %s", (source,))
-                buckets[aggregate] = cur.fetchone()[0]
                 cur.execute(
-                    f"""DELETE FROM {rollup} r USING {pending} p
-                        WHERE p.source = %s AND p.symbol = r.symbol AND p.{key} = r.{key}""",
+                    f"""DELETE FROM {rollup} r USING {ranges} p
+                        WHERE p.source = %s AND p.symbol = r.symbol AND r.{key} >= p.lo AND r.{key} < p.hi""",
                     (source,),
                 )
-                cur.execute(f"INSERT INTO {rollup} SELECT * FROM {live}")
-                rows[aggregate] = cur.rowcount
+                removed[aggregate] = cur.rowcount
+                if aggregate == "ohlcv_1w":
+                    cur.execute(_WEEKLY_FROM_ROLLUP)
+                else:  # the live view reads the same (unchanged, same snapshot) log as the ranges
+                    cur.execute(f"INSERT INTO {rollup} SELECT * FROM {aggregate}_live")
+                written[aggregate] = cur.rowcount
             cur.execute("DELETE FROM aggregate_invalidations WHERE id = ANY(%s)", (taken,))
         conn.commit()
     except BaseException:
@@ -129,7 +144,7 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
         raise
     finally:
         conn.autocommit = True
-    return buckets, rows
+    return written, removed
 
 
 def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:

@@ -40,8 +40,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    rows = [(name, result["buckets"][name], result["rows"][name]) for name in result["buckets"]]
-    print_table(f"refresh ({result['edition']} edition)", ["aggregate", "buckets", "rows"], rows)
+    rows = [(name, result["buckets"][name], result["removed"][name]) for name in result["buckets"]]
+    print_table(f"refresh ({result['edition']} edition)", ["aggregate", "buckets written", "rows removed"], rows)
     print(f"refreshed in {result['seconds']} s")
     return 0
 
