@@ -1,0 +1,44 @@
+"""Alert automations on a Prefect server (the test harness): created from config with a webhook
+URL, replaced (not duplicated) on re-run, and none — with a log line saying so — without a URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from mfs.config import get_config
+from mfs.orchestration.alerts import FAILURE_EVENTS, setup_alerts
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def ours() -> dict:
+    with get_client(sync_client=True) as client:
+        return {a.name: a for a in client.read_automations() if a.name.startswith("mfs-alert")}
+
+
+def test_with_a_webhook_url_failed_and_slow_runs_alert(monkeypatch):
+    monkeypatch.setenv("MFS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts")
+    get_config.cache_clear()
+    setup_alerts()
+    created = setup_alerts()  # idempotent: replaced, not duplicated
+    automations = ours()
+    assert sorted(created) == sorted(automations) == [
+        "mfs-alert-failed-runs", "mfs-alert-slow-collect", "mfs-alert-slow-features", "mfs-alert-slow-full-backfill"]
+    failed = automations["mfs-alert-failed-runs"].trigger
+    assert set(failed.expect) == FAILURE_EVENTS == {
+        "prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
+    runs = get_config().runs
+    slow = automations["mfs-alert-slow-collect"].trigger
+    assert slow.posture == "Proactive" and set(slow.after) == {"prefect.flow-run.Running"}
+    assert slow.within == dt.timedelta(seconds=runs.expected_runtime_s["collect"] * runs.slow_factor)
+    assert automations["mfs-alert-slow-collect"].actions[0].type == "call-webhook"
+
+
+def test_without_a_url_nothing_is_created_and_the_log_says_so(monkeypatch, caplog):
+    monkeypatch.delenv("MFS_ALERT_WEBHOOK_URL", raising=False)
+    assert setup_alerts() == []
+    assert ours() == {}
+    assert "MFS_ALERT_WEBHOOK_URL is not set" in caplog.text
