@@ -71,7 +71,7 @@ def test_unknown_fault_kind_is_a_clear_error(db):
 
 
 def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, features_config):
-    features_config(workers=2, max_tasks_per_worker=2)
+    features_config(workers=2, max_tasks_per_worker=2, batch_size=1)
     symbols = [f"R{i:02d}" for i in range(12)]
     for i, s in enumerate(symbols):
         insert_bars(conn, s, "1h", make_bars(120, seed=i))

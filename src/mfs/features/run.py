@@ -99,36 +99,58 @@ def compute(
     with recorded_run("features", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         started = time.perf_counter()
-        pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
+        workers = min(fc.workers, len(symbols))
+        size = max(1, min(fc.batch_size, -(-len(symbols) // workers)))  # every worker gets work
+
+        def task(batch: list[str]) -> worker.BatchTask:
+            return worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
+                                    tuple((s, fault_map[s]) for s in batch if s in fault_map))
+
+        outcome: dict[str, dict | str] = {}
+        pids: set[int] = set()
+        pool = ProcessPool(max_workers=workers, max_tasks=fc.max_tasks_per_worker,
                            initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
                            context=worker.context())
         try:
-            futures = [
-                (symbol, pool.schedule(worker.run_symbol, args=(worker.SymbolTask(
-                    symbol, interval, full, fc.lookback_bars, url, fault_map.get(symbol)),),
-                    timeout=fc.timeout_s))
-                for symbol in symbols
-            ]
-            pids = set()
-            for symbol, future in futures:
-                with bind_context(symbol=symbol):
-                    try:
-                        counts = future.result()
-                    except BaseException as exc:  # noqa: BLE001 — every failure is recorded, none swallowed
-                        if not isinstance(exc, Exception):
-                            raise  # KeyboardInterrupt/SystemExit: stop the run (recorded as failed)
-                        reason = failure_reason(exc, fc.timeout_s)
-                        log.error("features failed", reason=reason)
-                        report.results.append(SymbolResult(symbol, stage, "failed", reason=reason))
+            batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
+            first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
+            singles = []
+            for batch, future in first:
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker died or the batch ran out of time
+                    if len(batch) == 1:
+                        outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
                         continue
-                    pids.add(counts["pid"])
-                    report.results.append(SymbolResult(
-                        symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
-                        updated=counts["updated"], written=counts["inserted"] + counts["updated"],
-                        duration_s=round(counts["seconds"], 4)))
+                    log.warning("batch failed; retrying its symbols one by one", symbols=batch,
+                                reason=failure_reason(exc, fc.timeout_s))
+                    singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
+                                for s in batch]
+                    continue
+                pids.add(result["pid"])
+                outcome.update(result["results"])
+            for (symbol,), future in singles:
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    outcome[symbol] = failure_reason(exc, fc.timeout_s)
+                    continue
+                pids.add(result["pid"])
+                outcome.update(result["results"])
         finally:
-            pool.stop() if report.failed or len(report.results) < len(symbols) else pool.close()
+            pool.stop() if len(outcome) < len(symbols) else pool.close()
             pool.join()
-        report.extra.update(interval=interval, full=full, feature_version=FEATURE_VERSION,
+        for symbol in symbols:
+            counts = outcome[symbol]
+            if isinstance(counts, str):
+                with bind_context(symbol=symbol):
+                    log.error("features failed", reason=counts)
+                report.results.append(SymbolResult(symbol, stage, "failed", reason=counts))
+            else:
+                report.results.append(SymbolResult(
+                    symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
+                    updated=counts["updated"], written=counts["inserted"] + counts["updated"],
+                    duration_s=round(counts["seconds"], 4)))
+        report.extra.update(interval=interval, full=full, feature_version=FEATURE_VERSION, batch_size=size,
                             worker_pids=sorted(pids), seconds=round(time.perf_counter() - started, 3))
     return report

@@ -42,13 +42,13 @@ _url: str | None = None
 
 
 @dataclass(frozen=True)
-class SymbolTask:
-    symbol: str
+class BatchTask:
+    symbols: tuple[str, ...]
     interval: str
     full: bool
     lookback: int
     database_url: str
-    fault: str | None = None
+    faults: tuple[tuple[str, str], ...] = ()  # (symbol, kind) pairs
 
 
 def initialize(memory_limit_mb: int) -> None:
@@ -100,19 +100,26 @@ def inject_fault(kind: str) -> None:
         raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
 
 
-def run_symbol(task: SymbolTask) -> dict:
-    """Worker entry point: update one symbol's features on this worker's connection."""
-    if task.fault:
-        inject_fault(task.fault)
+def run_batch(task: BatchTask) -> dict:
+    """Worker entry point: update a batch of symbols on this worker's connection.
+
+    Returns {"pid": ..., "results": {symbol: counts dict | failure reason}}. A fault that kills
+    the process (segfault, SIGKILL, timeout) loses the whole batch: nothing of it was committed,
+    and the orchestrator reruns its symbols one per task so that only the faulty one fails."""
+    faults = dict(task.faults)
+
+    def before(symbol: str) -> None:
+        if symbol in faults:
+            inject_fault(faults[symbol])
+
     try:
-        counts = pipeline.update_symbol(_connection(task.database_url), task.symbol, task.interval,
-                                        full=task.full, lookback=task.lookback)
+        results = pipeline.update_batch(_connection(task.database_url), list(task.symbols), task.interval,
+                                        full=task.full, lookback=task.lookback, before_symbol=before)
     except BaseException:
-        _close_connection()  # a broken transaction or socket must not leak into the next symbol
+        _close_connection()  # a broken transaction or socket must not leak into the next task
         raise
-    result = asdict(counts)
-    result["pid"] = os.getpid()
-    return result
+    return {"pid": os.getpid(),
+            "results": {s: r if isinstance(r, str) else asdict(r) for s, r in results.items()}}
 
 
 def context() -> multiprocessing.context.BaseContext:
