@@ -161,3 +161,29 @@ def test_daily_bars_are_a_separate_series(conn):
     assert_rows_equal(stored, expected_from_engine(daily))
     assert (stored["hour_et"] == 0).all()  # daily bars are labelled at New York midnight
     assert read_features(conn, "DLY", "1h").empty
+
+
+def test_one_batch_mixes_new_changed_and_bad_symbols_and_counts_each(conn):
+    a, b, bad = make_bars(300, seed=21), make_bars(300, seed=22), make_bars(300, seed=23)
+    insert_bars(conn, "MIXA", "1h", a.iloc[:299])
+    insert_bars(conn, "MIXB", "1h", b.iloc[:299])
+    compute(["MIXA", "MIXB"], "1h")
+    changed = a.copy()
+    changed.loc[290, "volume"] += 12_345
+    insert_bars(conn, "MIXA", "1h", changed.iloc[[290, 299]])  # bar 290 corrected, bar 299 new
+    insert_bars(conn, "MIXB", "1h", b.iloc[[299]])  # only a new bar
+    insert_bars(conn, "MIXBAD", "1h", bad)
+    with conn.cursor() as cur:  # NaN passes PostgreSQL's CHECKs (NaN sorts above every number)
+        cur.execute("UPDATE market_data SET close = 'NaN', high = 'NaN' WHERE symbol = 'MIXBAD' AND ts = %s",
+                    (bad["ts"][100].to_pydatetime(),))
+    conn.commit()
+    report = compute(["MIXA", "MIXB", "MIXBAD"], "1h", raise_on_failure=False)
+    assert report.extra["batch_size"] == 2
+    res = {r.symbol: r for r in report.results}
+    assert (res["MIXA"].inserted, res["MIXA"].updated) == (1, 9)
+    assert (res["MIXB"].inserted, res["MIXB"].updated) == (1, 0)
+    assert res["MIXBAD"].status == "failed"
+    assert res["MIXBAD"].reason.startswith("FeatureError: input high: non-finite value nan at bar 100")
+    assert read_features(conn, "MIXBAD").empty
+    assert_rows_equal(read_features(conn, "MIXA"), expected_from_engine(changed))
+    assert_rows_equal(read_features(conn, "MIXB"), expected_from_engine(b))

@@ -48,11 +48,11 @@ def _check_inputs(ts: pd.DatetimeIndex, arrays: dict[str, np.ndarray]) -> None:
             raise FeatureError(f"input {name}: expected {n} values, got shape {arr.shape}")
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise FeatureError(f"input {name}: non-finite value {arr[bad]!r} at bar {bad} ({ts[bad]})")
+            raise FeatureError(f"input {name}: non-finite value {float(arr[bad])!r} at bar {bad} ({ts[bad]})")
     for name in ("open", "high", "low", "close"):
         if (arrays[name] <= 0).any():
             bad = int(np.flatnonzero(arrays[name] <= 0)[0])
-            raise FeatureError(f"input {name}: price must be > 0, got {arrays[name][bad]!r} at bar {bad}")
+            raise FeatureError(f"input {name}: price must be > 0, got {float(arrays[name][bad])!r} at bar {bad}")
     if (arrays["volume"] < 0).any():
         raise FeatureError("input volume: negative volume")
     if n > 1 and not (np.diff(ts.asi8) > 0).all():
