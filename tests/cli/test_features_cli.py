@@ -1,0 +1,36 @@
+"""`mfs features`: per-symbol summary, exit 0 when every symbol succeeded, non-zero otherwise."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "features"))
+
+from feature_helpers import insert_bars, make_bars  # noqa: E402
+
+from mfs.cli.main import main  # noqa: E402
+
+
+def test_features_command_prints_a_summary_and_exits_zero(conn, capsys):
+    insert_bars(conn, "CLIA", "1d", make_bars(40, seed=1, interval="1d"))
+    assert main(["features", "--symbols", "clia", "--interval", "1d"]) == 0
+    out = capsys.readouterr().out
+    assert "CLIA\tfeatures_1d\tok\t40\t40\t0\t40" in out
+    assert "1 ok, 0 failed; 40 bars read, 40 feature rows written" in out
+    assert main(["features", "--symbols", "CLIA", "--interval", "1d", "--full"]) == 0
+    assert "CLIA\tfeatures_1d\tok\t40\t0\t0\t0" in capsys.readouterr().out
+
+
+def test_a_failed_symbol_makes_the_command_fail(conn, capsys, monkeypatch):
+    insert_bars(conn, "CLIB", "1h", make_bars(30, seed=2))
+    monkeypatch.setenv("MFS_FEATURE_FAULTS", '{"CLIB": "sigkill"}')
+    assert main(["features", "--symbols", "CLIB"]) == 1
+    captured = capsys.readouterr()
+    assert "worker killed by SIGKILL" in captured.out
+    assert "CLIB (features_1h): worker killed by SIGKILL" in captured.err
+
+
+def test_bad_arguments_are_clear_errors(db, capsys):
+    assert main(["features", "--symbols", "NOT A TICKER"]) == 2
+    assert "not a valid ticker" in capsys.readouterr().err
