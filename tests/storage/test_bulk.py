@@ -101,3 +101,29 @@ def test_check_constraints_stop_impossible_bars(conn) -> None:
     with conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation):
         upsert(cur, "market_data", BAR_COLUMNS, data, key=KEY)
     conn.rollback()
+
+
+def test_binary_copy_round_trip_with_nulls_and_mixed_text_lengths(conn) -> None:
+    """Texts of several lengths, NULL texts and NaN floats survive COPY exactly (NaN -> NULL)."""
+    from mfs.storage.bulk import copy_rows
+
+    n = 1000
+    rng = np.random.default_rng(7)
+    names = np.array(["A", "BRK-B", "^GSPC", "EURUSD=X", None], dtype=object)[rng.integers(0, 5, n)]
+    x = rng.normal(size=n)
+    x[rng.random(n) < 0.3] = np.nan
+    y = rng.normal(size=n) * 1e300
+    ts = pd.Timestamp("1999-12-31 23:00", tz="America/New_York") + pd.to_timedelta(rng.integers(0, 10**12, n), unit="us")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE rt (i bigint, name text, ts timestamptz, x double precision, y double precision, ok boolean)")
+        copy_rows(cur, "rt", [Column("i", "int8"), Column("name", "text"), Column("ts", "timestamptz"),
+                              Column("x", "float8"), Column("y", "float8"), Column("ok", "bool")],
+                  {"i": np.arange(n), "name": names, "ts": ts, "x": x, "y": y, "ok": x > 0})
+        cur.execute("SELECT i, name, ts, x, y, ok FROM rt ORDER BY i")
+        rows = cur.fetchall()
+    conn.rollback()
+    assert len(rows) == n
+    for i, (idx, name, t, xv, yv, ok) in enumerate(rows):
+        assert idx == i and name == names[i] and yv == y[i] and ok == bool(x[i] > 0)
+        assert pd.Timestamp(t) == ts[i]
+        assert (xv is None) if np.isnan(x[i]) else xv == x[i]

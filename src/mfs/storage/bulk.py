@@ -1,11 +1,10 @@
-"""The one write path: binary COPY into a staging table, then an upsert that touches only
-rows whose values changed.
+"""The one write path: binary COPY — straight into the table for rows that cannot conflict,
+through a staging table and an upsert that touches only changed rows for the others.
 
 Binary COPY because the text path (pandas ``to_csv`` + text COPY) is where the replaced system
 and our first measurements lost their time (mission.md §6). Rows are encoded with numpy record
-arrays: rows that share their text values (one symbol, one interval) form one fixed-width block.
-Floats travel as float8 and NaN becomes NULL in the upsert (``NULLIF(x, 'NaN')``), so warm-up
-values are NULL in the table, never NaN and never 0.
+arrays: rows that share their text lengths form one fixed-width block.
+NaN floats are encoded as NULL, so warm-up values are NULL in the table, never NaN and never 0.
 """
 
 from __future__ import annotations
@@ -52,8 +51,11 @@ def _to_array(col: Column, values: object, n: int) -> np.ndarray:
         ts = pd.DatetimeIndex(values)
         if ts.tz is None:
             raise StorageError(f"column {col.name}: timestamps must be timezone-aware (UTC)")
-        us = ts.tz_convert("UTC").as_unit("us").asi8
-        return us - PG_EPOCH_US
+        if len(ts) != n:
+            raise StorageError(f"column {col.name}: expected {n} values, got {len(ts)}")
+        if ts.hasnans:
+            raise StorageError(f"column {col.name}: missing timestamps")
+        return ts.tz_convert("UTC").as_unit("us").asi8 - PG_EPOCH_US
     arr = np.asarray(values)
     if arr.shape != (n,):
         raise StorageError(f"column {col.name}: expected {n} values, got shape {arr.shape}")
@@ -67,65 +69,155 @@ def _to_array(col: Column, values: object, n: int) -> np.ndarray:
 
 
 def encode_copy_binary(columns: Sequence[Column], data: Mapping[str, object]) -> bytes:
-    """PostgreSQL binary COPY payload for ``columns`` (no NULLs; NaN floats are sent as NaN)."""
+    """PostgreSQL binary COPY payload for ``columns`` as one bytes object (see ``_encode_chunks``)."""
+    return b"".join(_encode_chunks(columns, data))
+
+
+def _encode_chunks(columns: Sequence[Column], data: Mapping[str, object]) -> list[bytes | memoryview]:
+    """PostgreSQL binary COPY payload for ``columns``. NaN floats and None texts become NULL.
+
+    Rows are grouped by the byte lengths of their texts (few groups: one symbol, one interval…);
+    each group is one numpy record array at its exact width, written with ``tobytes``. Rows
+    holding a NULL float are laid out with the float's 8 bytes and then those bytes are dropped
+    with one boolean mask. Vectorised end to end: no per-row Python.
+    """
     n = len(next(iter(data.values()))) if data else 0
-    arrays = {c.name: _to_array(c, data[c.name], n) for c in columns}
-    text_cols = [c for c in columns if c.pgtype == "text"]
-    # Group rows by their combination of text values: each group is one fixed-width block.
-    if text_cols:
-        codes = []
-        uniques = []
-        for c in text_cols:
-            code, uniq = pd.factorize(pd.Series(arrays[c.name], dtype=object), use_na_sentinel=True)
-            if (code < 0).any():
-                raise StorageError(f"column {c.name}: text column has missing values")
-            codes.append(code)
-            uniques.append([str(u).encode() for u in uniq])
-        combo = np.zeros(n, dtype=np.int64)
-        for code, uniq in zip(codes, uniques):
-            combo = combo * len(uniq) + code
-        order = np.argsort(combo, kind="stable")
-        bounds = np.flatnonzero(np.diff(combo[order])) + 1
-        groups = np.split(order, bounds) if n else []
-    else:
-        groups = [np.arange(n)] if n else []
-    out = io.BytesIO()
-    out.write(_HEADER)
-    for rows in groups:
-        fields = [("n", ">i2")]
-        texts = {}
-        for i, c in enumerate(columns):
-            if c.pgtype == "text":
-                idx = text_cols.index(c)
-                texts[c.name] = uniques[idx][codes[idx][rows[0]]]
-                fields += [(f"l{i}", ">i4"), (f"v{i}", f"S{max(len(texts[c.name]), 1)}")]
+    texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # column index -> (encoded, sizes)
+    values: dict[int, np.ndarray] = {}
+    for i, col in enumerate(columns):
+        if col.pgtype == "text":
+            codes, uniques = pd.factorize(pd.Series(np.asarray(data[col.name], dtype=object)), use_na_sentinel=True)
+            if len(codes) != n:
+                raise StorageError(f"column {col.name}: expected {n} values, got {len(codes)}")
+            encoded = [str(u).encode() for u in uniques]
+            width = max((len(e) for e in encoded), default=0) or 1
+            texts[i] = (np.array(encoded + [b""], dtype=f"S{width}")[codes],
+                        np.array([len(e) for e in encoded] + [-1], dtype=np.int32)[codes])  # -1: NULL
+        else:
+            values[i] = _to_array(col, data[col.name], n)
+    floats = [i for i, col in enumerate(columns) if col.pgtype == "float8"]
+    nulls = {i: np.isnan(values[i]) for i in floats}
+    any_null = np.zeros(n, dtype=bool)
+    for mask in nulls.values():
+        any_null |= mask
+    # Group rows by their text lengths (lengths < 2**15 each; a few distinct combinations).
+    group = np.zeros(n, dtype=np.int64)
+    for _enc, sizes in texts.values():
+        group = group * 65_537 + (sizes.astype(np.int64) + 1)
+    out = [_HEADER]
+    for key in np.unique(group):
+        rows = np.flatnonzero(group == key)
+        first = rows[0]
+        fields: list[tuple[str, str]] = [("n", ">i2")]
+        for i, col in enumerate(columns):
+            fields.append((f"l{i}", ">i4"))
+            if i in texts:
+                size = int(texts[i][1][first])
+                if size > 0:
+                    fields.append((f"v{i}", f"S{size}"))
             else:
-                fields += [(f"l{i}", ">i4"), (f"v{i}", _FIXED[c.pgtype][0])]
+                fields.append((f"v{i}", _FIXED[col.pgtype][0]))
         rec = np.empty(len(rows), dtype=np.dtype(fields))
         rec["n"] = len(columns)
-        for i, c in enumerate(columns):
-            if c.pgtype == "text":
-                value = texts[c.name]
-                if not value:
-                    raise StorageError(f"column {c.name}: empty text values are not supported")
-                rec[f"l{i}"] = len(value)
-                rec[f"v{i}"] = value
+        for i, col in enumerate(columns):
+            if i in texts:
+                size = int(texts[i][1][first])
+                rec[f"l{i}"] = size
+                if size > 0:
+                    rec[f"v{i}"] = texts[i][0][rows]
             else:
-                rec[f"l{i}"] = _FIXED[c.pgtype][1]
-                rec[f"v{i}"] = arrays[c.name][rows]
-        out.write(rec.tobytes())
-    out.write(_TRAILER)
-    return out.getvalue()
+                rec[f"v{i}"] = values[i][rows]
+                rec[f"l{i}"] = np.where(nulls[i][rows], -1, 8) if i in nulls else _FIXED[col.pgtype][1]
+        with_null = any_null[rows]
+        if not with_null.any():
+            out.append(memoryview(rec).cast("B"))
+            continue
+        out.append(memoryview(rec[~with_null]).cast("B"))
+        part = rec[with_null]
+        keep = np.ones((len(part), rec.dtype.itemsize), dtype=bool)
+        for i in floats:
+            offset = rec.dtype.fields[f"v{i}"][1]
+            keep[nulls[i][rows][with_null], offset:offset + 8] = False
+        out.append(part.view(np.uint8).reshape(len(part), -1)[keep].tobytes())
+    out.append(_TRAILER)
+    return out
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view over encoded chunks, so COPY streams them without one big join."""
+
+    def __init__(self, chunks: list[bytes | memoryview]) -> None:
+        self._chunks = [memoryview(c).cast("B") for c in chunks]
+        self._index = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._index < len(self._chunks):
+            chunk = self._chunks[self._index]
+            if self._offset < len(chunk):
+                size = min(len(buffer), len(chunk) - self._offset)
+                buffer[:size] = chunk[self._offset:self._offset + size]
+                self._offset += size
+                return size
+            self._index, self._offset = self._index + 1, 0
+        return 0
 
 
 def copy_rows(cur, table: str, columns: Sequence[Column], data: Mapping[str, object]) -> int:
     """Binary COPY ``data`` into ``table``; returns the row count."""
-    payload = encode_copy_binary(columns, data)
+    reader = io.BufferedReader(_ChunkReader(_encode_chunks(columns, data)), buffer_size=1 << 20)
     stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
-    cur.copy_expert(stmt.as_string(cur), io.BytesIO(payload))
+    cur.copy_expert(stmt.as_string(cur), reader, size=1 << 20)
     return cur.rowcount
+
+
+def _take(data: Mapping[str, object], mask: np.ndarray) -> dict[str, object]:
+    return {k: (v[mask] if isinstance(v, pd.DatetimeIndex) else np.asarray(v)[mask]) for k, v in data.items()}
+
+
+def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: Mapping[str, object]) -> np.ndarray:
+    """Rows whose time is after the newest stored row of their series (so they cannot conflict).
+
+    Takes a transaction-scoped advisory lock per series first (in a fixed order, so two writers
+    never deadlock): a concurrent writer of the same series waits instead of racing the COPY.
+    """
+    combo = np.zeros(len(data[time_col]), dtype=np.int64)
+    labels = []
+    for c in series:
+        codes, uniques = pd.factorize(pd.Series(np.asarray(data[c], dtype=object)))
+        combo = combo * len(uniques) + codes
+        labels.append(uniques)
+    present, row_group = np.unique(combo, return_inverse=True)
+    keys = []
+    for code in present:  # decode each combination back to its series values (few: one per symbol)
+        parts = []
+        for uniques in reversed(labels):
+            code, idx = divmod(int(code), len(uniques))
+            parts.append(str(uniques[idx]))
+        keys.append(parts[::-1])
+    order = sorted(range(len(keys)), key=lambda k: keys[k])
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || k, 0)) FROM unnest(%s::text[]) WITH ORDINALITY AS u(k, o) ORDER BY o",
+        (table, ["/".join(keys[k]) for k in order]),
+    )
+    cols = [sql.Identifier(c) for c in series]
+    stmt = sql.SQL("SELECT (SELECT extract(epoch FROM max(t.{time})) FROM {table} t WHERE {match}) "
+                   "FROM unnest({arrs}) WITH ORDINALITY AS s({names}, o) ORDER BY o").format(
+        time=sql.Identifier(time_col), table=sql.Identifier(table),
+        match=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in cols),
+        arrs=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in cols),
+        names=sql.SQL(", ").join(cols),
+    )
+    cur.execute(stmt, [[k[j] for k in keys] for j in range(len(series))])
+    newest_s = np.array([np.nan if r[0] is None else float(r[0]) for r in cur.fetchall()])
+    row_newest = newest_s[row_group]
+    row_time = (pd.DatetimeIndex(data[time_col]).asi8 // 1000) / 1e6  # epoch seconds, µs precision
+    return np.isnan(row_newest) | (row_time > row_newest)
 
 
 def upsert(
@@ -137,15 +229,21 @@ def upsert(
     key: Sequence[str],
     touch: Mapping[str, str] | None = None,
     new_keys_only: bool = False,
+    append_by: Sequence[str] | None = None,
 ) -> UpsertCounts:
-    """Stage ``data`` by binary COPY, then insert new keys and update rows whose values differ.
+    """Insert new keys and update rows whose values differ; leave equal rows untouched.
 
     Unchanged rows are not rewritten (their ``touch`` columns, e.g. ``ingested_at``, keep their
     values), so re-running the same window leaves the table byte-identical. The caller owns the
     transaction: commit once per symbol batch so readers never see half a batch.
-    ``touch`` maps extra columns to SQL expressions set on insert and on change (``now()``).
-    ``new_keys_only=True``: the caller knows none of the keys exist yet (a feature backfill), so a
-    plain INSERT is used (~40% faster than ON CONFLICT on wide rows); an existing key is an error.
+    ``touch`` maps extra columns to SQL expressions set on insert and on change (``now()``); rows
+    written by direct COPY (below) get the columns' defaults instead, which must match.
+
+    Rows that cannot conflict skip the staging table and go straight into ``table`` by binary
+    COPY (several times faster than INSERT … ON CONFLICT):
+    ``new_keys_only=True`` — the caller knows no key exists yet (a feature backfill); an existing
+    key is an error. ``append_by=("symbol", "interval")`` — rows after the newest stored row of
+    their series (the last key column is the time) are appended; the rest are upserted.
     """
     names = [c.name for c in columns]
     missing = [k for k in key if k not in names]
@@ -158,6 +256,22 @@ def upsert(
     if keys.duplicated().any():
         dup = keys[keys.duplicated(keep=False)].head(3).to_dict("records")
         raise StorageError(f"upsert into {table}: duplicate keys in one batch, e.g. {dup}")
+    if new_keys_only:
+        inserted = copy_rows(cur, table, columns, data)
+        return UpsertCounts(staged=n, inserted=inserted, updated=0)
+    if append_by:
+        fresh = _after_newest(cur, table, append_by, key[-1], data)
+        if fresh.any():
+            appended = copy_rows(cur, table, columns, _take(data, fresh))
+            rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch) if (~fresh).any() else None
+            return UpsertCounts(staged=n, inserted=appended + (rest.inserted if rest else 0),
+                                updated=rest.updated if rest else 0)
+    return _staged_upsert(cur, table, columns, data, key, touch)
+
+
+def _staged_upsert(cur, table: str, columns: Sequence[Column], data: Mapping[str, object],
+                   key: Sequence[str], touch: Mapping[str, str] | None) -> UpsertCounts:
+    names = [c.name for c in columns]
     stage = f"_stage_{table}"
     cur.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(
@@ -168,11 +282,7 @@ def upsert(
     staged = copy_rows(cur, stage, columns, data)
     touch = dict(touch or {})
     value_cols = [c for c in columns if c.name not in key]
-    select_exprs = [
-        sql.SQL("NULLIF({c}, 'NaN'::float8)").format(c=sql.Identifier(c.name)) if c.pgtype == "float8"
-        else sql.Identifier(c.name)
-        for c in columns
-    ] + [sql.SQL(expr) for expr in touch.values()]
+    select_exprs = [sql.Identifier(c.name) for c in columns] + [sql.SQL(expr) for expr in touch.values()]
     insert_cols = [sql.Identifier(n) for n in names] + [sql.Identifier(t) for t in touch]
     set_items = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c.name)) for c in value_cols] + [
         sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(t)) for t in touch
@@ -197,11 +307,7 @@ def upsert(
         sets=sql.SQL(", ").join(set_items),
         changed=changed if value_cols else sql.SQL("false"),
     )
-    if new_keys_only:
-        stmt = sql.SQL("INSERT INTO {target} ({cols}) SELECT {exprs} FROM {stage}").format(
-            target=target, cols=sql.SQL(", ").join(insert_cols), exprs=sql.SQL(", ").join(select_exprs),
-            stage=sql.Identifier(stage))
     cur.execute(stmt)
-    inserted, updated = (cur.rowcount, 0) if new_keys_only else cur.fetchone()
+    inserted, updated = cur.fetchone()
     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
     return UpsertCounts(staged=staged, inserted=inserted, updated=updated)
