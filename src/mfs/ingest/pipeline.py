@@ -148,7 +148,8 @@ def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, s
             }
             cur.execute("SAVEPOINT symbol_write")
             try:
-                counts = upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY)
+                counts = upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
+                                touch={"ingested_at": "now()"}, append_by=("symbol", "interval"))
                 _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
                 cur.execute("RELEASE SAVEPOINT symbol_write")
             except (psycopg2.Error, MfsError) as exc:
@@ -194,6 +195,25 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
                     log.warning("bars quarantined", symbol=symbol, interval=interval, reasons=checked.reasons)
                 to_write.append((result, checked))
             _write_batch(to_write, interval, source, report.run_id)
+
+
+def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str) -> None:
+    """Validate and store bars that are already parsed (one frame per symbol, the columns of
+    ``bars_frame``): the same validation, quarantine and write path as ``collect``, without
+    fetching. Used by the benchmark and by sources other than Yahoo."""
+    cfg = get_config().ingest
+    stage = f"collect_{interval}"
+    items = list(frames.items())
+    for first in range(0, len(items), cfg.batch_size):
+        to_write = []
+        for symbol, bars in items[first:first + cfg.batch_size]:
+            began = time.monotonic()
+            checked = validate_bars(bars, interval, max_jump=cfg.max_jump)
+            result = SymbolResult(symbol=symbol, stage=stage, fetched=len(bars), quarantined=len(checked.rejected),
+                                  quarantine_reasons=checked.reasons, duration_s=time.monotonic() - began)
+            report.results.append(result)
+            to_write.append((result, checked))
+        _write_batch(to_write, interval, source, report.run_id)
 
 
 def _symbols(symbols) -> list[str]:
