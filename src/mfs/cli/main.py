@@ -16,7 +16,7 @@ from mfs.errors import MfsError
 from mfs.logs import configure_logging, get_logger, mask_secrets
 
 # Each module exposes register(subparsers). Later features add their module here.
-COMMANDS = ["mfs.cli.db", "mfs.cli.collect", "mfs.cli.stack", "mfs.cli.features", "mfs.cli.aggregates"]
+COMMANDS = ["mfs.cli.db", "mfs.cli.collect", "mfs.cli.stack", "mfs.cli.features", "mfs.cli.aggregates", "mfs.cli.bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

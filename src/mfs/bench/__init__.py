@@ -1,0 +1,1 @@
+"""``mfs bench``: throughput figures measured side by side with the design we replace."""

@@ -1,0 +1,84 @@
+"""The replaced design, reproduced faithfully for the benchmark's baseline (mission.md §2, §6).
+
+Run as a script, one fresh interpreter per symbol — ``python baseline_worker.py URL SYMBOL`` —
+it imports what the replaced system imported, reads the symbol's hourly bars, computes the same
+indicators with the ``ta`` package, and writes them with row-by-row ``executemany`` upserts.
+It is deliberately NOT the project's code path: it exists only to be measured against.
+"""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import sqlalchemy  # noqa: F401  (imported by the replaced system; part of its start-up cost)
+import ta
+
+COLUMNS = [
+    "return_1", "return_5", "return_20", "log_return_1", "sma_5", "sma_10", "sma_20", "sma_50",
+    "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "bb_upper",
+    "bb_lower", "bb_width", "bb_pctb", "atr_14", "natr_14", "adx_14", "plus_di_14", "minus_di_14",
+    "stoch_k", "stoch_d", "willr_14", "cci_20", "obv", "mfi_14", "vwap_20", "roc_10",
+    "volatility_20", "volume_sma_20", "volume_ratio_20", "range_pct", "hour_et", "dow_et",
+]
+
+
+def indicators(df: pd.DataFrame) -> pd.DataFrame:
+    c, h, lo, v = df["close"], df["high"], df["low"], df["volume"].astype(float)
+    out = pd.DataFrame(index=df.index)
+    out["return_1"], out["return_5"], out["return_20"] = c.pct_change(1), c.pct_change(5), c.pct_change(20)
+    out["log_return_1"] = np.log(c / c.shift(1))
+    for n in (5, 10, 20, 50, 200):
+        out[f"sma_{n}"] = ta.trend.sma_indicator(c, n)
+    out["ema_12"], out["ema_26"] = ta.trend.ema_indicator(c, 12), ta.trend.ema_indicator(c, 26)
+    macd = ta.trend.MACD(c)
+    out["macd"], out["macd_signal"], out["macd_hist"] = macd.macd(), macd.macd_signal(), macd.macd_diff()
+    out["rsi_14"] = ta.momentum.rsi(c, 14)
+    bb = ta.volatility.BollingerBands(c, 20, 2)
+    out["bb_upper"], out["bb_lower"] = bb.bollinger_hband(), bb.bollinger_lband()
+    out["bb_width"], out["bb_pctb"] = bb.bollinger_wband(), bb.bollinger_pband()
+    out["atr_14"] = ta.volatility.average_true_range(h, lo, c, 14)
+    out["natr_14"] = out["atr_14"] / c * 100
+    adx = ta.trend.ADXIndicator(h, lo, c, 14)
+    out["adx_14"], out["plus_di_14"], out["minus_di_14"] = adx.adx(), adx.adx_pos(), adx.adx_neg()
+    st = ta.momentum.StochasticOscillator(h, lo, c, 14, 3)
+    out["stoch_k"], out["stoch_d"] = st.stoch(), st.stoch_signal()
+    out["willr_14"] = ta.momentum.williams_r(h, lo, c, 14)
+    out["cci_20"] = ta.trend.cci(h, lo, c, 20)
+    out["obv"] = ta.volume.on_balance_volume(c, v)
+    out["mfi_14"] = ta.volume.money_flow_index(h, lo, c, v, 14)
+    out["vwap_20"] = ta.volume.volume_weighted_average_price(h, lo, c, v, 20)
+    out["roc_10"] = ta.momentum.roc(c, 10)
+    out["volatility_20"] = out["log_return_1"].rolling(20).std()
+    out["volume_sma_20"] = v.rolling(20).mean()
+    out["volume_ratio_20"] = v / out["volume_sma_20"]
+    out["range_pct"] = (h - lo) / c
+    ny = df["ts"].dt.tz_convert("America/New_York")
+    out["hour_et"], out["dow_et"] = ny.dt.hour.astype(float), ny.dt.dayofweek.astype(float)
+    return out.replace([np.inf, -np.inf], np.nan)
+
+
+def main(url: str, symbol: str, table: str) -> None:
+    conn = psycopg2.connect(url)
+    df = pd.read_sql(
+        "SELECT ts, open, high, low, close, volume FROM market_data WHERE symbol = %s AND interval = '1h' ORDER BY ts",
+        conn, params=(symbol,), parse_dates=["ts"],
+    )
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    feats = indicators(df)
+    cols = ", ".join(COLUMNS)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)
+    stmt = (f"INSERT INTO {table} (symbol, interval, ts, {cols}) VALUES (%s, '1h', %s, {', '.join(['%s'] * len(COLUMNS))}) "
+            f"ON CONFLICT (symbol, interval, ts) DO UPDATE SET {sets}")
+    rows = [
+        (symbol, ts.to_pydatetime(), *[None if pd.isna(x) else float(x) for x in values])
+        for ts, values in zip(df["ts"], feats[COLUMNS].itertuples(index=False, name=None))
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(stmt, rows)  # row by row, as the replaced system did
+    conn.commit()
+    conn.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -1,0 +1,205 @@
+"""The benchmark: ingest, COPY ceiling, feature backfill, incremental hour, aggregate refresh,
+queries, peak memory, and the replaced design side by side — all in one run, on a scratch
+database created and dropped here, fed by the synthetic market.
+
+Contenders that are compared are run alternately (``rounds`` times) and summarised by medians:
+these 2-core machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mfs import calendar
+from mfs.bench.memory import PeakRss
+from mfs.bench.scratch import scratch_database
+from mfs.features import compute
+from mfs.features.spec import FEATURES
+from mfs.ingest.pipeline import MARKET_DATA_COLUMNS, store_bars
+from mfs.logs import get_logger
+from mfs.runs import RunReport, new_run_id
+from mfs.sources.synthetic import synthetic_bars
+from mfs.storage.bulk import copy_rows
+from mfs.storage.connection import connect, connection
+
+log = get_logger("mfs.bench")
+BASELINE_WORKER = Path(__file__).with_name("baseline_worker.py")
+
+
+def bench_symbols(n: int) -> list[str]:
+    """``n`` distinct, valid tickers (the synthetic market seeds its walk from the name)."""
+    return [f"B{i:04d}" for i in range(n)]
+
+
+def pinned_asof() -> pd.Timestamp:
+    """One hour after the last complete session's close: every bar of the year is final."""
+    now = pd.Timestamp.now(tz="UTC")
+    for day in reversed(calendar.sessions(now - pd.Timedelta(days=10), now)):
+        _open, close = calendar.session_bounds(day)
+        if close + pd.Timedelta(hours=1) <= now:
+            return close + pd.Timedelta(hours=1)
+    raise RuntimeError("no complete NYSE session in the last 10 days")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - began, result
+
+
+def _execute(sql: str, params: tuple = ()) -> list[tuple]:
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _query_ms(sql: str, params: tuple, repeat: int = 21) -> float:
+    conn = connect()
+    try:
+        times = []
+        with conn.cursor() as cur:
+            for _ in range(repeat):
+                began = time.perf_counter()
+                cur.execute(sql, params)
+                cur.fetchall()
+                times.append((time.perf_counter() - began) * 1000)
+        conn.rollback()
+    finally:
+        conn.close()
+    return statistics.median(times)
+
+
+def _frames(symbols: list[str], start: pd.Timestamp, end: pd.Timestamp, asof: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    return {s: synthetic_bars(s, "1h", start, end, asof) for s in symbols}
+
+
+def _columns_data(frames: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """All frames as one set of column arrays, in the shape the COPY encoder takes."""
+    df = pd.concat([f.assign(symbol=s) for s, f in frames.items()], ignore_index=True)
+    n = len(df)
+    return {"symbol": df["symbol"].to_numpy(object), "interval": np.full(n, "1h", dtype=object),
+            "ts": pd.DatetimeIndex(df["ts"]), "open": df["open"].to_numpy(float), "high": df["high"].to_numpy(float),
+            "low": df["low"].to_numpy(float), "close": df["close"].to_numpy(float),
+            "adj_close": df["adj_close"].to_numpy(float), "volume": df["volume"].to_numpy(np.int64),
+            "source": np.full(n, "synthetic", dtype=object)}
+
+
+def _raw_copy(data: dict[str, object]) -> float:
+    """Seconds to binary-COPY the same rows into an empty scratch hypertable with the same key."""
+    _execute("DROP TABLE IF EXISTS bench_copy")
+    _execute("CREATE TABLE bench_copy (LIKE market_data INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
+             " PRIMARY KEY (symbol, interval, ts))")
+    _execute("SELECT create_hypertable('bench_copy', by_range('ts', INTERVAL '30 days'))")
+    with connection() as conn, conn.cursor() as cur:
+        began = time.perf_counter()
+        copy_rows(cur, "bench_copy", MARKET_DATA_COLUMNS, data)
+        conn.commit()
+        return time.perf_counter() - began
+
+
+def _ingest(frames: dict[str, pd.DataFrame]) -> tuple[float, RunReport]:
+    report = RunReport(run_id=new_run_id(), flow="bench")
+    seconds, _ = _timed(lambda: store_bars(report, frames, "1h", "synthetic"))
+    failed = report.failed
+    if failed:
+        raise RuntimeError(f"benchmark ingest failed for {len(failed)} symbols: {failed[0].reason}")
+    return seconds, report
+
+
+def _baseline_round(url: str, symbols: list[str]) -> float:
+    """The replaced design: a fresh interpreter per symbol, ``ta``, row-by-row upserts."""
+    began = time.perf_counter()
+    for symbol in symbols:
+        subprocess.run([sys.executable, str(BASELINE_WORKER), url, symbol, "baseline_features"], check=True)
+    return time.perf_counter() - began
+
+
+def _ours_round(symbols: list[str]) -> float:
+    seconds, _ = _timed(lambda: compute(symbols, "1h", full=True))
+    return seconds
+
+
+def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int = 3,
+        progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    asof = pinned_asof()
+    start = asof - pd.Timedelta(days=days)
+    symbols = bench_symbols(n_symbols)
+    progress(f"generating {n_symbols} symbols × {days} days of synthetic hourly bars")
+    gen_s, frames = _timed(lambda: _frames(symbols, start, asof, asof))
+    data = _columns_data(frames)
+    bars = len(data["ts"])
+    out: dict[str, Any] = {"symbols": n_symbols, "bars": bars, "days": days, "asof": asof.isoformat(),
+                           "bars_path": "frames (synthetic market → validation → binary COPY upsert); "
+                                        "yfinance parsing is not on this path", "generate_s": round(gen_s, 2)}
+    with scratch_database() as url, PeakRss() as peak:
+        progress(f"ingest vs raw COPY of {bars:,} bars, alternating ×{rounds}")
+        ingest_s, copy_s = [], []
+        for _ in range(rounds):
+            copy_s.append(_raw_copy(data))
+            _execute("TRUNCATE market_data")
+            seconds, _report = _ingest(frames)
+            ingest_s.append(seconds)
+        _execute("DROP TABLE IF EXISTS bench_copy")
+        out["ingest_rows_per_s"] = round(bars / statistics.median(ingest_s))
+        out["copy_rows_per_s"] = round(bars / min(copy_s))  # the fastest COPY: the ceiling
+        out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
+
+        progress(f"full feature backfill of {n_symbols} symbols")
+        out["features_backfill_s"] = round(_timed(lambda: compute(symbols, "1h", full=True))[0], 2)
+        progress("first aggregate refresh (after the backfill)")
+        out["aggregate_backfill_refresh_s"] = round(_timed(_refresh)[0], 2)
+
+        progress("one new hour for every symbol: ingest, incremental features, aggregate refresh")
+        next_asof = _next_hour(asof)
+        new = _frames(symbols, asof - pd.Timedelta(hours=1), next_asof, next_asof)
+        new = {s: f[f["ts"] > frames[s]["ts"].max()] for s, f in new.items()}
+        out["new_hour_bars"] = int(sum(len(f) for f in new.values()))
+        out["ingest_new_hour_s"] = round(_ingest(new)[0], 3)
+        out["features_incremental_s"] = round(_timed(lambda: compute(symbols, "1h"))[0], 3)
+        out["aggregate_refresh_s"] = round(_timed(_refresh)[0], 3)
+
+        progress("queries")
+        out["query_daily_1y_ms"] = round(_query_ms(
+            "SELECT * FROM ohlcv_1d WHERE symbol = %s AND day >= %s ORDER BY day", (symbols[0], start)), 2)
+        out["query_latest_ms"] = round(_query_ms("SELECT * FROM latest_features WHERE interval = '1h'", ()), 2)
+
+        subset = symbols[:baseline_n]
+        progress(f"baseline (replaced design) vs ours on {baseline_n} symbols, alternating ×{rounds}")
+        _create_baseline_table()
+        base, ours = [], []
+        for _ in range(rounds):
+            base.append(_baseline_round(url, subset) / baseline_n)
+            ours.append(_ours_round(subset) / baseline_n)
+        out["baseline_s_per_symbol"] = round(statistics.median(base), 4)
+        out["ours_s_per_symbol"] = round(statistics.median(ours), 4)
+        out["baseline_speedup"] = round(out["baseline_s_per_symbol"] / out["ours_s_per_symbol"], 1)
+    out["peak_rss_mb"] = round(peak.mb, 1)
+    return out
+
+
+def _refresh() -> dict:
+    from mfs.aggregates import refresh
+
+    return refresh()
+
+
+def _next_hour(asof: pd.Timestamp) -> pd.Timestamp:
+    """The asof at which the next session's first bar exists (one new hour for every symbol)."""
+    bars = calendar.hourly_bar_starts(asof, asof + pd.Timedelta(days=10))
+    first = bars[bars > asof][0]
+    return first + pd.Timedelta(minutes=59)
+
+
+def _create_baseline_table() -> None:
+    cols = ", ".join(f"{f.name} double precision" for f in FEATURES)
+    _execute(f"CREATE TABLE IF NOT EXISTS baseline_features (symbol text, interval text, ts timestamptz, {cols},"
+             " PRIMARY KEY (symbol, interval, ts))")
