@@ -63,7 +63,7 @@ class FeaturesConfig(Section):
     lookback_bars: int = Field(450, ge=400, description="bars read before the first new bar (≥ longest window + warm-up)")
     timeout_s: float = Field(30.0, gt=0, description="per-symbol computation timeout")
     workers: int = Field(2, gt=0, le=64)
-    max_tasks_per_worker: int = Field(50, gt=0, description="recycle a worker process after this many symbols")
+    max_tasks_per_worker: int = Field(50, gt=0, description="recycle a worker process after this many tasks (batches of symbols)")
     batch_size: int = Field(25, gt=0, le=500, description="symbols per worker task and transaction; a failed batch is retried symbol by symbol")
     worker_memory_mb: int = Field(2048, ge=0, description="address-space limit of a worker process (0 = none); beyond it a symbol fails with MemoryError")
 

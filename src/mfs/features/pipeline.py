@@ -1,8 +1,9 @@
-"""One symbol's feature update: find what is stale, read bars with their look-back, compute, write.
+"""A batch of symbols' feature update: find what is stale, read bars with their look-back,
+compute, write.
 
-Runs inside a worker process on that worker's single connection (see worker.py); one symbol is
-one REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchor and the write
-all see one snapshot of committed data, and a reader never sees half a symbol.
+Runs inside a worker process on that worker's single connection (see worker.py); a batch is one
+REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchors and the write all
+see one snapshot of committed data, and a reader never sees half a symbol.
 
 Incremental rule (documented in the README): recompute from the EARLIEST bar that has no feature
 row of the current FEATURE_VERSION, or whose ``market_data.ingested_at`` differs from the
@@ -76,9 +77,16 @@ def _to_utc(pg_us: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex((pg_us.astype(np.int64) + PG_EPOCH_US).astype("datetime64[us]")).tz_localize("UTC")
 
 
+# k = the symbol's 1-based position in the batch, from a join with the batch's symbol array (an
+# ORDER BY or array_position() in SQL costs more than the scan itself: measured 135 vs 55 ms for
+# 44k rows); numpy sorts by (k, ts) instead.
+_BATCH = "FROM unnest(%s::text[]) WITH ORDINALITY AS w(symbol, k) JOIN {table} t ON t.symbol = w.symbol AND t.interval = %s"
+
+
 def _split(rec: np.ndarray, n: int) -> list[np.ndarray]:
-    """Records ordered by k (1-based symbol position) -> one slice per symbol."""
-    bounds = np.searchsorted(rec["k"], np.arange(1, n + 2))
+    """Records of a batch -> one slice per symbol, each ordered by ts."""
+    rec = rec[np.lexsort((rec["ts"].astype(np.int64), rec["k"].astype(np.int32)))]
+    bounds = np.searchsorted(rec["k"].astype(np.int32), np.arange(1, n + 2))
     return [rec[bounds[i]:bounds[i + 1]] for i in range(n)]
 
 
@@ -151,14 +159,12 @@ def update_batch(conn, symbols: list[str], interval: str, *, full: bool, lookbac
     out: dict[str, SymbolCounts | str] = {}
     try:
         with conn.cursor() as cur:
-            key = (list(symbols), list(symbols), interval)
+            key = (list(symbols), interval)
             bar_states = _split(_copy_records(
-                cur, "SELECT array_position(%s::text[], symbol)::int4 AS k, ts, ingested_at FROM market_data "
-                "WHERE symbol = ANY(%s) AND interval = %s ORDER BY k, ts", key, _BAR_STATE), n)
+                cur, "SELECT w.k::int4, t.ts, t.ingested_at " + _BATCH.format(table="market_data"), key, _BAR_STATE), n)
             row_states = _split(_copy_records(
-                cur, "SELECT array_position(%s::text[], symbol)::int4 AS k, ts, feature_version, "
-                "coalesce(bar_ingested_at, '-infinity'), coalesce(obv, 'NaN') FROM features "
-                "WHERE symbol = ANY(%s) AND interval = %s ORDER BY k, ts", key, _ROW_STATE), n)
+                cur, "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity'), "
+                "coalesce(t.obv, 'NaN') " + _BATCH.format(table="features"), key, _ROW_STATE), n)
             plans = [plan_symbol(b, r, full=full, lookback=lookback) for b, r in zip(bar_states, row_states)]
             orphans = [(s, int(t)) for s, p in zip(symbols, plans) for t in p.orphans]
             if orphans:
@@ -170,9 +176,8 @@ def update_batch(conn, symbols: list[str], interval: str, *, full: bool, lookbac
             todo = [i for i, p in enumerate(plans) if p.start is not None]
             since = min((plans[i].bar_ts[plans[i].first] for i in todo), default=None)
             windows = _split(_copy_records(
-                cur, "SELECT array_position(%s::text[], symbol)::int4 AS k, ts, open, high, low, close, volume, "
-                "ingested_at FROM market_data WHERE symbol = ANY(%s) AND interval = %s "
-                "AND ts >= to_timestamp(%s / 1e6::float8 + 946684800) ORDER BY k, ts",
+                cur, "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at "
+                + _BATCH.format(table="market_data") + " WHERE t.ts >= to_timestamp(%s / 1e6::float8 + 946684800)",
                 key + (int(since),), _BAR_RECORD), n) if todo else [None] * n
             parts, upsert_needed = [], False
             for i, symbol in enumerate(symbols):
