@@ -78,8 +78,9 @@ def compute(
     """Update the features of ``symbols`` (default: the configured list) for ``interval``.
 
     Incremental by default (only stale bars, see pipeline.py); ``full=True`` recomputes every row.
-    Each symbol runs in a worker process; a crash, kill, hang past ``features.timeout_s`` or
-    MemoryError fails that symbol alone. Returns the RunReport (flow "features", stage
+    Symbols are computed in worker processes, in batches of ``features.batch_size`` (one
+    transaction each); a batch whose worker dies or runs past ``features.timeout_s`` is rerun one
+    symbol per task, so a crash, kill, hang or MemoryError fails that symbol alone. Returns the RunReport (flow "features", stage
     ``features_<interval>``, ``written`` = feature rows inserted or changed); failed symbols beyond
     ``runs.failed_symbol_tolerance`` raise RunFailedError unless ``raise_on_failure=False``.
     ``faults`` (tests only) maps symbol -> one of worker.FAULT_KINDS.
