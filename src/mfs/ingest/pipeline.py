@@ -153,6 +153,8 @@ def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, s
                 _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
                 cur.execute("RELEASE SAVEPOINT symbol_write")
             except (psycopg2.Error, MfsError) as exc:
+                if conn.closed:  # the server went away: the whole batch is lost, not this symbol
+                    raise
                 cur.execute("ROLLBACK TO SAVEPOINT symbol_write")
                 result.status, result.reason = "failed", f"{result.symbol}: write failed: {str(exc).strip()}"
                 log.error("write failed", symbol=result.symbol, reason=result.reason)

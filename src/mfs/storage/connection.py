@@ -104,11 +104,20 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
         raw = engine(url).raw_connection()
     except Exception as exc:  # sqlalchemy wraps OperationalError; report one clear line
         raise StorageError(f"cannot connect to {masked(url or database_url())}: {mask_secrets(str(exc).splitlines()[0])}") from None
+    driver = raw.driver_connection
     try:
-        yield raw.driver_connection  # type: ignore[misc]
+        yield driver  # type: ignore[misc]
         raw.commit()
-    except BaseException:
-        raw.rollback()
+    except BaseException as exc:
+        if not driver.closed:
+            raw.rollback()
+        elif isinstance(exc, psycopg2.Error):
+            # The server went away (restart, crash, network): nothing to roll back — the server
+            # already discarded the transaction. One clear line instead of a chain of
+            # "connection already closed" errors.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"lost the connection to {masked(url or database_url())} mid-transaction "
+                               f"(nothing of it was committed): {mask_secrets(first)}") from exc
         raise
     finally:
         raw.close()
