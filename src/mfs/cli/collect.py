@@ -6,6 +6,7 @@ import argparse
 
 from mfs.cli.output import print_table
 from mfs.config import get_config
+from mfs.orchestration.locks import run_lock
 from mfs.runs import RunReport
 
 SUMMARY_COLUMNS = ["symbol", "stage", "status", "fetched", "inserted", "updated", "quarantined", "seconds", "reason"]
@@ -49,12 +50,16 @@ def _finish(report: RunReport) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from mfs.ingest import collect
 
-    report = collect(args.symbols, args.interval, days=args.days, offline=args.offline, raise_on_failure=False)
+    # The same run lock as the collect/backfill flows: a second run waits (up to
+    # orchestration.lock_wait_s) for the first instead of fetching and writing the same bars.
+    with run_lock("collect", get_config().orchestration.lock_wait_s):
+        report = collect(args.symbols, args.interval, days=args.days, offline=args.offline, raise_on_failure=False)
     return _finish(report)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from mfs.ingest import backfill
 
-    report = backfill(args.symbols, days=args.days, offline=args.offline, raise_on_failure=False)
+    with run_lock("collect", get_config().orchestration.lock_wait_s):
+        report = backfill(args.symbols, days=args.days, offline=args.offline, raise_on_failure=False)
     return _finish(report)

@@ -6,6 +6,7 @@ import argparse
 
 from mfs.cli.output import print_json, print_table
 from mfs.config import get_config
+from mfs.orchestration.locks import run_lock
 from mfs.runs import RunReport
 
 SUMMARY_COLUMNS = ["symbol", "stage", "status", "bars_read", "inserted", "updated", "written", "seconds", "reason"]
@@ -38,7 +39,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     from mfs.features import compute
 
     symbols = args.symbols.split(",") if args.symbols else None
-    report = compute(symbols, args.interval, full=args.full, raise_on_failure=False)
+    # The features flow's run lock: two overlapping runs would compute and insert the same rows.
+    with run_lock("features", get_config().orchestration.lock_wait_s):
+        report = compute(symbols, args.interval, full=args.full, raise_on_failure=False)
     if args.json:
         print_json({"run_id": report.run_id, "counts": report.counts(), "results": report.rows()})
     else:
