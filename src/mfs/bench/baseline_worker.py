@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import psycopg2
-import sqlalchemy  # noqa: F401  (imported by the replaced system; part of its start-up cost)
+import sqlalchemy
 import ta
 
 COLUMNS = [
@@ -59,11 +59,14 @@ def indicators(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(url: str, symbol: str, table: str) -> None:
-    conn = psycopg2.connect(url)
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
     df = pd.read_sql(
-        "SELECT ts, open, high, low, close, volume FROM market_data WHERE symbol = %s AND interval = '1h' ORDER BY ts",
-        conn, params=(symbol,), parse_dates=["ts"],
+        sqlalchemy.text("SELECT ts, open, high, low, close, volume FROM market_data"
+                        " WHERE symbol = :s AND interval = '1h' ORDER BY ts"),
+        engine, params={"s": symbol},
     )
+    engine.dispose()
+    conn = psycopg2.connect(url)
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     feats = indicators(df)
     cols = ", ".join(COLUMNS)
