@@ -115,7 +115,12 @@ def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timesta
         except Exception as exc:  # a yfinance bug for one symbol must not take the others down
             log.exception("fetch failed unexpectedly", interval=interval)
             return None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}", time.monotonic() - began
-        return validate_bars(bars, interval, max_jump=max_jump), len(bars), None, time.monotonic() - began
+        try:
+            checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
+        except ValidationError as exc:
+            log.error("bars cannot be validated", interval=interval, reason=str(exc))
+            return None, len(bars), f"{symbol}: {exc}", time.monotonic() - began
+        return checked, len(bars), None, time.monotonic() - began
 
 
 def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
@@ -199,18 +204,27 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
             _write_batch(to_write, interval, source, report.run_id)
 
 
-def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str) -> None:
+def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str,
+               asof: pd.Timestamp | None = None) -> None:
     """Validate and store bars that are already parsed (one frame per symbol, the columns of
     ``bars_frame``): the same validation, quarantine and write path as ``collect``, without
-    fetching. Used by the benchmark and by sources other than Yahoo."""
+    fetching. Bars after ``asof`` (default: now) are quarantined as ``future``; a frame that
+    cannot be validated (a column missing, naive timestamps) fails its symbol with the reason.
+    Used by the benchmark and by sources other than Yahoo."""
     cfg = get_config().ingest
+    asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
     stage = f"collect_{interval}"
     items = list(frames.items())
     for first in range(0, len(items), cfg.batch_size):
         to_write = []
         for symbol, bars in items[first:first + cfg.batch_size]:
             began = time.monotonic()
-            checked = validate_bars(bars, interval, max_jump=cfg.max_jump)
+            try:
+                checked = validate_bars(bars, interval, max_jump=cfg.max_jump, asof=asof)
+            except ValidationError as exc:
+                report.results.append(SymbolResult(symbol=symbol, stage=stage, status="failed", fetched=len(bars),
+                                                   reason=f"{symbol}: {exc}", duration_s=time.monotonic() - began))
+                continue
             result = SymbolResult(symbol=symbol, stage=stage, fetched=len(bars), quarantined=len(checked.rejected),
                                   quarantine_reasons=checked.reasons, duration_s=time.monotonic() - began)
             report.results.append(result)

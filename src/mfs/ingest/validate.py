@@ -5,15 +5,20 @@ counted by reason in the run's summary; the good bars beside it are stored. Chec
 (a bar is quarantined for the first one it fails):
 
 - ``duplicate_ts``    a second bar with the same timestamp in one response
+- ``wrong_type``      a price or volume that is not a number (e.g. a string)
 - ``not_finite``      open/high/low/close/volume missing, NaN or infinite
 - ``non_positive``    a price ≤ 0 (adj_close too, when present)
 - ``range``           low ≤ open, close ≤ high violated
 - ``bad_volume``      volume negative or not an integer
+- ``future``          a bar starting after the run's clock (``asof``)
 - ``outside_session`` an hourly bar that is not one of the NYSE session's bar starts (09:30 …
                       15:30 New York, per ``mfs.calendar``), a daily bar not labelled with a
                       session date
 - ``absurd_jump``     the close moved more than ``ingest.max_jump`` (a fraction) from the
                       previous accepted close in the same response
+
+A frame that cannot be checked bar by bar — a required column missing, timestamps without a
+timezone — raises ValidationError naming the problem: the caller fails that symbol.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import numpy as np
 import pandas as pd
 
 from mfs.calendar import NY, hourly_bar_starts, sessions
+from mfs.errors import ValidationError
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
+REQUIRED_COLUMNS = ["ts", *PRICE_COLUMNS, "adj_close", "volume"]
 
 
 @dataclass
@@ -73,9 +80,34 @@ def _labels_between(interval: str, lo_ns: int, hi_ns: int) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(days).tz_localize(NY).tz_convert("UTC")
 
 
-def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float) -> Validated:
+def _check_frame(bars: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
+    if missing:
+        raise ValidationError(f"bars lack the column(s) {', '.join(missing)} (expected {', '.join(REQUIRED_COLUMNS)})")
+    if not isinstance(bars["ts"].dtype, pd.DatetimeTZDtype):
+        raise ValidationError(f"bar timestamps must be timezone-aware (UTC), got dtype {bars['ts'].dtype}: "
+                              "a naive time is ambiguous (New York or UTC?)")
+
+
+def _numbers(bars: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The columns as floats, and which cells held something that is not a number at all."""
+    values = np.empty((len(bars), len(columns)))
+    wrong = np.zeros(len(bars), dtype=bool)
+    for j, name in enumerate(columns):
+        col = bars[name]
+        if col.dtype == object:  # only a frame built from loose input pays for the coercion
+            numeric = pd.to_numeric(col, errors="coerce")
+            wrong |= (numeric.isna() & col.notna()).to_numpy()
+            col = numeric
+        values[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
+    return values, wrong
+
+
+def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: pd.Timestamp | None = None) -> Validated:
     """Split ``bars`` (columns ts, open, high, low, close, adj_close, volume) into good bars and
-    quarantine records. ``ts`` must be UTC; the good frame keeps the input's column order."""
+    quarantine records. ``ts`` must be timezone-aware (UTC); bars starting after ``asof`` (when
+    given) are ``future``. The good frame keeps the input's column order."""
+    _check_frame(bars)
     if bars.empty:
         return Validated(good=bars.copy())
     bars = bars.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -89,12 +121,14 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float) -> Vali
         for i in np.flatnonzero(new):
             detail[i] = text(i)
 
-    prices = bars[PRICE_COLUMNS].to_numpy(dtype=float)
-    volume = pd.to_numeric(bars["volume"], errors="coerce").to_numpy(dtype=float)
-    adj = bars["adj_close"].to_numpy(dtype=float)
+    numbers, wrong_type = _numbers(bars, PRICE_COLUMNS + ["volume", "adj_close"])
+    prices, volume, adj = numbers[:, :4], numbers[:, 4], numbers[:, 5]
     o, h, lo, c = prices.T
 
     flag(bars["ts"].duplicated().to_numpy(), "duplicate_ts", lambda i: "a bar with this timestamp came earlier in the response")
+    flag(wrong_type, "wrong_type", lambda i: "not a number: " + ", ".join(
+        f"{k}={bars[k].iloc[i]!r}" for k in PRICE_COLUMNS + ["volume", "adj_close"]
+        if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number))))
     flag(~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume), "not_finite",
          lambda i: "missing or non-finite " + ", ".join(
              k for k, v in zip(PRICE_COLUMNS + ["volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v)))
@@ -103,7 +137,12 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float) -> Vali
     flag((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h), "range",
          lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}")
     flag((volume < 0) | (np.floor(volume) != volume), "bad_volume", lambda i: f"volume {volume[i]} is negative or not an integer")
-    expected = _expected_labels(interval, bars["ts"])
+    if asof is not None:
+        flag((bars["ts"] > asof).to_numpy(), "future",
+             lambda i: f"{bars['ts'].iloc[i].isoformat()} starts after the run's clock {pd.Timestamp(asof).isoformat()}")
+    # Session labels for the span of the bars still standing (a bar dated 2100 is already out).
+    standing = bars["ts"][code == ""]
+    expected = _expected_labels(interval, standing) if len(standing) else pd.DatetimeIndex([], tz="UTC")
     outside = ~pd.DatetimeIndex(bars["ts"]).isin(expected)
     what = "an NYSE hourly bar start (09:30…15:30 New York on a session)" if interval == "1h" else "an NYSE session date"
     flag(outside, "outside_session", lambda i: f"{bars['ts'].iloc[i].isoformat()} is not {what}")
