@@ -134,45 +134,78 @@ def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, 
     )
 
 
+def _bar_arrays(symbol: str, good: pd.DataFrame, interval: str, source: str) -> dict[str, object]:
+    n = len(good)
+    return {
+        "symbol": np.full(n, symbol, dtype=object), "interval": np.full(n, interval, dtype=object),
+        "ts": pd.DatetimeIndex(good["ts"]), "open": good["open"].to_numpy(float),
+        "high": good["high"].to_numpy(float), "low": good["low"].to_numpy(float),
+        "close": good["close"].to_numpy(float), "adj_close": good["adj_close"].to_numpy(float),
+        "volume": good["volume"].to_numpy(np.int64), "source": np.full(n, source, dtype=object),
+    }
+
+
+def _concat(parts: list[dict[str, object]]) -> dict[str, object]:
+    return {k: (pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC") if k == "ts"
+                else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+
+def _upsert_bars(cur, data: dict[str, object]):
+    return upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
+                  touch={"ingested_at": "now()"}, append_by=("symbol", "interval"), count_by="symbol")
+
+
 def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str) -> None:
-    """One transaction for the batch; a savepoint per symbol."""
+    """One transaction for the batch. The whole batch is written by one upsert (one COPY); only
+    if that fails is it retried symbol by symbol, each in a savepoint, so one symbol's write error
+    cannot take its neighbours down."""
     if not results:
         return
+    began = time.monotonic()
     with connection() as conn, conn.cursor() as cur:
-        stored = []
-        for result, checked in results:
-            began = time.monotonic()
-            good = checked.good
-            n = len(good)
-            data = {
-                "symbol": np.full(n, result.symbol, dtype=object), "interval": np.full(n, interval, dtype=object),
-                "ts": pd.DatetimeIndex(good["ts"]), "open": good["open"].to_numpy(float),
-                "high": good["high"].to_numpy(float), "low": good["low"].to_numpy(float),
-                "close": good["close"].to_numpy(float), "adj_close": good["adj_close"].to_numpy(float),
-                "volume": good["volume"].to_numpy(np.int64), "source": np.full(n, source, dtype=object),
-            }
-            cur.execute("SAVEPOINT symbol_write")
-            try:
-                counts = upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
-                                touch={"ingested_at": "now()"}, append_by=("symbol", "interval"))
+        stored: list[str] = []
+        cur.execute("SAVEPOINT batch_write")
+        try:
+            counts = _upsert_bars(cur, _concat([_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]))
+            for result, checked in results:
                 _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
-                cur.execute("RELEASE SAVEPOINT symbol_write")
-            except (psycopg2.Error, MfsError) as exc:
-                if conn.closed:  # the server went away: the whole batch is lost, not this symbol
-                    raise
-                cur.execute("ROLLBACK TO SAVEPOINT symbol_write")
-                result.status, result.reason = "failed", f"{result.symbol}: write failed: {str(exc).strip()}"
-                log.error("write failed", symbol=result.symbol, reason=result.reason)
-                continue
-            finally:
-                result.duration_s += time.monotonic() - began
-            result.inserted, result.updated = counts.inserted, counts.updated
-            result.written = counts.inserted + counts.updated
-            stored.append(result.symbol)
+                result.inserted, result.updated = (counts.by or {}).get(result.symbol, (0, 0))
+                result.written = result.inserted + result.updated
+                stored.append(result.symbol)
+            cur.execute("RELEASE SAVEPOINT batch_write")
+        except (psycopg2.Error, MfsError):
+            if conn.closed:  # the server went away: the whole batch is lost, not one symbol
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT batch_write")
+            stored = _write_one_by_one(conn, cur, results, interval, source, run_id)
+        share = (time.monotonic() - began) / len(results)
+        for result, _checked in results:
+            result.duration_s += share
         if stored:
             upsert(cur, "symbols", [Column("symbol", "text"), Column("active", "bool")],
                    {"symbol": np.array(stored, dtype=object), "active": np.ones(len(stored), dtype=bool)},
                    key=["symbol"], touch={})
+
+
+def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
+    stored = []
+    for result, checked in results:
+        cur.execute("SAVEPOINT symbol_write")
+        try:
+            counts = _upsert_bars(cur, _bar_arrays(result.symbol, checked.good, interval, source))
+            _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
+            cur.execute("RELEASE SAVEPOINT symbol_write")
+        except (psycopg2.Error, MfsError) as exc:
+            if conn.closed:
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT symbol_write")
+            result.status, result.reason = "failed", f"{result.symbol}: write failed: {str(exc).strip()}"
+            log.error("write failed", symbol=result.symbol, reason=result.reason)
+            continue
+        result.inserted, result.updated = counts.inserted, counts.updated
+        result.written = counts.inserted + counts.updated
+        stored.append(result.symbol)
+    return stored
 
 
 def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, session, source: str,

@@ -40,6 +40,7 @@ class UpsertCounts:
     staged: int
     inserted: int
     updated: int
+    by: dict[str, tuple[int, int]] | None = None  # with count_by: value -> (inserted, updated)
 
     @property
     def unchanged(self) -> int:
@@ -230,6 +231,7 @@ def upsert(
     touch: Mapping[str, str] | None = None,
     new_keys_only: bool = False,
     append_by: Sequence[str] | None = None,
+    count_by: str | None = None,
 ) -> UpsertCounts:
     """Insert new keys and update rows whose values differ; leave equal rows untouched.
 
@@ -244,6 +246,7 @@ def upsert(
     ``new_keys_only=True`` — the caller knows no key exists yet (a feature backfill); an existing
     key is an error. ``append_by=("symbol", "interval")`` — rows after the newest stored row of
     their series (the last key column is the time) are appended; the rest are upserted.
+    ``count_by="symbol"`` also reports (inserted, updated) per value of that column in ``by``.
     """
     names = [c.name for c in columns]
     missing = [k for k in key if k not in names]
@@ -258,19 +261,35 @@ def upsert(
         raise StorageError(f"upsert into {table}: duplicate keys in one batch, e.g. {dup}")
     if new_keys_only:
         inserted = copy_rows(cur, table, columns, data)
-        return UpsertCounts(staged=n, inserted=inserted, updated=0)
+        return UpsertCounts(staged=n, inserted=inserted, updated=0, by=_appended_by(data, count_by, None))
     if append_by:
         fresh = _after_newest(cur, table, append_by, key[-1], data)
         if fresh.any():
             appended = copy_rows(cur, table, columns, _take(data, fresh))
-            rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch) if (~fresh).any() else None
-            return UpsertCounts(staged=n, inserted=appended + (rest.inserted if rest else 0),
-                                updated=rest.updated if rest else 0)
-    return _staged_upsert(cur, table, columns, data, key, touch)
+            by = _appended_by(data, count_by, fresh)
+            if not (~fresh).any():
+                return UpsertCounts(staged=n, inserted=appended, updated=0, by=by)
+            rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch, count_by)
+            if by is not None:
+                for value, (ins, upd) in (rest.by or {}).items():
+                    prev = by.get(value, (0, 0))
+                    by[value] = (prev[0] + ins, prev[1] + upd)
+            return UpsertCounts(staged=n, inserted=appended + rest.inserted, updated=rest.updated, by=by)
+    return _staged_upsert(cur, table, columns, data, key, touch, count_by)
+
+
+def _appended_by(data: Mapping[str, object], count_by: str | None, mask: np.ndarray | None) -> dict | None:
+    if count_by is None:
+        return None
+    values = np.asarray(data[count_by], dtype=object)
+    if mask is not None:
+        values = values[mask]
+    uniq, counts = np.unique(values.astype(str), return_counts=True)
+    return {str(u): (int(c), 0) for u, c in zip(uniq, counts)}
 
 
 def _staged_upsert(cur, table: str, columns: Sequence[Column], data: Mapping[str, object],
-                   key: Sequence[str], touch: Mapping[str, str] | None) -> UpsertCounts:
+                   key: Sequence[str], touch: Mapping[str, str] | None, count_by: str | None = None) -> UpsertCounts:
     names = [c.name for c in columns]
     stage = f"_stage_{table}"
     cur.execute(
@@ -296,8 +315,8 @@ def _staged_upsert(cur, table: str, columns: Sequence[Column], data: Mapping[str
         """WITH up AS (
              INSERT INTO {target} ({cols}) SELECT {exprs} FROM {stage}
              ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {changed}
-             RETURNING (xmax = 0) AS inserted)
-           SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"""
+             RETURNING (xmax = 0) AS inserted, {group} AS grp)
+           SELECT grp, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up GROUP BY grp"""
     ).format(
         target=target,
         cols=sql.SQL(", ").join(insert_cols),
@@ -306,8 +325,11 @@ def _staged_upsert(cur, table: str, columns: Sequence[Column], data: Mapping[str
         key=sql.SQL(", ").join(sql.Identifier(k) for k in key),
         sets=sql.SQL(", ").join(set_items),
         changed=changed if value_cols else sql.SQL("false"),
+        group=sql.SQL("{}.{}::text").format(target, sql.Identifier(count_by)) if count_by else sql.SQL("''"),
     )
     cur.execute(stmt)
-    inserted, updated = cur.fetchone()
+    rows = cur.fetchall()
+    inserted, updated = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    by = {r[0]: (r[1], r[2]) for r in rows} if count_by else None
     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
-    return UpsertCounts(staged=staged, inserted=inserted, updated=updated)
+    return UpsertCounts(staged=staged, inserted=inserted, updated=updated, by=by)
