@@ -73,7 +73,7 @@ BEGIN
         PERFORM remove_continuous_aggregate_policy(relation, if_exists => true);
         PERFORM add_continuous_aggregate_policy(relation,
             start_offset => CASE WHEN relation = 'ohlcv_1w'::regclass THEN lookback + interval '14 days' ELSE lookback END,
-            end_offset => NULL, schedule_interval => interval '1 hour');
+            end_offset => NULL::interval, schedule_interval => interval '1 hour');
     END LOOP;
     FOREACH relation IN ARRAY ARRAY['market_data', 'features']::regclass[] LOOP
         PERFORM remove_compression_policy(relation, if_exists => true);
