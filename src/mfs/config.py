@@ -61,7 +61,7 @@ class IngestConfig(Section):
 
 class FeaturesConfig(Section):
     lookback_bars: int = Field(450, ge=400, description="bars read before the first new bar (≥ longest window + warm-up)")
-    timeout_s: float = Field(30.0, gt=0, description="per-symbol computation timeout")
+    timeout_s: float = Field(30.0, gt=0, description="per-task timeout; a batch past it is rerun one symbol per task, each with this timeout")
     workers: int = Field(2, gt=0, le=64)
     max_tasks_per_worker: int = Field(50, gt=0, description="recycle a worker process after this many tasks (batches of symbols)")
     batch_size: int = Field(25, gt=0, le=500, description="symbols per worker task and transaction; a failed batch is retried symbol by symbol")
