@@ -69,13 +69,19 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
 
 
 def api(stack: PrefectStack, method: str, path: str, **kwargs):
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+    response = httpx.request(method, f"{stack.api_url}{path}", timeout=90, **kwargs)
     response.raise_for_status()
     return response.json() if response.content else None
 
 
 def deployment_ids(stack) -> dict[str, str]:
     return {d["name"]: d["id"] for d in api(stack, "POST", "/deployments/filter", json={})}
+
+
+def test_the_pull_step_is_resolved_by_each_worker_not_at_deploy_time(stack):
+    for deployment in api(stack, "POST", "/deployments/filter", json={}):
+        assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
+                                             {"directory": "{{ $MFS_PROJECT_ROOT }}"}}]
 
 
 def test_full_backfill_completes_and_data_lands(stack, db_url):
@@ -178,3 +184,19 @@ def test_the_ui_deployments_page_shows_the_three_deployments(stack, tmp_path):
         capture_output=True, text=True, timeout=120, check=False).stdout
     for name in ("yahoo-hourly", "features-hourly", "full-backfill"):
         assert name in dom, f"{name} not on the deployments page ({len(dom)} characters of DOM)"
+
+
+def test_a_run_scheduled_on_a_holiday_ends_market_closed(stack):
+    # Labor Day 2026, 10:00 New York: the worker picks the (past) scheduled run up at once and
+    # the flow judges the market by the run's scheduled time, as it does for the cron runs.
+    dep_id = deployment_ids(stack)["yahoo-hourly"]
+    run = api(stack, "POST", f"/deployments/{dep_id}/create_flow_run", json={
+        "name": "labor-day", "state": {"type": "SCHEDULED", "name": "Scheduled",
+                                          "state_details": {"scheduled_time": "2026-09-07T14:00:00+00:00"}}})
+    deadline = time.monotonic() + 120
+    while not (state := api(stack, "GET", f"/flow_runs/{run['id']}")["state"])["type"] in (
+            "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+    assert (state["type"], state["name"]) == ("COMPLETED", "Market closed"), state
+    assert "2026-09-07 is not an NYSE session" in state["message"]

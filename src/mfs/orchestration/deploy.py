@@ -42,7 +42,10 @@ def deploy(stack: PrefectStack) -> dict[str, Any]:
     if stack.prefect("work-pool", "inspect", pool, check=False).returncode != 0:
         stack.prefect("work-pool", "create", pool, "--type", "process")
         created_pool = True
-    stack.prefect("--no-prompt", "deploy", "--all")
+    # `deploy` fills {{ $VAR }} from its own environment when the variable is set: without
+    # MFS_PROJECT_ROOT the pull step keeps the placeholder, and each worker resolves it to its
+    # own checkout at run time (workers on other machines need not share our path).
+    stack.prefect("--no-prompt", "deploy", "--all", unset=("MFS_PROJECT_ROOT",))
     alerts = subprocess.run([sys.executable, "-m", "mfs.orchestration.alerts"], env=stack.env(),
                             cwd=paths.project_root(), capture_output=True, text=True, timeout=120, check=False)
     if alerts.returncode != 0:

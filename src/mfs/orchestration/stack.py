@@ -116,9 +116,11 @@ class PrefectStack:
         env.update(self.extra_env)
         return env
 
-    def prefect(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        """Run the ``prefect`` CLI against this stack from the project root."""
-        result = subprocess.run([prefect_bin(), *args], env=self.env(), cwd=paths.project_root(),
+    def prefect(self, *args: str, timeout: float = 300, check: bool = True,
+                unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """Run the ``prefect`` CLI against this stack from the project root (without ``unset``)."""
+        env = {k: v for k, v in self.env().items() if k not in unset}
+        result = subprocess.run([prefect_bin(), *args], env=env, cwd=paths.project_root(),
                                 capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise StackError(f"prefect {' '.join(args)} failed ({result.returncode}):\n"
