@@ -4,6 +4,7 @@ Yahoo (the real yfinance code fed by mfs.sources.fake_yahoo)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -48,12 +49,8 @@ def test_injected_failed_symbol_ends_failed_and_the_artifact_lists_it(conn):
     assert "ZZZZ" in state.message
     run_id = str(state.state_details.flow_run_id)
     arts = artifacts_of(state.state_details.flow_run_id)
-    table = {row["symbol"]: row for row in arts["collect-symbols"].data if isinstance(row, dict)} \
-        if isinstance(arts["collect-symbols"].data, list) else None
-    if table is None:  # the server stores the table as JSON text
-        import json
-
-        table = {row["symbol"]: row for row in json.loads(arts["collect-symbols"].data)}
+    data = arts["collect-symbols"].data
+    table = {row["symbol"]: row for row in (json.loads(data) if isinstance(data, str) else data)}
     assert table["ZZZZ"]["status"] == "failed" and table["ZZZZ"]["reason"]
     assert table["AAPL"]["status"] == "ok" and table["AAPL"]["bars fetched"] > 0
     assert "ZZZZ" in arts["collect-summary"].data and "failed" in arts["collect-summary"].data

@@ -1,0 +1,45 @@
+"""The features flow under the Prefect harness: a symbol whose worker fails makes the run Failed
+and the artifact lists it with the other symbols' feature rows; market-closed hours end quickly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from flows.features import features
+from mfs import ingest
+from mfs.config import get_config
+
+pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
+
+
+def table_of(flow_run_id, key: str) -> dict[str, dict]:
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key={"any_": [key]}, flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return {row["symbol"]: row for row in data}
+
+
+def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatch):
+    monkeypatch.setenv("MFS_SYMBOLS", "AAPL,MSFT")
+    get_config.cache_clear()
+    ingest.collect(["AAPL", "MSFT"], days=30, offline=True)
+    monkeypatch.setenv("MFS_FEATURE_FAULTS", json.dumps({"MSFT": "raise"}))
+
+    state = features(market_hours_only=False, wait_for_collect=True, return_state=True)
+
+    assert state.is_failed() and "MSFT" in state.message, state
+    table = table_of(state.state_details.flow_run_id, "features-symbols")
+    assert table["MSFT"]["status"] == "failed" and table["MSFT"]["reason"]
+    assert table["AAPL"]["status"] == "ok" and table["AAPL"]["feature rows"] > 100
+
+
+def test_features_outside_market_hours_end_market_closed(db):
+    saturday = dt.datetime(2026, 11, 28, 15, tzinfo=dt.timezone.utc)
+    state = features(asof=saturday, return_state=True)
+    assert state.is_completed() and state.name == "Market closed", state
