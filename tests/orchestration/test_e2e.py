@@ -56,6 +56,8 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
         "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
         "MFS_ALERT_WEBHOOK_URL": webhook[0],
         "PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        # a collect run "expected" to take 8 s: the sharded run (~20 s) must raise a slow-run alert
+        "MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "8",
     })
     try:
         stack.start_server()
@@ -172,6 +174,17 @@ def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
         time.sleep(1)
     alert = next(h for h in webhook[1] if h.get("state") == "Failed")
     assert alert["flow"] == "collect" and "mfs alert" in alert["text"]
+
+
+def test_a_run_longer_than_its_expected_runtime_posts_a_slow_alert(stack, webhook):
+    # collect's expected runtime is 8 s here (× slow_factor 1.5 = 12 s); the sharded and the
+    # failed collect runs above took longer, so the proactive trigger must have fired.
+    deadline = time.monotonic() + 90
+    while not any("running longer than 12 s" in h.get("reason", "") for h in webhook[1]):
+        assert time.monotonic() < deadline, f"no slow-run alert: {webhook[1]}"
+        time.sleep(2)
+    slow = next(h for h in webhook[1] if "running longer than 12 s" in h.get("reason", ""))
+    assert slow["flow"] == "collect"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")

@@ -25,6 +25,7 @@ FINAL_EVENTS = FAILURE_EVENTS | {"prefect.flow-run.Completed", "prefect.flow-run
                                  "prefect.flow-run.Market closed"}
 # runs.expected_runtime_s keys → Prefect flow names
 FLOW_NAMES = {"collect": "collect", "features": "features", "full_backfill": "full-backfill"}
+MIN_PROACTIVE_S = 10.0  # Prefect refuses proactive triggers with a shorter window
 PAYLOAD = ('{"text": "mfs alert: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}", '
            '"flow": "{{ flow.name }}", "flow_run_id": "{{ flow_run.id }}", '
            '"state": "{{ flow_run.state.name }}", "reason": "%s"}')
@@ -49,7 +50,7 @@ def desired_automations(block_id) -> list:
         actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
     )]
     for key, seconds in sorted(runs.expected_runtime_s.items()):
-        limit = seconds * runs.slow_factor
+        limit = max(MIN_PROACTIVE_S, seconds * runs.slow_factor)
         automations.append(AutomationCore(
             name=f"{PREFIX}-slow-{FLOW_NAMES.get(key, key)}",
             description=f"POST when a {key} run is still running after {limit:.0f} s "
