@@ -22,7 +22,7 @@ def collect(symbols: list[str] | None = None, interval: str = "1h", days: int | 
     """symbols: default from config; days: default ingest.incremental_days; offline: synthetic
     Yahoo; shards: split into N runs of this deployment for the work pool; market_hours_only:
     end "Market closed" outside NYSE sessions (asof: judge this time instead of the schedule's)."""
-    if market_hours_only and (closed := market_closed_state(asof)):
+    if market_hours_only and (closed := market_closed_state(asof, "collect")):
         return closed
     wait_s = get_config().orchestration.lock_wait_s
     offline = offline_requested(offline)

@@ -20,7 +20,7 @@ def features(symbols: list[str] | None = None, interval: str = "1h", full: bool 
              wait_for_collect: bool = True) -> dict | State:
     """full: recompute all history instead of new bars; wait_for_collect: start only once a
     collection still writing bars has finished (the replaced system raced it by 5 minutes)."""
-    if market_hours_only and (closed := market_closed_state(asof)):
+    if market_hours_only and (closed := market_closed_state(asof, "features")):
         return closed
     wait_s = get_config().orchestration.lock_wait_s
     if wait_for_collect and not shard_of:

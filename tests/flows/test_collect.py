@@ -70,7 +70,7 @@ def test_failures_within_the_tolerance_complete_and_are_listed(conn, monkeypatch
     assert "ZZZZ" in summary and "1 failed symbol" in summary
 
 
-def test_a_holiday_run_ends_market_closed_quickly_and_touches_nothing(conn):
+def test_a_holiday_run_ends_market_closed_quickly_and_is_recorded(conn):
     christmas = dt.datetime(2026, 12, 25, 15, 0, tzinfo=UTC)  # 10:00 New York, NYSE closed
     started = time.monotonic()
     state = collect(asof=christmas, offline=True, return_state=True)
@@ -78,8 +78,10 @@ def test_a_holiday_run_ends_market_closed_quickly_and_touches_nothing(conn):
     assert state.is_completed() and state.name == "Market closed", state
     assert "not an NYSE session" in state.message
     assert time.monotonic() - started < 10
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pipeline_runs")
+    with conn.cursor() as cur:  # recorded as such; nothing fetched
+        cur.execute("SELECT run_id, flow, status, error_summary FROM pipeline_runs")
+        assert cur.fetchall() == [(str(state.state_details.flow_run_id), "collect", "market_closed", state.message)]
+        cur.execute("SELECT count(*) FROM symbol_runs")
         assert cur.fetchone()[0] == 0
 
 

@@ -23,6 +23,7 @@ from mfs.config import get_config
 from mfs.errors import ConfigError, RunFailedError, SourceError, SymbolNotFoundError
 from mfs.logs import get_logger
 from mfs.orchestration.artifacts import publish_shards
+from mfs.runs import finish_run, start_run
 from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.orchestration.runtime")
@@ -45,15 +46,20 @@ def offline_requested(offline: bool) -> bool:
     return bool(offline) or os.environ.get("MFS_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
 
 
-def market_closed_state(asof: dt.datetime | None = None) -> State | None:
+def market_closed_state(asof: dt.datetime | None = None, flow: str | None = None) -> State | None:
     """None when the market gate is open at ``asof`` (default: the run's scheduled start),
     else a Completed state named "Market closed" — a quick non-failure end for holidays,
-    weekends and hours after a half day's close."""
+    weekends and hours after a half day's close. With ``flow``, the run is recorded in
+    pipeline_runs with status 'market_closed' (so "no run today" is visible in SQL too)."""
     when = asof or runtime.flow_run.scheduled_start_time or dt.datetime.now(dt.timezone.utc)
     is_open, reason = market_gate(when)
     if is_open:
         return None
     log.info("market closed; nothing to do", reason=reason, asof=str(when))
+    run_id = current_run_id()
+    if flow and run_id:
+        start_run(run_id, flow, {"asof": str(when)})
+        finish_run(run_id, "market_closed", {}, reason)
     return Completed(name=MARKET_CLOSED, message=reason)
 
 
