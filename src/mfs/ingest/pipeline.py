@@ -237,37 +237,47 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
             _write_batch(to_write, interval, source, report.run_id)
 
 
-def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str) -> None:
+def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str,
+               asof: pd.Timestamp | None = None) -> None:
     """Validate and store bars that are already parsed (one frame per symbol, the columns of
     ``bars_frame``): the same validation, quarantine and write path as ``collect``, without
-    fetching. Used by the benchmark and by sources other than Yahoo.
+    fetching. Bars after ``asof`` (default: now) are quarantined as ``future``; a frame that
+    cannot be validated (a column missing, naive timestamps) fails its symbol with the reason.
+    Used by the benchmark and by sources other than Yahoo.
 
     Pipelined: the next batch is validated on a helper thread while the current batch's COPY
     runs (the server does that work; the client thread only waits on the socket)."""
     cfg = get_config().ingest
+    asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
     stage = f"collect_{interval}"
     items = list(frames.items())
     batches = [items[i:i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
 
-    def check(batch: list[tuple[str, pd.DataFrame]]) -> list[tuple[SymbolResult, Validated]]:
-        checked_batch = []
+    def check(batch: list[tuple[str, pd.DataFrame]]) -> tuple[list[SymbolResult], list[tuple[SymbolResult, Validated]]]:
+        results, checked_batch = [], []
         for symbol, bars in batch:
             began = time.monotonic()
-            checked = validate_bars(bars, interval, max_jump=cfg.max_jump)
-            checked_batch.append((SymbolResult(symbol=symbol, stage=stage, fetched=len(bars),
-                                               quarantined=len(checked.rejected), quarantine_reasons=checked.reasons,
-                                               duration_s=time.monotonic() - began), checked))
-        return checked_batch
+            try:
+                checked = validate_bars(bars, interval, max_jump=cfg.max_jump, asof=asof)
+            except ValidationError as exc:
+                results.append(SymbolResult(symbol=symbol, stage=stage, status="failed", fetched=len(bars),
+                                            reason=f"{symbol}: {exc}", duration_s=time.monotonic() - began))
+                continue
+            results.append(SymbolResult(symbol=symbol, stage=stage, fetched=len(bars),
+                                        quarantined=len(checked.rejected), quarantine_reasons=checked.reasons,
+                                        duration_s=time.monotonic() - began))
+            checked_batch.append((results[-1], checked))
+        return results, checked_batch
 
     if not batches:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
         pending = pool.submit(contextvars.copy_context().run, check, batches[0])
         for index in range(len(batches)):
-            to_write = pending.result()
+            results, to_write = pending.result()
             if index + 1 < len(batches):
                 pending = pool.submit(contextvars.copy_context().run, check, batches[index + 1])
-            report.results.extend(result for result, _checked in to_write)
+            report.results.extend(results)
             _write_batch(to_write, interval, source, report.run_id)
 
 

@@ -111,7 +111,9 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
     except BaseException as exc:
         if not driver.closed:
             raw.rollback()
-        elif isinstance(exc, psycopg2.Error):
+        else:
+            raw.invalidate()  # never hand a dead connection back to the pool (its reset would fail)
+        if driver.closed and isinstance(exc, psycopg2.Error):
             # The server went away (restart, crash, network): nothing to roll back — the server
             # already discarded the transaction. One clear line instead of a chain of
             # "connection already closed" errors.
