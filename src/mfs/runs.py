@@ -117,6 +117,23 @@ def finish_run(run_id: str, status: str, counts: dict[str, Any], error: str | No
         )
 
 
+def _record_outcome(report: RunReport, status: str, error: str | None, *, attempts: int = 6) -> None:
+    """Write the symbol results and the run's final status, retrying briefly when the database
+    itself is what failed (a restart takes a few seconds) so the row does not stay 'running'."""
+    from mfs.errors import StorageError
+
+    for attempt in range(attempts):
+        try:
+            record_results(report.run_id, report.results)
+            finish_run(report.run_id, status, report.counts(), error)
+            return
+        except StorageError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("recording the run failed; retrying", run_id=report.run_id, reason=str(exc))
+            time.sleep(0.5 * 2 ** attempt)  # 0.5 … 8 s
+
+
 @contextmanager
 def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = None,
                  tolerance: int = 0, raise_on_failure: bool = True) -> Iterator[RunReport]:
@@ -130,14 +147,15 @@ def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = Non
         try:
             yield report
         except BaseException as exc:
-            record_results(report.run_id, report.results)
-            finish_run(report.run_id, "failed", report.counts(), f"{type(exc).__name__}: {exc}")
+            try:
+                _record_outcome(report, "failed", f"{type(exc).__name__}: {exc}")
+            except Exception as recording:  # the run's own error is what the caller must see
+                log.error("could not record the failed run", reason=str(recording))
             raise
-        record_results(report.run_id, report.results)
         failed = report.failed
         status = "failed" if len(failed) > tolerance else "completed"
         error = "; ".join(f"{r.symbol}: {r.reason}" for r in failed[:20]) or None
-        finish_run(report.run_id, status, report.counts(), error)
+        _record_outcome(report, status, error)
         report.extra["status"] = status
         log.info("run finished", status=status, failed=len(failed), symbols=len(report.results))
         if raise_on_failure:
