@@ -99,6 +99,7 @@ class PrefectStack:
 
     def env(self) -> dict[str, str]:
         """Environment for every Prefect process of this stack (and for `prefect` CLI calls)."""
+        (self.root / "home").mkdir(parents=True, exist_ok=True)  # Prefect needs PREFECT_HOME's parent
         env = dict(os.environ)
         env.pop("PREFECT_PROFILE", None)
         env.update(telemetry_off_env())
