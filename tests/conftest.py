@@ -58,12 +58,7 @@ def db_url(server_url: str) -> Iterator[str]:
         os.environ.pop("MFS_DATABASE_URL", None)
     else:
         os.environ["MFS_DATABASE_URL"] = previous
-    admin = connect(with_database(server_url, "postgres"), autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    migrations.drop_database(url)
 
 
 @pytest.fixture

@@ -35,10 +35,7 @@ def fresh_db(server_url: str):
     url = with_database(server_url, f"mfs_mig_{uuid.uuid4().hex[:8]}")
     migrations.ensure_database(url)
     yield url
-    admin = connect(with_database(server_url, "postgres"), autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    admin.close()
+    migrations.drop_database(url)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from mfs.config import get_config
 from mfs.storage import migrations
-from mfs.storage.connection import connect, database_url, dispose_engines, with_database
+from mfs.storage.connection import database_url, dispose_engines, with_database
 
 
 @contextmanager
@@ -32,9 +32,4 @@ def scratch_database(prefix: str = "mfs_bench") -> Iterator[str]:
         else:
             os.environ["MFS_DATABASE_URL"] = previous
         get_config.cache_clear()
-        admin = connect(with_database(server, "postgres"), autocommit=True)
-        try:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            admin.close()
+        migrations.drop_database(url)

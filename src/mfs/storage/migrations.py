@@ -87,6 +87,17 @@ def ensure_database(url: str) -> None:
         admin.close()
 
 
+def drop_database(url: str) -> None:
+    """Drop the database named in ``url`` (throwaway test and benchmark databases)."""
+    dbname = psycopg2.extensions.parse_dsn(url.replace("postgresql+psycopg2://", "postgresql://"))["dbname"]
+    admin = connect(with_database(url, "postgres"), autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    finally:
+        admin.close()
+
+
 def edition(conn) -> str:
     with conn.cursor() as cur:
         cur.execute("SHOW timescaledb.license")
