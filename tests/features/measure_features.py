@@ -105,9 +105,7 @@ def main() -> None:
     conn.close()
     dispose_engines()
     if not args.keep:
-        admin = connect(with_database(server, "postgres"), autocommit=True)
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        migrations.drop_database(url)
     print(json.dumps(results))
 
 

@@ -12,7 +12,7 @@ from feature_helpers import insert_bars, make_bars, read_features
 
 from mfs.errors import RunFailedError
 from mfs.features import compute
-from mfs.storage.connection import connect
+from mfs.storage.connection import connect, dispose_engines
 
 pytestmark = pytest.mark.faults
 
@@ -72,6 +72,7 @@ def test_unknown_fault_kind_is_a_clear_error(db):
 
 def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, features_config):
     features_config(workers=2, max_tasks_per_worker=2, batch_size=1)
+    dispose_engines()  # idle pooled connections left by earlier tests are not this run's
     symbols = [f"R{i:02d}" for i in range(12)]
     for i, s in enumerate(symbols):
         insert_bars(conn, s, "1h", make_bars(120, seed=i))

@@ -127,3 +127,14 @@ def test_binary_copy_round_trip_with_nulls_and_mixed_text_lengths(conn) -> None:
         assert idx == i and name == names[i] and yv == y[i] and ok == bool(x[i] > 0)
         assert pd.Timestamp(t) == ts[i]
         assert (xv is None) if np.isnan(x[i]) else xv == x[i]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_table_refuses_non_finite_prices(conn, bad) -> None:
+    """NaN compares above every number in PostgreSQL: the table needs its own finite check."""
+    import psycopg2
+
+    with conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation, match="market_data_prices_finite"):
+        cur.execute("INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume)"
+                    " VALUES ('AAPL', '1h', now(), 100, %s, 99, 100, 1)", (float(bad),))
+    conn.rollback()
