@@ -97,7 +97,6 @@ REVIEWED_DYNAMIC_SQL = {
     ("src/mfs/aggregates/refresh.py", "column,extra,table"): "table/column/extra from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "key,ranges,rollup"): "rollup/key/ranges from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "aggregate,rollup"): "rollup names from a fixed tuple",
-    ("src/mfs/bench/scratch.py", "name"): "the benchmark's own generated scratch database name",
     ("src/mfs/features/pipeline.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/storage/lifecycle.py", "table"): "table names from a fixed tuple",
 }
