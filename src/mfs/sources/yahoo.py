@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 
 import numpy as np
 import pandas as pd
+import peewee
 import requests
 import yfinance as yf
 from yfinance.data import YfData
@@ -133,6 +135,10 @@ def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=No
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         # yfinance indexing into a payload that lacks what a chart answer must have
         raise TransientSourceError(f"{symbol}: Yahoo sent an unexpected payload ({type(exc).__name__}: {exc})") from exc
+    except (sqlite3.OperationalError, peewee.OperationalError) as exc:
+        # yfinance keeps its timezone and cookie caches in SQLite; fetch threads of one run can
+        # collide on them ("database is locked"). Local and passing: another attempt succeeds.
+        raise TransientSourceError(f"{symbol}: yfinance's local cache was busy ({exc})") from exc
     return _frame(history, interval)
 
 
