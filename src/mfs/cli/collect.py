@@ -9,6 +9,18 @@ from mfs.config import get_config
 from mfs.orchestration.locks import run_lock
 from mfs.runs import RunReport
 
+PERIOD_UNITS = {"d": 1, "wk": 7, "mo": 30, "y": 365}
+
+
+def period_days(text: str) -> int:
+    """Yahoo-style periods (``7d``, ``2wk``, ``6mo``, ``1y``) or a plain number of days."""
+    raw = text.strip().lower()
+    number, unit = raw.rstrip("dwkmoy"), raw[len(raw.rstrip("dwkmoy")):] or "d"
+    if not number.isdigit() or unit not in PERIOD_UNITS or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period: use e.g. 7d, 2wk, 6mo, 1y or a number of days")
+    return int(number) * PERIOD_UNITS[unit]
+
+
 SUMMARY_COLUMNS = ["symbol", "stage", "status", "fetched", "inserted", "updated", "quarantined", "seconds", "reason"]
 
 
@@ -17,13 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     col = sub.add_parser("collect", help="fetch recent bars of the configured (or given) symbols and upsert them")
     col.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
     col.add_argument("--interval", choices=["1h", "1d"], default="1h")
-    col.add_argument("--days", type=int, help="calendar days back (default: config ingest.incremental_days)")
+    col.add_argument("--days", "--period", dest="days", type=period_days,
+                     help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days)")
     col.add_argument("--offline", action="store_true", help=offline_help)
     col.set_defaults(func=cmd_collect)
 
     back = sub.add_parser("backfill", help="load history for every configured interval (1h capped at Yahoo's 730 days)")
     back.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    back.add_argument("--days", type=int, help="calendar days back (default: config ingest.backfill_days)")
+    back.add_argument("--days", "--period", dest="days", type=period_days,
+                      help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.backfill_days)")
     back.add_argument("--offline", action="store_true", help=offline_help)
     back.set_defaults(func=cmd_backfill)
 
