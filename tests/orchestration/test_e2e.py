@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from mfs.orchestration.deploy import deploy, run_full_backfill
-from mfs.orchestration.stack import PrefectStack
-from mfs.storage.connection import connect
+from mfs.orchestration.stack import PrefectStack, prefect_database_url
+from mfs.storage import migrations
+from mfs.storage.connection import connect, with_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NY = ZoneInfo("America/New_York")
@@ -51,7 +53,11 @@ def webhook():
 def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
     from tests.conftest import free_port  # noqa: PLC0415 - the shared helper
 
-    stack = PrefectStack(root=tmp_path_factory.mktemp("prefect-stack"), port=free_port(), extra_env={
+    # The Prefect server keeps its state in PostgreSQL as `scripts/run` does (SQLite's
+    # "database is locked" under two workers turned API calls into 503s on CI).
+    prefect_db = with_database(db_url, f"{make_url(db_url).database}_prefect")
+    stack = PrefectStack(root=tmp_path_factory.mktemp("prefect-stack"), port=free_port(),
+                         database_url=prefect_database_url(prefect_db), extra_env={
         "MFS_DATABASE_URL": db_url, "MFS_OFFLINE": "1", "MFS_SYMBOLS": ",".join(SYMBOLS),
         "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
         "MFS_ALERT_WEBHOOK_URL": webhook[0],
@@ -68,6 +74,7 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
     finally:
         stopped = stack.stop()
         print(f"stopped {stopped}; server log tail:\n{stack.log_tail('server', 5)}")
+        migrations.drop_database(prefect_db)
 
 
 def api(stack: PrefectStack, method: str, path: str, **kwargs):

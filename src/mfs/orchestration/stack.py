@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from sqlalchemy.engine import make_url
 
 from mfs import paths
 from mfs.config import get_config
@@ -47,10 +48,9 @@ def telemetry_off_env() -> dict[str, str]:
 
 
 def local_prefect_database_url() -> str | None:
-    """``postgresql+asyncpg://…/prefect`` in the local cluster (created, with pg_trgm), or None
-    when the store is an external server (then the Prefect server keeps SQLite in its home)."""
-    from mfs.storage import migrations
-    from mfs.storage.connection import connect, external_url, with_database
+    """``postgresql+asyncpg://…/prefect`` in the local cluster, or None when the store is an
+    external server (then the Prefect server keeps SQLite in its home)."""
+    from mfs.storage.connection import external_url, with_database
     from mfs.storage.localdb import default_cluster
 
     if external_url():
@@ -58,7 +58,16 @@ def local_prefect_database_url() -> str | None:
     cluster = default_cluster()
     if not cluster.running():
         return None
-    url = with_database(cluster.url(), PREFECT_DATABASE)
+    return prefect_database_url(with_database(cluster.url(), PREFECT_DATABASE))
+
+
+def prefect_database_url(url: str) -> str:
+    """Create the PostgreSQL database named in ``url`` for a Prefect server (with pg_trgm) and
+    return it in the driver form Prefect wants. PostgreSQL, not SQLite: with two workers and the
+    scheduler writing at once, SQLite answers "database is locked" and the API returns 503."""
+    from mfs.storage import migrations
+    from mfs.storage.connection import connect
+
     migrations.ensure_database(url)
     conn = connect(url, autocommit=True)
     try:
@@ -66,7 +75,7 @@ def local_prefect_database_url() -> str | None:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     finally:
         conn.close()
-    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 @dataclass
