@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mfs.errors import StorageError
-from mfs.storage.bulk import Column, encode_copy_binary, upsert
+from mfs.storage.bulk import Column, encode_copy_binary, encode_rows, upsert
 
 BAR_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
                Column("open", "float8"), Column("high", "float8"), Column("low", "float8"),
@@ -63,6 +63,29 @@ def test_insert_then_noop_then_update(conn) -> None:
     rows = table_rows(conn)
     assert rows[4][6] == 100.5 and rows[4][10] > first[4][10]
     assert rows[:4] == first[:4]
+
+
+def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None:
+    """The ingest encodes a batch ahead of its write; when part of it already exists, only the
+    new rows may be COPYed and the rest upserted — the prebuilt payload holds all of them."""
+    kwargs = {"key": KEY, "touch": {"ingested_at": "now()"}, "append_by": ("symbol", "interval"), "count_by": "symbol"}
+    with conn.cursor() as cur:
+        first = upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, bars(n=3)), **kwargs)
+    conn.commit()
+    assert (first.inserted, first.updated, first.by) == (6, 0, {"AAPL": (3, 0), "BRK-B": (3, 0)})
+
+    later = bars(n=5)
+    later["close"] = later["close"].copy()
+    later["close"][2] = 100.6  # AAPL's third bar corrected; two new bars per symbol
+    with conn.cursor() as cur:
+        second = upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, later), **kwargs)
+    conn.commit()
+    assert (second.inserted, second.updated, second.by) == (4, 1, {"AAPL": (2, 1), "BRK-B": (2, 0)})
+    assert [r[6] for r in table_rows(conn)] == [100.0, 100.25, 100.6, 100.75, 101.0] + [100.0, 100.25, 100.5, 100.75, 101.0]
+
+    with conn.cursor() as cur, pytest.raises(StorageError, match="other columns"):
+        upsert(cur, "market_data", BAR_COLUMNS[:-1], encode_rows(BAR_COLUMNS, later), key=KEY)
+    conn.rollback()
 
 
 def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:

@@ -29,7 +29,7 @@ from mfs.ingest.validate import Validated, validate_bars
 from mfs.logs import bind_context, get_logger
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.sources import yahoo
-from mfs.storage.bulk import Column, upsert
+from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
 from mfs.storage.connection import connection
 from mfs.symbols import normalize_symbols
 
@@ -150,15 +150,23 @@ def _concat(parts: list[dict[str, object]]) -> dict[str, object]:
                 else np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
-def _upsert_bars(cur, data: dict[str, object]):
+def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
+    """The good bars of a batch as one set of columns with its COPY payload."""
+    parts = [_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
+    return encode_rows(MARKET_DATA_COLUMNS, _concat(parts))
+
+
+def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
     return upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
                   touch={"ingested_at": "now()"}, append_by=("symbol", "interval"), count_by="symbol")
 
 
-def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str) -> None:
-    """One transaction for the batch. The whole batch is written by one upsert (one COPY); only
-    if that fails is it retried symbol by symbol, each in a savepoint, so one symbol's write error
-    cannot take its neighbours down."""
+def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str,
+                 rows: EncodedRows | None = None) -> None:
+    """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
+    ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
+    symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
+    neighbours down."""
     if not results:
         return
     began = time.monotonic()
@@ -166,7 +174,7 @@ def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, s
         stored: list[str] = []
         cur.execute("SAVEPOINT batch_write")
         try:
-            counts = _upsert_bars(cur, _concat([_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]))
+            counts = _upsert_bars(cur, rows if rows is not None else _batch_rows(results, interval, source))
             for result, checked in results:
                 _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
                 result.inserted, result.updated = (counts.by or {}).get(result.symbol, (0, 0))
@@ -245,15 +253,15 @@ def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str
     cannot be validated (a column missing, naive timestamps) fails its symbol with the reason.
     Used by the benchmark and by sources other than Yahoo.
 
-    Pipelined: the next batch is validated on a helper thread while the current batch's COPY
-    runs (the server does that work; the client thread only waits on the socket)."""
+    Pipelined: the next batch is validated and encoded on a helper thread while the current
+    batch's COPY runs (the server does that work; the client thread only waits on the socket)."""
     cfg = get_config().ingest
     asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
     stage = f"collect_{interval}"
     items = list(frames.items())
     batches = [items[i:i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
 
-    def check(batch: list[tuple[str, pd.DataFrame]]) -> tuple[list[SymbolResult], list[tuple[SymbolResult, Validated]]]:
+    def check(batch: list[tuple[str, pd.DataFrame]]):
         results, checked_batch = [], []
         for symbol, bars in batch:
             began = time.monotonic()
@@ -267,18 +275,24 @@ def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str
                                         quarantined=len(checked.rejected), quarantine_reasons=checked.reasons,
                                         duration_s=time.monotonic() - began))
             checked_batch.append((results[-1], checked))
-        return results, checked_batch
+        rows = None
+        if checked_batch:
+            try:
+                rows = _batch_rows(checked_batch, interval, source)
+            except MfsError:  # _write_batch encodes again and fails only the symbol at fault
+                rows = None
+        return results, checked_batch, rows
 
     if not batches:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
         pending = pool.submit(contextvars.copy_context().run, check, batches[0])
         for index in range(len(batches)):
-            results, to_write = pending.result()
+            results, to_write, rows = pending.result()
             if index + 1 < len(batches):
                 pending = pool.submit(contextvars.copy_context().run, check, batches[index + 1])
             report.results.extend(results)
-            _write_batch(to_write, interval, source, report.run_id)
+            _write_batch(to_write, interval, source, report.run_id, rows)
 
 
 def _symbols(symbols) -> list[str]:

@@ -47,6 +47,21 @@ class UpsertCounts:
         return self.staged - self.inserted - self.updated
 
 
+@dataclass(frozen=True)
+class EncodedRows:
+    """Rows together with their COPY payload, built ahead of the write (the ingest builds the
+    next batch's on a helper thread while the current batch's COPY runs). ``upsert`` sends the
+    payload as it is when every row goes straight into the table, and re-encodes otherwise."""
+
+    columns: tuple[Column, ...]
+    data: Mapping[str, object]
+    chunks: list[bytes | memoryview]
+
+
+def encode_rows(columns: Sequence[Column], data: Mapping[str, object]) -> EncodedRows:
+    return EncodedRows(tuple(columns), data, _encode_chunks(columns, data))
+
+
 def _to_array(col: Column, values: object, n: int) -> np.ndarray:
     if col.pgtype == "timestamptz":
         ts = pd.DatetimeIndex(values)
@@ -167,9 +182,13 @@ class _ChunkReader(io.RawIOBase):
         return 0
 
 
-def copy_rows(cur, table: str, columns: Sequence[Column], data: Mapping[str, object]) -> int:
-    """Binary COPY ``data`` into ``table``; returns the row count."""
-    reader = io.BufferedReader(_ChunkReader(_encode_chunks(columns, data)), buffer_size=1 << 20)
+def copy_rows(cur, table: str, columns: Sequence[Column], data: Mapping[str, object],
+              chunks: list[bytes | memoryview] | None = None) -> int:
+    """Binary COPY ``data`` (or its payload ``chunks``, already encoded) into ``table``; returns
+    the row count."""
+    if chunks is None:
+        chunks = _encode_chunks(columns, data)
+    reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
     stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
@@ -225,7 +244,7 @@ def upsert(
     cur,
     table: str,
     columns: Sequence[Column],
-    data: Mapping[str, object],
+    data: Mapping[str, object] | EncodedRows,
     *,
     key: Sequence[str],
     touch: Mapping[str, str] | None = None,
@@ -247,7 +266,13 @@ def upsert(
     key is an error. ``append_by=("symbol", "interval")`` — rows after the newest stored row of
     their series (the last key column is the time) are appended; the rest are upserted.
     ``count_by="symbol"`` also reports (inserted, updated) per value of that column in ``by``.
+    ``data`` may be ``EncodedRows`` (see ``encode_rows``) of the same columns.
     """
+    chunks = None
+    if isinstance(data, EncodedRows):
+        if list(data.columns) != list(columns):
+            raise StorageError(f"upsert into {table}: the encoded rows have other columns than the upsert")
+        data, chunks = data.data, data.chunks
     names = [c.name for c in columns]
     missing = [k for k in key if k not in names]
     if missing:
@@ -260,15 +285,16 @@ def upsert(
         dup = keys[keys.duplicated(keep=False)].head(3).to_dict("records")
         raise StorageError(f"upsert into {table}: duplicate keys in one batch, e.g. {dup}")
     if new_keys_only:
-        inserted = copy_rows(cur, table, columns, data)
+        inserted = copy_rows(cur, table, columns, data, chunks)
         return UpsertCounts(staged=n, inserted=inserted, updated=0, by=_appended_by(data, count_by, None))
     if append_by:
         fresh = _after_newest(cur, table, append_by, key[-1], data)
+        if fresh.all():
+            appended = copy_rows(cur, table, columns, data, chunks)
+            return UpsertCounts(staged=n, inserted=appended, updated=0, by=_appended_by(data, count_by, None))
         if fresh.any():
             appended = copy_rows(cur, table, columns, _take(data, fresh))
             by = _appended_by(data, count_by, fresh)
-            if not (~fresh).any():
-                return UpsertCounts(staged=n, inserted=appended, updated=0, by=by)
             rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch, count_by)
             if by is not None:
                 for value, (ins, upd) in (rest.by or {}).items():
