@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mfs.orchestration.deploy import deploy, run_full_backfill
-from mfs.orchestration.stack import PrefectStack, prefect_database_url
+from mfs.orchestration.locks import run_lock
+from mfs.orchestration.stack import PrefectStack, prefect_bin, prefect_database_url
 from mfs.storage import migrations
 from mfs.storage.connection import connect, with_database
 
@@ -62,7 +63,7 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
         "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
         "MFS_ALERT_WEBHOOK_URL": webhook[0],
         "PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
-        # a collect run "expected" to take 8 s: the sharded run (~20 s) must raise a slow-run alert
+        # a collect run "expected" to take 8 s: one kept waiting 12 s must raise a slow-run alert
         "MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "8",
     })
     try:
@@ -184,14 +185,29 @@ def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
 
 
 def test_a_run_longer_than_its_expected_runtime_posts_a_slow_alert(stack, webhook):
-    # collect's expected runtime is 8 s here (× slow_factor 1.5 = 12 s); the sharded and the
-    # failed collect runs above took longer, so the proactive trigger must have fired.
-    deadline = time.monotonic() + 90
-    while not any("running longer than 12 s" in h.get("reason", "") for h in webhook[1]):
-        assert time.monotonic() < deadline, f"no slow-run alert: {webhook[1]}"
-        time.sleep(2)
-    slow = next(h for h in webhook[1] if "running longer than 12 s" in h.get("reason", ""))
-    assert slow["flow"] == "collect"
+    # collect's expected runtime is 8 s here (× slow_factor 1.5 = 12 s). Holding the collect run
+    # lock (as a long earlier run would) keeps the new run Running past that, whatever this
+    # machine's speed; the proactive trigger must fire while it waits, and the run then completes.
+    before = len(webhook[1])
+    with run_lock("collect", wait_s=0):
+        watch = subprocess.Popen(
+            [prefect_bin(), "deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
+             "-p", "market_hours_only=false", "-p", "days=2", "-p", f"symbols={json.dumps(SYMBOLS[:1])}"],
+            env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not any("running longer than 12 s" in h.get("reason", "") for h in webhook[1][before:]):
+                assert watch.poll() is None, f"the run ended while the lock was held: {watch.stdout.read()[-2000:]}"
+                assert time.monotonic() < deadline, f"no slow-run alert: {webhook[1]}"
+                time.sleep(2)
+        except BaseException:
+            watch.kill()
+            raise
+    output, _ = watch.communicate(timeout=300)
+    assert watch.returncode == 0, output[-2000:]
+    run_id = [w for w in output.split() if w.count("-") == 4][0]
+    slow = next(h for h in webhook[1][before:] if "running longer than 12 s" in h.get("reason", ""))
+    assert (slow["flow"], slow["flow_run_id"]) == ("collect", run_id)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")
