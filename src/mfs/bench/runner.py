@@ -106,13 +106,25 @@ def _raw_copy(data: dict[str, object]) -> float:
         return time.perf_counter() - began
 
 
-def _ingest(frames: dict[str, pd.DataFrame]) -> tuple[float, RunReport]:
+def _ingest(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> tuple[float, RunReport]:
+    """Seconds to store ``frames`` as of ``asof``; every bar must be inserted — a figure from a
+    run that quarantined or skipped bars would measure the wrong work."""
     report = RunReport(run_id=new_run_id(), flow="bench")
-    seconds, _ = _timed(lambda: store_bars(report, frames, "1h", "synthetic"))
+    seconds, _ = _timed(lambda: store_bars(report, frames, "1h", "synthetic", asof=asof))
     failed = report.failed
     if failed:
         raise RuntimeError(f"benchmark ingest failed for {len(failed)} symbols: {failed[0].reason}")
+    counts, bars = report.counts(), sum(len(f) for f in frames.values())
+    if counts.get("inserted", 0) != bars:
+        raise RuntimeError(f"benchmark ingest stored {counts.get('inserted', 0)} of {bars} bars "
+                           f"(quarantined {counts.get('quarantined', 0)}: {counts.get('quarantine_reasons', {})})")
     return seconds, report
+
+
+def _expect_written(report: RunReport, rows: int, what: str) -> None:
+    written = report.counts().get("written", 0)
+    if written != rows:
+        raise RuntimeError(f"benchmark {what} wrote {written} rows, expected {rows}")
 
 
 def _baseline_round(url: str, symbols: list[str]) -> float:
@@ -146,7 +158,7 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
         for _ in range(rounds):
             copy_s.append(_raw_copy(data))
             _execute("TRUNCATE market_data")
-            seconds, _report = _ingest(frames)
+            seconds, _report = _ingest(frames, asof)
             ingest_s.append(seconds)
         _execute("DROP TABLE IF EXISTS bench_copy")
         out["ingest_rows_per_s"] = round(bars / statistics.median(ingest_s))
@@ -154,7 +166,9 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
         out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
 
         progress(f"full feature backfill of {n_symbols} symbols")
-        out["features_backfill_s"] = round(_timed(lambda: compute(symbols, "1h", full=True))[0], 2)
+        seconds, report = _timed(lambda: compute(symbols, "1h", full=True))
+        _expect_written(report, bars, "feature backfill")
+        out["features_backfill_s"] = round(seconds, 2)
         progress("first aggregate refresh (after the backfill)")
         out["aggregate_backfill_refresh_s"] = round(_timed(_refresh)[0], 2)
 
@@ -163,8 +177,10 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
         new = _frames(symbols, asof - pd.Timedelta(hours=1), next_asof, next_asof)
         new = {s: f[f["ts"] > frames[s]["ts"].max()] for s, f in new.items()}
         out["new_hour_bars"] = int(sum(len(f) for f in new.values()))
-        out["ingest_new_hour_s"] = round(_ingest(new)[0], 3)
-        out["features_incremental_s"] = round(_timed(lambda: compute(symbols, "1h"))[0], 3)
+        out["ingest_new_hour_s"] = round(_ingest(new, next_asof)[0], 3)
+        seconds, report = _timed(lambda: compute(symbols, "1h"))
+        _expect_written(report, out["new_hour_bars"], "incremental feature run")
+        out["features_incremental_s"] = round(seconds, 3)
         out["aggregate_refresh_s"] = round(_timed(_refresh)[0], 3)
 
         progress("queries")
