@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -23,6 +22,9 @@ def _no_retry_sleep(monkeypatch: pytest.MonkeyPatch):
     # Prefect's retry delays really sleep: keep retries, drop the waiting.
     monkeypatch.setenv("MFS_ORCHESTRATION__RETRY_DELAY_S", "0")
     monkeypatch.setenv("MFS_SYMBOLS", "AAPL,MSFT")
+    # The offline Yahoo's clock: a Friday afternoon, so a 3-day window always holds sessions
+    # (with the real clock, a Tuesday morning after a Monday holiday would hold none).
+    monkeypatch.setenv("MFS_SYNTHETIC_ASOF", "2026-11-20T20:00:00Z")
     get_config.cache_clear()
     yield
     monkeypatch.undo()
@@ -70,14 +72,12 @@ def test_failures_within_the_tolerance_complete_and_are_listed(conn, monkeypatch
     assert "ZZZZ" in summary and "1 failed symbol" in summary
 
 
-def test_a_holiday_run_ends_market_closed_quickly_and_is_recorded(conn):
+def test_a_holiday_run_ends_market_closed_without_fetching_and_is_recorded(conn):
     christmas = dt.datetime(2026, 12, 25, 15, 0, tzinfo=UTC)  # 10:00 New York, NYSE closed
-    started = time.monotonic()
     state = collect(asof=christmas, offline=True, return_state=True)
 
     assert state.is_completed() and state.name == "Market closed", state
     assert "not an NYSE session" in state.message
-    assert time.monotonic() - started < 10
     with conn.cursor() as cur:  # recorded as such; nothing fetched
         cur.execute("SELECT run_id, flow, status, error_summary FROM pipeline_runs")
         assert cur.fetchall() == [(str(state.state_details.flow_run_id), "collect", "market_closed", state.message)]

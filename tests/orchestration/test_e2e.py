@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from mfs.orchestration.deploy import deploy, run_full_backfill
 from mfs.orchestration.locks import run_lock
-from mfs.orchestration.stack import PrefectStack, prefect_bin, prefect_database_url
+from mfs.orchestration.stack import PrefectStack, prefect_database_url
 from mfs.storage import migrations
 from mfs.storage.connection import connect, with_database
 
@@ -62,7 +62,12 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
         "MFS_DATABASE_URL": db_url, "MFS_OFFLINE": "1", "MFS_SYMBOLS": ",".join(SYMBOLS),
         "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
         "MFS_ALERT_WEBHOOK_URL": webhook[0],
-        "PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        # No scheduler service: on a weekday in market hours it would start real hourly runs in
+        # the middle of these tests. The schedules are read back through the same server code
+        # (POST /deployments/{id}/schedule) for windows in the future.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        # A fixed clock for the offline Yahoo: short windows (days=2) always hold sessions.
+        "MFS_SYNTHETIC_ASOF": "2026-11-20T20:00:00Z",
         # a collect run "expected" to take 8 s: one kept waiting 12 s must raise a slow-run alert
         "MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "8",
     })
@@ -112,7 +117,8 @@ def test_full_backfill_completes_and_data_lands(stack, db_url):
     assert features == bars
     assert ("backfill", "completed") in runs and ("features", "completed") in runs
     # PREFECT_LOGGING_EXTRA_LOGGERS=mfs: our structlog lines reach the UI, with their run id
-    logs = api(stack, "POST", "/logs/filter", json={"logs": {"level": {"ge_": 20}}, "limit": 200})
+    logs = api(stack, "POST", "/logs/filter", json={"logs": {"level": {"ge_": 20}}, "sort": "TIMESTAMP_DESC",
+                                                    "limit": 200})
     ours = [line for line in logs if line["name"] == "mfs.runs" and line["flow_run_id"]]
     assert any("run finished" in line["message"] for line in ours), [line["name"] for line in logs][:20]
 
@@ -126,21 +132,35 @@ def _scheduled_runs(stack, deployment_id: str, start: dt.datetime, end: dt.datet
     return [dt.datetime.fromisoformat(r["expected_start_time"]) for r in runs]
 
 
+def _next_spring_forward(after: dt.datetime) -> dt.date:
+    """The next second Sunday of March (US daylight saving starts) after ``after``."""
+    for year in (after.year, after.year + 1):
+        march = dt.date(year, 3, 1)
+        sunday = march + dt.timedelta(days=(6 - march.weekday()) % 7 + 7)
+        if dt.datetime.combine(sunday, dt.time(), NY) > after:
+            return sunday
+    raise AssertionError("unreachable")
+
+
+def _schedule_and_read(stack, deployment_id: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    api(stack, "POST", f"/deployments/{deployment_id}/schedule",
+        json={"start_time": start.isoformat(), "end_time": end.isoformat(),
+              "min_time": (end - start).total_seconds(), "max_runs": 500})
+    return _scheduled_runs(stack, deployment_id, start, end)
+
+
 @pytest.mark.parametrize("deployment, minute", [("yahoo-hourly", 0), ("features-hourly", 5)])
 def test_scheduled_runs_read_back_are_market_hours_in_new_york_across_dst(stack, deployment, minute):
     dep_id = deployment_ids(stack)[deployment]
-    # The server's own scheduler: the next runs it created from prefect.yaml's schedule.
-    deadline = time.monotonic() + 60
+    # The next month from tomorrow (nothing due while these tests run), then the fortnight around
+    # the next DST change at least a month away: both scheduled by the server from prefect.yaml.
     now = dt.datetime.now(dt.timezone.utc)
-    while not (upcoming := _scheduled_runs(stack, dep_id, now, now + dt.timedelta(days=30))):
-        assert time.monotonic() < deadline, "the scheduler created no runs"
-        time.sleep(2)
-    # Across the 2027 DST change (Sunday 14 March): ask the server to schedule that fortnight.
-    start, end = dt.datetime(2027, 3, 8, tzinfo=NY), dt.datetime(2027, 3, 20, tzinfo=NY)
-    api(stack, "POST", f"/deployments/{dep_id}/schedule",
-        json={"start_time": start.isoformat(), "end_time": end.isoformat(),
-              "min_time": (end - start).total_seconds(), "max_runs": 500})
-    dst = _scheduled_runs(stack, dep_id, start, end)
+    upcoming = _schedule_and_read(stack, dep_id, now + dt.timedelta(days=1), now + dt.timedelta(days=31))
+    assert len(upcoming) >= 15 * 8
+    change = _next_spring_forward(now + dt.timedelta(days=31))
+    start = dt.datetime.combine(change - dt.timedelta(days=6), dt.time(), NY)
+    end = dt.datetime.combine(change + dt.timedelta(days=7), dt.time(), NY)
+    dst = _schedule_and_read(stack, dep_id, start, end)
 
     for when in upcoming + dst:
         local = when.astimezone(NY)
@@ -164,23 +184,44 @@ def test_a_sharded_collect_runs_its_shards_through_the_work_pool(stack):
     assert len(children) == 2
     assert sorted(s for c in children for s in c["parameters"]["symbols"]) == sorted(SYMBOLS)
     assert all(c["state"]["type"] == "COMPLETED" for c in children)
-    logs = stack.log_tail("worker-1", 400) + stack.log_tail("worker-2", 400)
+    logs = stack.log_tail("worker-1", 100_000) + stack.log_tail("worker-2", 100_000)
     assert all(c["id"] in logs for c in children)  # picked up by the pool's workers
+
+
+def start_run(stack, deployment: str, **kwargs) -> str:
+    """Create a flow run of ``deployment`` through the API; its id, known before it runs."""
+    return api(stack, "POST", f"/deployments/{deployment_ids(stack)[deployment]}/create_flow_run", json=kwargs)["id"]
+
+
+def final_state(stack, run_id: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (state := api(stack, "GET", f"/flow_runs/{run_id}")["state"])["type"] not in (
+            "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+    return state
+
+
+def alert_for(webhook, run_id: str, match: str, timeout_s: float = 300, still_running=lambda: True) -> dict:
+    """The webhook alert about ``run_id`` whose reason or state contains ``match``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [h for h in webhook[1] if h.get("flow_run_id") == run_id
+                 and (match in h.get("reason", "") or match == h.get("state"))]
+        if found:
+            return found[0]
+        assert still_running(), f"run {run_id} ended before the alert"
+        assert time.monotonic() < deadline, f"no {match!r} alert for {run_id}: {webhook[1]}"
+        time.sleep(1)
 
 
 def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
     names = {a["name"] for a in api(stack, "POST", "/automations/filter", json={})}
     assert names == {"mfs-alert-failed-runs", "mfs-alert-slow-collect", "mfs-alert-slow-features",
                      "mfs-alert-slow-full-backfill"}
-    result = stack.prefect("deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
-                           "-p", "market_hours_only=false", "-p", "days=2", "-p", 'symbols=["ZZZZ"]',
-                           timeout=360, check=False)
-    assert result.returncode == 1, result.stdout[-2000:]
-    deadline = time.monotonic() + 60
-    while not any(h.get("state") == "Failed" for h in webhook[1]):
-        assert time.monotonic() < deadline, f"no alert received: {webhook[1]}"
-        time.sleep(1)
-    alert = next(h for h in webhook[1] if h.get("state") == "Failed")
+    run_id = start_run(stack, "yahoo-hourly", parameters={"market_hours_only": False, "days": 2, "symbols": ["ZZZZ"]})
+    assert final_state(stack, run_id)["type"] == "FAILED"
+    alert = alert_for(webhook, run_id, "Failed")
     assert alert["flow"] == "collect" and "mfs alert" in alert["text"]
 
 
@@ -188,26 +229,13 @@ def test_a_run_longer_than_its_expected_runtime_posts_a_slow_alert(stack, webhoo
     # collect's expected runtime is 8 s here (× slow_factor 1.5 = 12 s). Holding the collect run
     # lock (as a long earlier run would) keeps the new run Running past that, whatever this
     # machine's speed; the proactive trigger must fire while it waits, and the run then completes.
-    before = len(webhook[1])
     with run_lock("collect", wait_s=0):
-        watch = subprocess.Popen(
-            [prefect_bin(), "deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
-             "-p", "market_hours_only=false", "-p", "days=2", "-p", f"symbols={json.dumps(SYMBOLS[:1])}"],
-            env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not any("running longer than 12 s" in h.get("reason", "") for h in webhook[1][before:]):
-                assert watch.poll() is None, f"the run ended while the lock was held: {watch.stdout.read()[-2000:]}"
-                assert time.monotonic() < deadline, f"no slow-run alert: {webhook[1]}"
-                time.sleep(2)
-        except BaseException:
-            watch.kill()
-            raise
-    output, _ = watch.communicate(timeout=300)
-    assert watch.returncode == 0, output[-2000:]
-    run_id = [w for w in output.split() if w.count("-") == 4][0]
-    slow = next(h for h in webhook[1][before:] if "running longer than 12 s" in h.get("reason", ""))
-    assert (slow["flow"], slow["flow_run_id"]) == ("collect", run_id)
+        run_id = start_run(stack, "yahoo-hourly",
+                           parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]})
+        slow = alert_for(webhook, run_id, "running longer than 12 s", still_running=lambda: api(
+            stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] in ("SCHEDULED", "PENDING", "RUNNING"))
+    assert slow["flow"] == "collect"
+    assert final_state(stack, run_id)["type"] == "COMPLETED"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")
@@ -225,14 +253,8 @@ def test_the_ui_deployments_page_shows_the_three_deployments(stack, tmp_path):
 def test_a_run_scheduled_on_a_holiday_ends_market_closed(stack):
     # Labor Day 2026, 10:00 New York: the worker picks the (past) scheduled run up at once and
     # the flow judges the market by the run's scheduled time, as it does for the cron runs.
-    dep_id = deployment_ids(stack)["yahoo-hourly"]
-    run = api(stack, "POST", f"/deployments/{dep_id}/create_flow_run", json={
-        "name": "labor-day", "state": {"type": "SCHEDULED", "name": "Scheduled",
-                                          "state_details": {"scheduled_time": "2026-09-07T14:00:00+00:00"}}})
-    deadline = time.monotonic() + 120
-    while not (state := api(stack, "GET", f"/flow_runs/{run['id']}")["state"])["type"] in (
-            "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-        assert time.monotonic() < deadline, state
-        time.sleep(1)
+    run_id = start_run(stack, "yahoo-hourly", name="labor-day", state={
+        "type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": "2026-09-07T14:00:00+00:00"}})
+    state = final_state(stack, run_id)
     assert (state["type"], state["name"]) == ("COMPLETED", "Market closed"), state
     assert "2026-09-07 is not an NYSE session" in state["message"]
