@@ -16,10 +16,17 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from mfs.config import get_config
 from mfs.storage import lifecycle, migrations
 from mfs.storage.connection import connect, dispose_engines, with_database
+
+# CI draws the same property-test examples on every run: a failure there is reproducible, not a
+# one-off draw. Locally, each run explores new examples.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 DATA_TABLES = ("market_data", "features", "quarantine", "symbol_runs", "pipeline_runs", "symbols")
 

@@ -85,7 +85,7 @@ def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, feature
         with watcher.cursor() as cur:
             while not stop.is_set():
                 cur.execute("SELECT count(*) FILTER (WHERE application_name = 'mfs-features-worker'), count(*) "
-                            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+                            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'", (dbname,))
                 w, total = cur.fetchone()
                 peak["workers"], peak["total"] = max(peak["workers"], w), max(peak["total"], total)
                 stop.wait(0.005)

@@ -25,7 +25,8 @@ def test_a_held_lock_blocks_a_second_holder_until_released(db):
         pass
 
 
-def test_a_waiting_run_continues_when_the_previous_one_ends(db):
+def test_a_waiting_run_continues_when_the_previous_one_ends(db, monkeypatch):
+    monkeypatch.setattr("mfs.orchestration.locks.POLL_S", 0.05)  # poll often: the test measures the wait
     release = threading.Event()
     held = threading.Event()
 
@@ -36,10 +37,10 @@ def test_a_waiting_run_continues_when_the_previous_one_ends(db):
 
     thread = threading.Thread(target=previous_run)
     thread.start()
-    held.wait(5)
+    assert held.wait(30), "the previous run never took the lock"
     threading.Timer(0.5, release.set).start()
     started = time.monotonic()
     wait_for_release("collect", 10)
     waited = time.monotonic() - started
     thread.join()
-    assert 0.4 < waited < 5
+    assert release.is_set() and 0.4 < waited < 30

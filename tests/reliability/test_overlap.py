@@ -6,6 +6,7 @@ state of one uninterrupted run. With ``orchestration.lock_wait_s`` = 0 the secon
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 from reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
@@ -29,18 +30,32 @@ def _runs(url: str, flow: str) -> list[tuple]:
     return rows
 
 
-def _twice_at_once(env: dict, args: list[str]) -> tuple[subprocess.CompletedProcess, ...]:
-    """Start the same run twice at the same moment; returns (the run that went first, the one
-    that waited), told apart by the waiting run's log line."""
-    procs = [subprocess.Popen(mfs_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+def _lock_sessions(url: str, lock: str) -> int:
+    with connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"mfs-lock-{lock}",))
+        count = cur.fetchone()[0]
+    conn.close()
+    return count
+
+
+def _twice_at_once(url: str, env: dict, args: list[str], lock: str) -> list[subprocess.CompletedProcess]:
+    """Start the same run twice and let both go at the same moment: the test holds the flow's
+    lock until both wait on it (however slowly each interpreter starts), then releases it. One
+    takes the lock, the other waits for that one; which went first is read from pipeline_runs."""
+    with run_lock(lock, 0):
+        procs = [subprocess.Popen(mfs_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        deadline = time.monotonic() + 120
+        while _lock_sessions(url, lock) < 3:  # ours and the two runs' lock sessions
+            assert all(p.poll() is None for p in procs), "a run ended before it waited for the lock"
+            assert time.monotonic() < deadline, "the two runs never both waited for the lock"
+            time.sleep(0.1)
     out = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=180)  # a deadlock would end here
         out.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
-    waited = [WAITING in r.stderr for r in out]
-    assert sorted(waited) == [False, True], "exactly one run must have waited for the other"
-    return (out[1], out[0]) if waited[0] else (out[0], out[1])
+    assert all(WAITING in r.stderr for r in out)
+    return out
 
 
 def test_two_backfills_and_two_feature_runs_at_once_do_the_work_once(db, reference):
@@ -48,14 +63,14 @@ def test_two_backfills_and_two_feature_runs_at_once_do_the_work_once(db, referen
     env = mfs_env(db, MFS_INGEST__BATCH_SIZE="1")
     symbols = ",".join(SYMBOLS)
 
-    first, second = _twice_at_once(env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)])
+    first, second = _twice_at_once(db, env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)], "collect")
     assert (first.returncode, second.returncode) == (0, 0), (first.stderr[-1500:], second.stderr[-1500:])
     (_, _, end1, counts1), (_, start2, _, counts2) = _runs(db, "backfill")
     assert start2 >= end1, "the runs overlapped"
     assert counts1["inserted"] == sum(clean.counts["market_data"].values())
     assert (counts2["inserted"], counts2["updated"]) == (0, 0), "the second run redid the first one's work"
 
-    first, second = _twice_at_once(env, ["features", "--symbols", symbols])
+    first, second = _twice_at_once(db, env, ["features", "--symbols", symbols], "features")
     assert (first.returncode, second.returncode) == (0, 0), (first.stderr[-1500:], second.stderr[-1500:])
     (_, _, end1, counts1), (_, start2, _, counts2) = _runs(db, "features")
     assert start2 >= end1

@@ -41,7 +41,7 @@ def tree() -> tuple[int, set[int]]:
 
 
 def connections(cur) -> int:
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
     return cur.fetchone()[0]
 
 
