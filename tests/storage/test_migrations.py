@@ -57,6 +57,10 @@ def test_applies_all_in_order_then_noop(fresh_db: str, project_root: Path) -> No
         for table in DATA_TABLES:
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             assert cur.fetchone()[0], table
+        # 037: the bar and feature hypertables keep their primary key and no time-only index (it
+        # only cost writes: every query leads with the symbol).
+        cur.execute("SELECT tablename, indexname FROM pg_indexes WHERE tablename IN ('market_data', 'features')")
+        assert sorted(cur.fetchall()) == [("features", "features_pkey"), ("market_data", "market_data_pkey")]
     conn.close()
 
 
