@@ -95,6 +95,15 @@ def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
     with conn.cursor() as cur, pytest.raises(StorageError, match="duplicate keys"):
         upsert(cur, "market_data", BAR_COLUMNS, doubled, key=KEY)
     conn.rollback()
+    # Encoded ahead of the write: checked when encoded with the key, else by the upsert.
+    with pytest.raises(StorageError, match="rows to encode: duplicate keys"):
+        encode_rows(BAR_COLUMNS, doubled, key=KEY)
+    with conn.cursor() as cur, pytest.raises(StorageError, match="upsert into market_data: duplicate keys"):
+        upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, doubled), key=KEY)
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM market_data WHERE symbol = 'AAPL'")
+        assert cur.fetchone()[0] == 0
 
 
 def test_new_keys_only_inserts_with_nulls_and_refuses_an_existing_key(conn) -> None:

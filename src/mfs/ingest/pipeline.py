@@ -153,7 +153,7 @@ def _concat(parts: list[dict[str, object]]) -> dict[str, object]:
 def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
     """The good bars of a batch as one set of columns with its COPY payload."""
     parts = [_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
-    return encode_rows(MARKET_DATA_COLUMNS, _concat(parts))
+    return encode_rows(MARKET_DATA_COLUMNS, _concat(parts), key=MARKET_DATA_KEY)
 
 
 def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
@@ -190,9 +190,9 @@ def _write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, s
         for result, _checked in results:
             result.duration_s += share
         if stored:
-            upsert(cur, "symbols", [Column("symbol", "text"), Column("active", "bool")],
-                   {"symbol": np.array(stored, dtype=object), "active": np.ones(len(stored), dtype=bool)},
-                   key=["symbol"], touch={})
+            # A few names: one statement (the COPY staging path costs two temp-table truncates).
+            cur.execute("INSERT INTO symbols (symbol, active) SELECT unnest(%s::text[]), true "
+                        "ON CONFLICT (symbol) DO UPDATE SET active = true WHERE NOT symbols.active", (stored,))
 
 
 def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
