@@ -13,7 +13,7 @@ import signal
 import time
 from concurrent.futures import TimeoutError as FutureTimeoutError
 
-from pebble import ProcessExpired, ProcessPool
+from pebble import CONSTS, ProcessExpired, ProcessPool
 
 from mfs.config import get_config
 from mfs.errors import ConfigError
@@ -27,6 +27,11 @@ from mfs.symbols import normalize_symbol, normalize_symbols
 FAULTS_ENV = "MFS_FEATURE_FAULTS"
 INTERVALS = ("1h", "1d")
 log = get_logger("mfs.features")
+
+# pebble's pool threads poll at CONSTS.sleep_unit (0.1 s): a run waited ~0.1 s for its own pool to
+# see the last result and shut down. At 10 ms, 20 symbols take 0.24 s instead of 0.33 s (measured,
+# alternated); three threads waking 100 times a second during a run cost nothing measurable.
+CONSTS.sleep_unit = 0.01
 
 
 def resolve_faults(faults: dict[str, str] | None) -> dict[str, str]:
