@@ -1,6 +1,7 @@
 """End to end on a real `prefect server`: `deploy --all`, two process workers, full-backfill,
-schedules read back from the server (across a DST change), a sharded run, an alert posted to a
-webhook, and the UI's deployments page in headless Chromium. One server for the whole module."""
+schedules read back from the server (across a DST change), a sharded run, alerts posted to a
+webhook (Failed, TimedOut, Crashed, slow), and the UI's deployments page in headless Chromium.
+One server for the whole module."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from zoneinfo import ZoneInfo
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -236,6 +238,42 @@ def test_a_run_longer_than_its_expected_runtime_posts_a_slow_alert(stack, webhoo
             stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] in ("SCHEDULED", "PENDING", "RUNNING"))
     assert slow["flow"] == "collect"
     assert final_state(stack, run_id)["type"] == "COMPLETED"
+
+
+def _held_collect_run(stack, **kwargs) -> str:
+    """A collect run kept waiting on the held collect lock; its id once it is Running."""
+    run_id = start_run(stack, "yahoo-hourly",
+                       parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]}, **kwargs)
+    deadline = time.monotonic() + 120
+    while api(stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] != "RUNNING":
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.5)
+    return run_id
+
+
+def test_a_run_past_its_flow_timeout_ends_timed_out_and_posts_an_alert(stack, webhook):
+    # The flow timeout comes from config in the flow-run process: 3 s for this run only (a
+    # job variable), while the held collect lock keeps it waiting.
+    with run_lock("collect", wait_s=0):
+        run_id = _held_collect_run(stack, job_variables={"env": {"MFS_ORCHESTRATION__TIMEOUT_S__COLLECT": "3"}})
+        state = final_state(stack, run_id, timeout_s=120)
+    assert (state["type"], state["name"]) == ("FAILED", "TimedOut"), state
+    assert alert_for(webhook, run_id, "TimedOut")["flow"] == "collect"
+
+
+def test_a_killed_flow_run_process_ends_crashed_and_posts_an_alert(stack, webhook):
+    with run_lock("collect", wait_s=0):
+        run_id = _held_collect_run(stack)
+        deadline = time.monotonic() + 60
+        while not (procs := [p for p in psutil.process_iter(["environ"])
+                             if (p.info["environ"] or {}).get("PREFECT__FLOW_RUN_ID") == run_id]):
+            assert time.monotonic() < deadline, "no process runs the flow"
+            time.sleep(0.5)
+        for proc in procs:
+            proc.kill()  # SIGKILL: nothing in the run can report its own end
+        state = final_state(stack, run_id, timeout_s=120)
+    assert state["type"] == "CRASHED", state
+    assert alert_for(webhook, run_id, "Crashed")["flow"] == "collect"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")
