@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from mfs.errors import RunFailedError
-from mfs.logs import bind_context, get_logger
+from mfs.logs import bind_context, get_logger, mask_secrets
 from mfs.storage.connection import connection
 
 log = get_logger("mfs.runs")
@@ -103,7 +103,7 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
                  rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
                  rows_quarantined = EXCLUDED.rows_quarantined, rows_written = EXCLUDED.rows_written,
                  duration_s = EXCLUDED.duration_s, recorded_at = now()""",
-            [(run_id, r.symbol, r.stage, r.status, r.reason, r.fetched, r.inserted, r.updated,
+            [(run_id, r.symbol, r.stage, r.status, r.reason and mask_secrets(r.reason), r.fetched, r.inserted, r.updated,
               r.quarantined, r.written, r.duration_s) for r in results],
         )
 
@@ -113,7 +113,7 @@ def finish_run(run_id: str, status: str, counts: dict[str, Any], error: str | No
         cur.execute(
             """UPDATE pipeline_runs SET status = %s, finished_at = now(), counts = %s, error_summary = %s
                WHERE run_id = %s""",
-            (status, json.dumps(counts, default=str), error, run_id),
+            (status, json.dumps(counts, default=str), error and mask_secrets(error), run_id),
         )
 
 

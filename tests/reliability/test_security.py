@@ -26,6 +26,7 @@ from mfs.errors import ConfigError
 from mfs.features import compute
 from mfs.ingest import backfill, collect
 from mfs.orchestration.artifacts import summary_markdown, symbol_rows
+from mfs.runs import SymbolResult, recorded_run
 from mfs.storage.connection import connect
 
 pytestmark = pytest.mark.faults
@@ -237,6 +238,22 @@ def test_dsn_passwords_never_reach_logs_or_run_records(conn, db_url):
     report = collect(["AAPL", "ZZZZ"], "1d", days=5, offline=True, raise_on_failure=False)
     artifact = summary_markdown("collect", [report], "failed") + repr(symbol_rows([report]))
     assert "ZZZZ" in artifact and password not in artifact
+
+
+def test_a_failure_reason_quoting_a_dsn_is_masked_in_run_records_and_artifacts(conn):
+    # Whatever a library puts in an error message (here a DSN and a key=value password) is masked
+    # where it is stored or shown, not only in our own messages.
+    reason = "upstream: could not reach postgresql://mfs:hunter2@db.example/mfs (password=hunter2)"
+    with recorded_run("collect", {}, raise_on_failure=False) as report:
+        report.results.append(SymbolResult("ZZZZ", "collect_1h", "failed", reason=reason))
+    shown = summary_markdown("collect", [report], "failed", error=reason) + repr(symbol_rows([report]))
+    with conn.cursor() as cur:
+        cur.execute("SELECT s.reason, p.error_summary FROM symbol_runs s JOIN pipeline_runs p USING (run_id) "
+                    "WHERE run_id = %s", (report.run_id,))
+        stored = " ".join(cur.fetchone())
+    for text in (shown, stored):
+        assert "hunter2" not in text, text
+        assert "postgresql://mfs:***@db.example/mfs" in text and "password=***" in text
 
 
 CREDENTIAL_PATTERNS = {

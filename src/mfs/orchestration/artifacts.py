@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mfs.logs import mask_secrets
 from mfs.runs import RunReport
 
 TABLE_COLUMNS = ("symbol", "stage", "status", "bars fetched", "bars inserted", "bars updated",
@@ -34,7 +35,7 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
                 "bars quarantined": r.quarantined,
                 "feature rows": r.written if is_features else 0,
                 "duration s": round(r.duration_s, 3),
-                "reason": r.reason or "",
+                "reason": mask_secrets(r.reason or ""),
             })
     return rows
 
@@ -53,9 +54,9 @@ def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: s
         )
     if failed:
         lines += ["", f"**{len(failed)} failed symbol(s)** (tolerance {tolerance}):", ""]
-        lines += [f"- `{r.symbol}` ({r.stage}): {r.reason}" for r in failed[:50]]
+        lines += [f"- `{r.symbol}` ({r.stage}): {mask_secrets(r.reason or '')}" for r in failed[:50]]
     if error:
-        lines += ["", f"**Error:** {error}"]
+        lines += ["", f"**Error:** {mask_secrets(error)}"]
     return "\n".join(lines) + "\n"
 
 
