@@ -16,10 +16,11 @@ from mfs.orchestration.runtime import (fetch_retry_options, flow_timeout, market
 
 
 @flow(name="collect", timeout_seconds=flow_timeout("collect"))
-def collect(symbols: list[str] | None = None, interval: str = "1h", days: int | None = None,
+def collect(symbols: list[str] | None = None, interval: str | None = None, days: int | None = None,
             offline: bool = False, shards: int = 1, market_hours_only: bool = True,
             asof: dt.datetime | None = None, shard_of: str | None = None) -> dict | State:
-    """symbols: default from config; days: default ingest.incremental_days; offline: synthetic
+    """symbols: default from config; interval: 1h or 1d, default every configured interval;
+    days: default ingest.incremental_days; offline: synthetic
     Yahoo; shards: split into N runs of this deployment for the work pool; market_hours_only:
     end "Market closed" outside NYSE sessions (asof: judge this time instead of the schedule's)."""
     if market_hours_only and (closed := market_closed_state(asof, "collect")):

@@ -13,7 +13,7 @@ from mfs.runs import RunReport
 
 
 @task(name="fetch-yahoo-bars")
-def fetch_bars(symbols: list[str] | None, interval: str, days: int | None, offline: bool,
+def fetch_bars(symbols: list[str] | None, interval: str | None, days: int | None, offline: bool,
                run_id: str | None, backfill: bool = False) -> RunReport:
     """Yahoo → validated bars → market_data. Retries (exponential backoff + jitter) are set by
     the caller from config with ``fetch_retry_options()``; failed symbols are in the report."""
@@ -25,7 +25,7 @@ def fetch_bars(symbols: list[str] | None, interval: str, days: int | None, offli
 
 
 @task(name="compute-features")
-def compute_features(symbols: list[str] | None, interval: str, full: bool, run_id: str | None) -> RunReport:
+def compute_features(symbols: list[str] | None, interval: str | None, full: bool, run_id: str | None) -> RunReport:
     from mfs import features
 
     return features.compute(symbols, interval, full=full, run_id=run_id, raise_on_failure=False)
@@ -55,7 +55,7 @@ def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
     except Exception as exc:
         publish(flow, [], "failed", error=f"{type(exc).__name__}: {exc}", tolerance=tolerance)
         raise
-    failed = len(report.failed)
+    failed = len(report.failed_symbols)
     outcome = ("failed" if failed > tolerance else "completed") + (f" with {failed} failed symbol(s)" if failed else "")
     publish(flow, [report], outcome, tolerance=tolerance)
     report.raise_if_failed(tolerance)

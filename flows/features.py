@@ -15,10 +15,10 @@ from mfs.orchestration.runtime import flow_timeout, market_closed_state, run_sha
 
 
 @flow(name="features", timeout_seconds=flow_timeout("features"))
-def features(symbols: list[str] | None = None, interval: str = "1h", full: bool = False, shards: int = 1,
+def features(symbols: list[str] | None = None, interval: str | None = None, full: bool = False, shards: int = 1,
              market_hours_only: bool = True, asof: dt.datetime | None = None, shard_of: str | None = None,
              wait_for_collect: bool = True) -> dict | State:
-    """full: recompute all history instead of new bars; wait_for_collect: start only once a
+    """interval: 1h or 1d, default every configured interval; full: recompute all history instead of new bars; wait_for_collect: start only once a
     collection still writing bars has finished (the replaced system raced it by 5 minutes)."""
     if market_hours_only and (closed := market_closed_state(asof, "features")):
         return closed

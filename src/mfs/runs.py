@@ -52,6 +52,12 @@ class RunReport:
     def failed(self) -> list[SymbolResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def failed_symbols(self) -> list[str]:
+        """Symbols with a failed stage, each once (a run of two intervals may fail one twice):
+        what runs.failed_symbol_tolerance counts."""
+        return list(dict.fromkeys(r.symbol for r in self.failed))
+
     def counts(self) -> dict[str, Any]:
         totals = Counter()
         reasons: Counter = Counter()
@@ -71,10 +77,10 @@ class RunReport:
 
     def raise_if_failed(self, tolerance: int = 0) -> None:
         failed = self.failed
-        if len(failed) > tolerance:
+        if len(self.failed_symbols) > tolerance:
             detail = "; ".join(f"{r.symbol} ({r.stage}): {r.reason}" for r in failed[:20])
             more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
-            raise RunFailedError(f"{self.flow}: {len(failed)} symbol(s) failed: {detail}{more}")
+            raise RunFailedError(f"{self.flow}: {len(self.failed_symbols)} symbol(s) failed: {detail}{more}")
 
 
 def new_run_id() -> str:
@@ -153,7 +159,7 @@ def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = Non
                 log.error("could not record the failed run", reason=str(recording))
             raise
         failed = report.failed
-        status = "failed" if len(failed) > tolerance else "completed"
+        status = "failed" if len(report.failed_symbols) > tolerance else "completed"
         error = "; ".join(f"{r.symbol}: {r.reason}" for r in failed[:20]) or None
         _record_outcome(report, status, error)
         report.extra["status"] = status

@@ -52,14 +52,24 @@ def test_injected_failed_symbol_ends_failed_and_the_artifact_lists_it(conn):
     run_id = str(state.state_details.flow_run_id)
     arts = artifacts_of(state.state_details.flow_run_id)
     data = arts["collect-symbols"].data
-    table = {row["symbol"]: row for row in (json.loads(data) if isinstance(data, str) else data)}
-    assert table["ZZZZ"]["status"] == "failed" and table["ZZZZ"]["reason"]
-    assert table["AAPL"]["status"] == "ok" and table["AAPL"]["bars fetched"] > 0
-    assert "ZZZZ" in arts["collect-summary"].data and "failed" in arts["collect-summary"].data
+    # By default a run collects every configured interval: hourly and daily bars.
+    table = {(row["symbol"], row["stage"]): row for row in (json.loads(data) if isinstance(data, str) else data)}
+    assert set(table) == {(s, f"collect_{i}") for s in ("AAPL", "ZZZZ") for i in ("1h", "1d")}
+    for interval in ("1h", "1d"):
+        assert table["ZZZZ", f"collect_{interval}"]["status"] == "failed"
+        assert table["ZZZZ", f"collect_{interval}"]["reason"]
+        assert table["AAPL", f"collect_{interval}"]["status"] == "ok"
+        assert table["AAPL", f"collect_{interval}"]["bars fetched"] > 0
+    summary = arts["collect-summary"].data
+    assert "ZZZZ" in summary and "**1 failed symbol(s)**" in summary
     # pipeline_runs is keyed by the Prefect flow run id, so the UI and the database line up
     flow, status, counts, error = pipeline_run(conn, run_id)
     assert (flow, status) == ("collect", "failed") and "ZZZZ" in error
-    assert counts["symbols_failed"] == 1 and counts["inserted"] > 0
+    assert counts["symbols_failed"] == 2 and counts["inserted"] > 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT interval, count(*) FROM market_data WHERE symbol = 'AAPL' GROUP BY interval")
+        stored = dict(cur.fetchall())
+    assert stored["1h"] > 0 and stored["1d"] > 0
 
 
 def test_failures_within_the_tolerance_complete_and_are_listed(conn, monkeypatch):
@@ -67,6 +77,7 @@ def test_failures_within_the_tolerance_complete_and_are_listed(conn, monkeypatch
     get_config.cache_clear()
     state = collect(symbols=["AAPL", "ZZZZ"], days=3, offline=True, market_hours_only=False, return_state=True)
 
+    # ZZZZ fails in both intervals: one failed symbol, within a tolerance of one.
     assert state.is_completed(), state
     summary = artifacts_of(state.state_details.flow_run_id)["collect-summary"].data
     assert "ZZZZ" in summary and "1 failed symbol" in summary

@@ -17,12 +17,12 @@ from mfs.config import get_config
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 
 
-def table_of(flow_run_id, key: str) -> dict[str, dict]:
+def table_of(flow_run_id, key: str) -> dict[tuple[str, str], dict]:
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
             key={"any_": [key]}, flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    return {row["symbol"]: row for row in data}
+    return {(row["symbol"], row["stage"]): row for row in data}
 
 
 def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatch):
@@ -35,8 +35,13 @@ def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatc
 
     assert state.is_failed() and "MSFT" in state.message, state
     table = table_of(state.state_details.flow_run_id, "features-symbols")
-    assert table["MSFT"]["status"] == "failed" and table["MSFT"]["reason"]
-    assert table["AAPL"]["status"] == "ok" and table["AAPL"]["feature rows"] > 100
+    # By default every configured interval: hourly and daily features.
+    assert set(table) == {(s, f"features_{i}") for s in ("AAPL", "MSFT") for i in ("1h", "1d")}
+    for interval in ("1h", "1d"):
+        assert table["MSFT", f"features_{interval}"]["status"] == "failed"
+        assert table["MSFT", f"features_{interval}"]["reason"]
+        assert table["AAPL", f"features_{interval}"]["status"] == "ok"
+    assert table["AAPL", "features_1h"]["feature rows"] > 100 and table["AAPL", "features_1d"]["feature rows"] > 10
 
 
 def test_features_outside_market_hours_end_market_closed(db):

@@ -100,7 +100,7 @@ def reference_state(url: str, session_factory, symbols: tuple[str, ...], days: i
         if features:
             from mfs.features import compute
 
-            compute(list(symbols), "1h")  # hourly features only: the scenarios run `mfs features`
+            compute(list(symbols))  # every configured interval, as `mfs features` in the scenarios
         _cache[key] = state(url)
         assert all(_cache[key].counts["market_data"].get((s, "1h")) for s in symbols), "reference run stored nothing"
         truncate(url)

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     offline_help = "use the synthetic Yahoo (deterministic market, clock MFS_SYNTHETIC_ASOF or now) instead of the network"
     col = sub.add_parser("collect", help="fetch recent bars of the configured (or given) symbols and upsert them")
     col.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    col.add_argument("--interval", choices=["1h", "1d"], default="1h")
+    col.add_argument("--interval", choices=["1h", "1d"], default=None,
+                     help="one interval (default: every configured interval, config intervals)")
     col.add_argument("--days", "--period", dest="days", type=period_days,
                      help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days)")
     col.add_argument("--offline", action="store_true", help=offline_help)

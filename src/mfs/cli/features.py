@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute indicators per symbol in isolated worker processes (incremental unless --full)",
     )
     feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    feat.add_argument("--interval", choices=["1h", "1d"], default="1h")
+    feat.add_argument("--interval", choices=["1h", "1d"], default=None,
+                      help="one interval (default: every configured interval, config intervals)")
     feat.add_argument("--full", action="store_true",
                       help="recompute every feature row (after a definition change or a history correction)")
     feat.add_argument("--json", action="store_true", help="print the per-symbol results as one JSON object")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["FEATURES", "FEATURE_VERSION", "compute"]
 
 
-def compute(symbols: list[str] | None = None, interval: str = "1h", *, full: bool = False,
+def compute(symbols: list[str] | None = None, interval: str | None = None, *, full: bool = False,
             run_id: str | None = None, raise_on_failure: bool = True,
             faults: dict[str, str] | None = None) -> RunReport:
     """See ``mfs.features.run.compute`` (imported lazily: the spec alone needs no pebble/TA-Lib)."""

@@ -73,90 +73,108 @@ def failure_reason(exc: BaseException, timeout_s: float) -> str:
 
 def compute(
     symbols: list[str] | None = None,
-    interval: str = "1h",
+    interval: str | None = None,
     *,
     full: bool = False,
     run_id: str | None = None,
     raise_on_failure: bool = True,
     faults: dict[str, str] | None = None,
 ) -> RunReport:
-    """Update the features of ``symbols`` (default: the configured list) for ``interval``.
+    """Update the features of ``symbols`` (default: the configured list) for ``interval``, or by
+    default for every configured interval (``intervals``), one after the other in one run.
 
     Incremental by default (only stale bars, see pipeline.py); ``full=True`` recomputes every row.
     Symbols are computed in worker processes, in batches of ``features.batch_size`` (one
     transaction each); a batch whose worker dies or runs past ``features.timeout_s`` is rerun one
-    symbol per task, so a crash, kill, hang or MemoryError fails that symbol alone. Returns the RunReport (flow "features", stage
-    ``features_<interval>``, ``written`` = feature rows inserted or changed); failed symbols beyond
-    ``runs.failed_symbol_tolerance`` raise RunFailedError unless ``raise_on_failure=False``.
-    ``faults`` (tests only) maps symbol -> one of worker.FAULT_KINDS.
+    symbol per task, so a crash, kill, hang or MemoryError fails that symbol alone. Returns the
+    RunReport (flow "features", stage ``features_<interval>``, ``written`` = feature rows inserted
+    or changed); failed symbols beyond ``runs.failed_symbol_tolerance`` raise RunFailedError
+    unless ``raise_on_failure=False``. ``faults`` (tests only) maps symbol -> one of
+    worker.FAULT_KINDS.
     """
     cfg = get_config()
-    if interval not in INTERVALS:
+    if interval is not None and interval not in INTERVALS:
         raise ConfigError(f"interval = {interval!r}: expected one of {', '.join(INTERVALS)}")
+    intervals = [interval] if interval else list(cfg.intervals)
     symbols = normalize_symbols(symbols if symbols else cfg.symbols)
     fault_map = resolve_faults(faults)
-    fc = cfg.features
-    url = database_url()
-    stage = f"features_{interval}"
-    params = {"symbols": symbols, "interval": interval, "full": full, "feature_version": FEATURE_VERSION,
-              "lookback_bars": fc.lookback_bars}
+    params = {"symbols": symbols, "intervals": intervals, "full": full, "feature_version": FEATURE_VERSION,
+              "lookback_bars": cfg.features.lookback_bars}
     if fault_map:
         params["faults"] = fault_map
     with recorded_run("features", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         started = time.perf_counter()
-        workers = min(fc.workers, len(symbols))
-        size = max(1, min(fc.batch_size, -(-len(symbols) // workers)))  # every worker gets work
-
-        def task(batch: list[str]) -> worker.BatchTask:
-            return worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
-                                    tuple((s, fault_map[s]) for s in batch if s in fault_map))
-
-        outcome: dict[str, dict | str] = {}
         pids: set[int] = set()
-        pool = ProcessPool(max_workers=workers, max_tasks=fc.max_tasks_per_worker,
-                           initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
-                           context=worker.context())
-        try:
-            batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
-            first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
-            singles = []
-            for batch, future in first:
-                try:
-                    result = future.result()
-                except Exception as exc:  # the worker died or the batch ran out of time
-                    if len(batch) == 1:
-                        outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
-                        continue
-                    log.warning("batch failed; retrying its symbols one by one", symbols=batch,
-                                reason=failure_reason(exc, fc.timeout_s))
-                    singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
-                                for s in batch]
-                    continue
-                pids.add(result["pid"])
-                outcome.update(result["results"])
-            for (symbol,), future in singles:
-                try:
-                    result = future.result()
-                except Exception as exc:
-                    outcome[symbol] = failure_reason(exc, fc.timeout_s)
-                    continue
-                pids.add(result["pid"])
-                outcome.update(result["results"])
-        finally:
-            pool.stop() if len(outcome) < len(symbols) else pool.close()
-            pool.join()
-        for symbol in symbols:
-            counts = outcome[symbol]
-            if isinstance(counts, str):
-                with bind_context(symbol=symbol):
-                    log.error("features failed", reason=counts)
-                report.results.append(SymbolResult(symbol, stage, "failed", reason=counts))
-            else:
-                report.results.append(SymbolResult(
-                    symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
-                    updated=counts["updated"], written=counts["inserted"] + counts["updated"],
-                    duration_s=round(counts["seconds"], 4)))
-        report.extra.update(interval=interval, full=full, feature_version=FEATURE_VERSION, batch_size=size,
-                            worker_pids=sorted(pids), seconds=round(time.perf_counter() - started, 3))
+        for each in intervals:
+            pids |= _compute_interval(report, symbols, each, full, fault_map)
+        report.extra.update(intervals=intervals, full=full, feature_version=FEATURE_VERSION,
+                            batch_size=_batch_size(len(symbols)), worker_pids=sorted(pids),
+                            seconds=round(time.perf_counter() - started, 3))
     return report
+
+
+def _batch_size(n_symbols: int) -> int:
+    fc = get_config().features
+    return max(1, min(fc.batch_size, -(-n_symbols // min(fc.workers, n_symbols))))  # every worker gets work
+
+
+def _compute_interval(report: RunReport, symbols: list[str], interval: str, full: bool,
+                      fault_map: dict[str, str]) -> set[int]:
+    """One interval of a run: every symbol through the worker pool, its outcome appended to
+    ``report``; returns the worker pids."""
+    fc = get_config().features
+    url = database_url()
+    stage = f"features_{interval}"
+    size = _batch_size(len(symbols))
+
+    def task(batch: list[str]) -> worker.BatchTask:
+        return worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
+                                tuple((s, fault_map[s]) for s in batch if s in fault_map))
+
+    outcome: dict[str, dict | str] = {}
+    pids: set[int] = set()
+    pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
+                       initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
+                       context=worker.context())
+    try:
+        batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
+        first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
+        singles = []
+        for batch, future in first:
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died or the batch ran out of time
+                if len(batch) == 1:
+                    outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
+                    continue
+                log.warning("batch failed; retrying its symbols one by one", symbols=batch,
+                            reason=failure_reason(exc, fc.timeout_s))
+                singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
+                            for s in batch]
+                continue
+            pids.add(result["pid"])
+            outcome.update(result["results"])
+        for (symbol,), future in singles:
+            try:
+                result = future.result()
+            except Exception as exc:
+                outcome[symbol] = failure_reason(exc, fc.timeout_s)
+                continue
+            pids.add(result["pid"])
+            outcome.update(result["results"])
+    finally:
+        pool.stop() if len(outcome) < len(symbols) else pool.close()
+        pool.join()
+    for symbol in symbols:
+        counts = outcome[symbol]
+        if isinstance(counts, str):
+            with bind_context(symbol=symbol, interval=interval):
+                log.error("features failed", reason=counts)
+            report.results.append(SymbolResult(symbol, stage, "failed", reason=counts))
+        else:
+            report.results.append(SymbolResult(
+                symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
+                updated=counts["updated"], written=counts["inserted"] + counts["updated"],
+                duration_s=round(counts["seconds"], 4)))
+    return pids

@@ -300,26 +300,29 @@ def _symbols(symbols) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def collect(symbols: list[str] | None = None, interval: str = "1h", *, days: int | None = None,
+def collect(symbols: list[str] | None = None, interval: str | None = None, *, days: int | None = None,
             offline: bool = False, session=None, run_id: str | None = None,
             raise_on_failure: bool = True) -> RunReport:
-    """Fetch the last ``days`` (config ``ingest.incremental_days``) of ``interval`` bars for
-    ``symbols`` (config ``symbols``) and upsert them. Flow name "collect"."""
+    """Fetch the last ``days`` (config ``ingest.incremental_days``) of bars for ``symbols``
+    (config ``symbols``) and upsert them: ``interval`` ("1h" or "1d"), or by default every
+    configured interval (``intervals``), one after the other in one run. Flow name "collect"."""
     cfg = get_config()
-    if interval not in INTERVALS:
+    if interval is not None and interval not in INTERVALS:
         raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    intervals = [interval] if interval else list(cfg.intervals)
     days = cfg.ingest.incremental_days if days is None else int(days)
     if days <= 0:
         raise ValidationError(f"days must be > 0, got {days}")
-    if interval == "1h" and days > MAX_HOURLY_DAYS:
+    if "1h" in intervals and days > MAX_HOURLY_DAYS:
         raise ValidationError(f"Yahoo serves hourly bars for the last 730 days only; {days} days asked "
                               f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)")
     chosen = _symbols(symbols)
     session, source, asof = _session_and_source(session, offline)
-    params = {"symbols": chosen, "interval": interval, "days": days, "source": source, "asof": asof.isoformat()}
+    params = {"symbols": chosen, "intervals": intervals, "days": days, "source": source, "asof": asof.isoformat()}
     with recorded_run("collect", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
-        _ingest(report, chosen, interval, days, session, source, asof)
+        for each in intervals:
+            _ingest(report, chosen, each, days, session, source, asof)
     return report
 
 

@@ -43,17 +43,18 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
 def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
                      tolerance: int = 0) -> str:
     failed = [r for report in reports for r in report.failed]
+    n_symbols = len({r.symbol for r in failed})
     lines = [f"# {flow}: {outcome}", ""]
     for report in reports:
         c = report.counts()
         lines.append(
-            f"- **{report.flow}** (run `{report.run_id}`): {c.get('symbols_ok', 0)} ok, "
-            f"{c.get('symbols_failed', 0)} failed, {c.get('symbols_skipped', 0)} skipped; "
+            f"- **{report.flow}** (run `{report.run_id}`): symbol × interval results "
+            f"{c.get('symbols_ok', 0)} ok, {c.get('symbols_failed', 0)} failed, {c.get('symbols_skipped', 0)} skipped; "
             f"fetched {c.get('fetched', 0)}, inserted {c.get('inserted', 0)}, updated {c.get('updated', 0)}, "
             f"quarantined {c.get('quarantined', 0)}, written {c.get('written', 0)}"
         )
     if failed:
-        lines += ["", f"**{len(failed)} failed symbol(s)** (tolerance {tolerance}):", ""]
+        lines += ["", f"**{n_symbols} failed symbol(s)** (tolerance {tolerance}):", ""]
         lines += [f"- `{r.symbol}` ({r.stage}): {mask_secrets(r.reason or '')}" for r in failed[:50]]
     if error:
         lines += ["", f"**Error:** {mask_secrets(error)}"]
