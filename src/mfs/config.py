@@ -103,6 +103,10 @@ class AggregatesConfig(Section):
     retention_days: int | None = Field(
         None, gt=0, description="drop raw bars and features older than this (aggregates keep history); null keeps all"
     )
+    retention_lock_timeout_s: float = Field(
+        5.0, gt=0, description="retention gives up on a table whose old chunks a query still reads after this long "
+                               "(instead of queueing every later query behind its lock); the next run retries"
+    )
 
 
 class Config(Section):

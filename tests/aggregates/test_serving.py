@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +115,30 @@ def test_retention_keeps_recent_and_aggregated_history(agg_db, days) -> None:
         assert query(agg_db, "SELECT count(*) FROM market_data WHERE ts < '2025-01-01'") == [(0,)]
         assert query(agg_db, "SELECT count(*) FROM market_data") == [(len(recent),)]
     assert query(agg_db, "SELECT count(*) FROM ohlcv_1d") == before  # the aggregates keep their history
+
+
+def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, monkeypatch) -> None:
+    from mfs.config import get_config
+
+    write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
+    recent, _ = _recent_bars("AAPL", 3)
+    write_bars(agg_db, recent)
+    monkeypatch.setenv("MFS_AGGREGATES__RETENTION_LOCK_TIMEOUT_S", "0.3")
+    get_config.cache_clear()
+    reader = connect(agg_db)  # a long analytical query, still open on 2024's chunk
+    pool = ThreadPoolExecutor(1)  # a retention that waited for the lock must fail this test, not hang it
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) FROM market_data WHERE ts < '2025-01-01'")
+        result = pool.submit(aggregates.retention, retention_days=100).result(timeout=20)
+        assert "market_data" in result["skipped"] and "market_data" not in result["dropped"]
+        assert query(agg_db, "SELECT count(*) FROM market_data WHERE ts < '2025-01-01'") == [(35,)]
+    finally:
+        reader.rollback()  # releases a retention still waiting, so the pool can shut down
+        reader.close()
+        pool.shutdown()
+        monkeypatch.undo()
+        get_config.cache_clear()
+    result = aggregates.retention(retention_days=100)  # the next run, the query gone
+    assert result["skipped"] == {} and len(result["dropped"]["market_data"]) >= 1
+    assert query(agg_db, "SELECT count(*) FROM market_data") == [(len(recent),)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg2.errors
+
 from mfs.aggregates.roles import sync_role_passwords
 from mfs.aggregates.sessions import sync_sessions
 from mfs.config import get_config
@@ -25,22 +27,38 @@ log = get_logger("mfs.aggregates.maintenance")
 def retention(url: str | None = None, retention_days: int | None = None) -> dict[str, Any]:
     """Drop raw chunks entirely older than the retention window; no-op when not configured.
 
-    Returns ``{"retention_days", "dropped": {table: [chunk, …]}, "seconds"}``.
+    Dropping a chunk needs an exclusive lock on it. A query still reading an old chunk would make
+    drop_chunks wait, and every later query touching it would queue behind that wait; so each
+    table's drop gives up after ``aggregates.retention_lock_timeout_s`` (the statement is atomic:
+    nothing of that table is dropped), is reported in ``skipped`` and retried by the next run.
+
+    Returns ``{"retention_days", "dropped": {table: [chunk, …]}, "skipped": {table: reason}, "seconds"}``.
     """
-    days = retention_days if retention_days is not None else get_config().aggregates.retention_days
+    cfg = get_config().aggregates
+    days = retention_days if retention_days is not None else cfg.retention_days
     started = time.monotonic()
     dropped: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
     if days is not None:
         conn = connect(url, autocommit=True, application_name="mfs-retention")
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, false)",
+                            (f"{round(cfg.retention_lock_timeout_s * 1000)}ms",))
                 for table in RETAINED_TABLES:  # fixed names, not user input
-                    cur.execute("SELECT drop_chunks(%s::regclass, older_than => now() - make_interval(days => %s))",
-                                (table, days))
+                    try:
+                        cur.execute("SELECT drop_chunks(%s::regclass, older_than => now() - make_interval(days => %s))",
+                                    (table, days))
+                    except psycopg2.errors.LockNotAvailable:
+                        skipped[table] = (f"old chunks still in use after {cfg.retention_lock_timeout_s:g} s "
+                                          "(a running query); nothing dropped, the next run retries")
+                        log.warning("retention skipped", table=table, reason=skipped[table])
+                        continue
                     dropped[table] = [r[0] for r in cur.fetchall()]
         finally:
             conn.close()
-    result = {"retention_days": days, "dropped": dropped, "seconds": round(time.monotonic() - started, 3)}
+    result = {"retention_days": days, "dropped": dropped, "skipped": skipped,
+              "seconds": round(time.monotonic() - started, 3)}
     log.info("retention applied", **result)
     return result
 
