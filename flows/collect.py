@@ -20,9 +20,9 @@ def collect(symbols: list[str] | None = None, interval: str | None = None, days:
             offline: bool = False, shards: int = 1, market_hours_only: bool = True,
             asof: dt.datetime | None = None, shard_of: str | None = None) -> dict | State:
     """symbols: default from config; interval: 1h or 1d, default every configured interval;
-    days: default ingest.incremental_days; offline: synthetic
-    Yahoo; shards: split into N runs of this deployment for the work pool; market_hours_only:
-    end "Market closed" outside NYSE sessions (asof: judge this time instead of the schedule's)."""
+    days: default ingest.incremental_days; offline: synthetic Yahoo; shards: split into N runs of
+    this deployment for the work pool; market_hours_only: end "Market closed" outside NYSE
+    sessions (asof: judge this time instead of the schedule's)."""
     if market_hours_only and (closed := market_closed_state(asof, "collect")):
         return closed
     wait_s = get_config().orchestration.lock_wait_s

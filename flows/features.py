@@ -18,8 +18,9 @@ from mfs.orchestration.runtime import flow_timeout, market_closed_state, run_sha
 def features(symbols: list[str] | None = None, interval: str | None = None, full: bool = False, shards: int = 1,
              market_hours_only: bool = True, asof: dt.datetime | None = None, shard_of: str | None = None,
              wait_for_collect: bool = True) -> dict | State:
-    """interval: 1h or 1d, default every configured interval; full: recompute all history instead of new bars; wait_for_collect: start only once a
-    collection still writing bars has finished (the replaced system raced it by 5 minutes)."""
+    """interval: 1h or 1d, default every configured interval; full: recompute all history
+    instead of new bars; wait_for_collect: start only once a collection still writing bars has
+    finished (the replaced system raced it by 5 minutes)."""
     if market_hours_only and (closed := market_closed_state(asof, "features")):
         return closed
     wait_s = get_config().orchestration.lock_wait_s

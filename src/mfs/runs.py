@@ -109,8 +109,8 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
                  rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
                  rows_quarantined = EXCLUDED.rows_quarantined, rows_written = EXCLUDED.rows_written,
                  duration_s = EXCLUDED.duration_s, recorded_at = now()""",
-            [(run_id, r.symbol, r.stage, r.status, r.reason and mask_secrets(r.reason), r.fetched, r.inserted, r.updated,
-              r.quarantined, r.written, r.duration_s) for r in results],
+            [(run_id, r.symbol, r.stage, r.status, r.reason and mask_secrets(r.reason), r.fetched, r.inserted,
+              r.updated, r.quarantined, r.written, r.duration_s) for r in results],
         )
 
 
