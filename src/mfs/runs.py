@@ -76,11 +76,11 @@ class RunReport:
         return [asdict(r) for r in self.results]
 
     def raise_if_failed(self, tolerance: int = 0) -> None:
-        failed = self.failed
-        if len(self.failed_symbols) > tolerance:
+        failed, symbols = self.failed, self.failed_symbols
+        if len(symbols) > tolerance:
             detail = "; ".join(f"{r.symbol} ({r.stage}): {r.reason}" for r in failed[:20])
             more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
-            raise RunFailedError(f"{self.flow}: {len(self.failed_symbols)} symbol(s) failed: {detail}{more}")
+            raise RunFailedError(f"{self.flow}: {len(symbols)} symbol(s) failed: {detail}{more}")
 
 
 def new_run_id() -> str:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mfs import aggregates, calendar
+from mfs.config import get_config
 from mfs.storage.connection import connect
 from tests.aggregates.conftest import make_bars, query, write_bars, write_features
 
@@ -118,8 +119,6 @@ def test_retention_keeps_recent_and_aggregated_history(agg_db, days) -> None:
 
 
 def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, monkeypatch) -> None:
-    from mfs.config import get_config
-
     write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
     recent, _ = _recent_bars("AAPL", 3)
     write_bars(agg_db, recent)

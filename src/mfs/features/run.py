@@ -98,16 +98,27 @@ def compute(
     intervals = [interval] if interval else list(cfg.intervals)
     symbols = normalize_symbols(symbols if symbols else cfg.symbols)
     fault_map = resolve_faults(faults)
+    fc = cfg.features
     params = {"symbols": symbols, "intervals": intervals, "full": full, "feature_version": FEATURE_VERSION,
-              "lookback_bars": cfg.features.lookback_bars}
+              "lookback_bars": fc.lookback_bars}
     if fault_map:
         params["faults"] = fault_map
     with recorded_run("features", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         started = time.perf_counter()
         pids: set[int] = set()
-        for each in intervals:
-            pids |= _compute_interval(report, symbols, each, full, fault_map)
+        # One pool for every interval: its warm workers (and their connections) serve them all.
+        pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
+                           initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
+                           context=worker.context())
+        finished = False
+        try:
+            for each in intervals:
+                pids |= _compute_interval(pool, report, symbols, each, full, fault_map)
+            finished = True
+        finally:  # interrupted (Ctrl-C, flow timeout): do not wait for the scheduled batches
+            pool.close() if finished else pool.stop()
+            pool.join()
         report.extra.update(intervals=intervals, full=full, feature_version=FEATURE_VERSION,
                             batch_size=_batch_size(len(symbols)), worker_pids=sorted(pids),
                             seconds=round(time.perf_counter() - started, 3))
@@ -119,10 +130,10 @@ def _batch_size(n_symbols: int) -> int:
     return max(1, min(fc.batch_size, -(-n_symbols // min(fc.workers, n_symbols))))  # every worker gets work
 
 
-def _compute_interval(report: RunReport, symbols: list[str], interval: str, full: bool,
+def _compute_interval(pool: ProcessPool, report: RunReport, symbols: list[str], interval: str, full: bool,
                       fault_map: dict[str, str]) -> set[int]:
-    """One interval of a run: every symbol through the worker pool, its outcome appended to
-    ``report``; returns the worker pids."""
+    """One interval of a run: every symbol through ``pool``, its outcome appended to ``report``;
+    returns the worker pids."""
     fc = get_config().features
     url = database_url()
     stage = f"features_{interval}"
@@ -134,38 +145,31 @@ def _compute_interval(report: RunReport, symbols: list[str], interval: str, full
 
     outcome: dict[str, dict | str] = {}
     pids: set[int] = set()
-    pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
-                       initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
-                       context=worker.context())
-    try:
-        batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
-        first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
-        singles = []
-        for batch, future in first:
-            try:
-                result = future.result()
-            except Exception as exc:  # the worker died or the batch ran out of time
-                if len(batch) == 1:
-                    outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
-                    continue
-                log.warning("batch failed; retrying its symbols one by one", symbols=batch,
-                            reason=failure_reason(exc, fc.timeout_s))
-                singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
-                            for s in batch]
+    batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
+    first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
+    singles = []
+    for batch, future in first:
+        try:
+            result = future.result()
+        except Exception as exc:  # the worker died or the batch ran out of time
+            if len(batch) == 1:
+                outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
                 continue
-            pids.add(result["pid"])
-            outcome.update(result["results"])
-        for (symbol,), future in singles:
-            try:
-                result = future.result()
-            except Exception as exc:
-                outcome[symbol] = failure_reason(exc, fc.timeout_s)
-                continue
-            pids.add(result["pid"])
-            outcome.update(result["results"])
-    finally:
-        pool.stop() if len(outcome) < len(symbols) else pool.close()
-        pool.join()
+            log.warning("batch failed; retrying its symbols one by one", symbols=batch,
+                        reason=failure_reason(exc, fc.timeout_s))
+            singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
+                        for s in batch]
+            continue
+        pids.add(result["pid"])
+        outcome.update(result["results"])
+    for (symbol,), future in singles:
+        try:
+            result = future.result()
+        except Exception as exc:
+            outcome[symbol] = failure_reason(exc, fc.timeout_s)
+            continue
+        pids.add(result["pid"])
+        outcome.update(result["results"])
     for symbol in symbols:
         counts = outcome[symbol]
         if isinstance(counts, str):

@@ -43,7 +43,7 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
 def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
                      tolerance: int = 0) -> str:
     failed = [r for report in reports for r in report.failed]
-    n_symbols = len({r.symbol for r in failed})
+    n_symbols = len({s for report in reports for s in report.failed_symbols})
     lines = [f"# {flow}: {outcome}", ""]
     for report in reports:
         c = report.counts()
