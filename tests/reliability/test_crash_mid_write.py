@@ -1,5 +1,6 @@
 """The collecting process and the feature process killed with SIGKILL while they write (caught in
-the act through pg_stat_activity), a few times at different moments, then a re-run: identical
+the act through pg_stat_activity; the server holds every write statement a moment, so a write
+cannot start and finish between two polls), a few times at different moments, then a re-run: identical
 checksums to an uninterrupted run. A concurrent reader polling per-series row counts never sees a
 partial symbol: every (symbol, interval) count it observes is 0 or the complete count."""
 
@@ -10,6 +11,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import psycopg2
@@ -26,6 +29,32 @@ DAYS = 120
 WRITING = """SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND state = 'active' AND application_name LIKE 'mfs%%'
                AND (query ILIKE 'copy %%' OR query ILIKE 'insert %%') AND query ILIKE %s"""
+
+
+# Long enough for the probe (a query every 2 ms, on a busy 2-core machine) to see each write.
+WRITE_HOLD_S = 0.25
+
+
+@contextmanager
+def slow_writes(url: str, tables: tuple[str, ...] = ("market_data", "features")) -> Iterator[None]:
+    """Every INSERT/UPDATE/COPY statement on ``tables`` sleeps WRITE_HOLD_S on the server before it
+    writes (a statement trigger; the data written is untouched). Dropped again on exit: the
+    session database is shared."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"""CREATE FUNCTION test_hold_write() RETURNS trigger LANGUAGE plpgsql AS
+                            $$ BEGIN PERFORM pg_sleep({WRITE_HOLD_S}); RETURN NULL; END $$""")
+            for t in tables:
+                cur.execute(f"CREATE TRIGGER test_hold_write BEFORE INSERT OR UPDATE ON {t} "
+                            "FOR EACH STATEMENT EXECUTE FUNCTION test_hold_write()")
+        yield
+    finally:
+        with conn.cursor() as cur:
+            for t in tables:
+                cur.execute(f"DROP TRIGGER IF EXISTS test_hold_write ON {t}")
+            cur.execute("DROP FUNCTION IF EXISTS test_hold_write()")
+        conn.close()
 
 
 class PartialWatcher(threading.Thread):
@@ -111,18 +140,19 @@ def test_sigkill_during_writes_then_a_rerun_gives_the_uninterrupted_state(db, re
     watcher = PartialWatcher(db, clean.counts)
     watcher.start()
     try:
-        for nth in (1, 3, 6):  # early, middle, later: each re-run resumes where the store stands
-            kill_during_write(env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)],
-                              "market_data", nth, db)
-        _backends_gone(db)
-        done = run_mfs(env, "backfill", "--offline", "--symbols", symbols, "--days", str(DAYS))
-        assert done.returncode == 0, done.stderr[-2000:]
-        for nth in (1, 4):
-            kill_during_write(env, ["features", "--symbols", symbols], "features", nth, db)
-        _backends_gone(db)
-        done = run_mfs(env, "features", "--symbols", symbols)
-        assert done.returncode == 0, done.stderr[-2000:]
-        time.sleep(0.05)
+        with slow_writes(db):
+            for nth in (1, 3, 6):  # early, middle, later: each re-run resumes where the store stands
+                kill_during_write(env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)],
+                                  "market_data", nth, db)
+            _backends_gone(db)
+            done = run_mfs(env, "backfill", "--offline", "--symbols", symbols, "--days", str(DAYS))
+            assert done.returncode == 0, done.stderr[-2000:]
+            for nth in (1, 4):
+                kill_during_write(env, ["features", "--symbols", symbols], "features", nth, db)
+            _backends_gone(db)
+            done = run_mfs(env, "features", "--symbols", symbols)
+            assert done.returncode == 0, done.stderr[-2000:]
+            time.sleep(0.05)
     finally:
         watcher.stop.set()
         watcher.join(timeout=10)
