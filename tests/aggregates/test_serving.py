@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from mfs import aggregates, calendar
 from mfs.config import get_config
 from mfs.storage.connection import connect
 from tests.aggregates.conftest import make_bars, query, write_bars, write_features
+
+
+@pytest.fixture
+def settled_clock() -> None:
+    """The views read the server's now(), the test reads Python's: if the newest expected bar
+    (hourly or daily) is about to change, wait until it has, so both see the same one."""
+    margin = pd.Timedelta(seconds=10)  # far longer than a test here takes
+    now = pd.Timestamp.now(tz="UTC")
+    for interval in ("1h", "1d"):
+        if calendar.latest_expected_bar(now, interval) != calendar.latest_expected_bar(now + margin, interval):
+            time.sleep(margin.total_seconds())
+            return
 
 
 def _recent_bars(symbol: str, sessions_back: int, skip: int | None = None, end_back: int = 0, seed: int = 0):
@@ -31,7 +44,7 @@ def _recent_bars(symbol: str, sessions_back: int, skip: int | None = None, end_b
     return bars.reset_index(drop=True), days
 
 
-def test_freshness_and_missing_sessions_follow_the_calendar(agg_db) -> None:
+def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_clock) -> None:
     aggregates.sync_sessions()
     aapl, days = _recent_bars("AAPL", 30, skip=12)
     msft, _ = _recent_bars("MSFT", 30, end_back=3, seed=1)
@@ -51,7 +64,7 @@ def test_freshness_and_missing_sessions_follow_the_calendar(agg_db) -> None:
     assert [r[1] for r in missing if r[0] == "MSFT"] == [d.date() for d in days[-3:]]
 
 
-def test_daily_bar_freshness_and_latest_features(agg_db) -> None:
+def test_daily_bar_freshness_and_latest_features(agg_db, settled_clock) -> None:
     aggregates.sync_sessions()
     aapl, days = _recent_bars("AAPL", 10)
     write_bars(agg_db, aapl)
