@@ -25,6 +25,7 @@ from psycopg2.extras import Json, execute_values
 from mfs.calendar import NY, latest_expected_bar
 from mfs.config import get_config
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
+from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.logs import bind_context, get_logger
 from mfs.runs import RunReport, SymbolResult, recorded_run
@@ -96,31 +97,46 @@ def bars_frame() -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in yahoo.BAR_COLUMNS}).astype({"ts": "datetime64[ns, UTC]", "volume": np.int64})
 
 
-def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float):
-    """Fetch and validate one symbol; returns (Validated | None, fetched, error, seconds)."""
+def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float,
+               stored: StoredSeries | None = None, floor: pd.Timestamp | None = None):
+    """Fetch and validate one symbol; returns (Validated | None, fetched, error, seconds, note).
+
+    ``stored`` (what the store holds of the series) moves the start back over missed runs and,
+    when Yahoo has re-adjusted the history since, makes the fetch reach back to the series'
+    first stored bar, so the whole stored history is rewritten in the new adjustment
+    (``mfs.ingest.history``); ``note`` then says so."""
     began = time.monotonic()
+    note = None
     with bind_context(symbol=symbol):
+        start = resume_start(start, stored, floor)
         try:
             bars = fetch_with_retry(symbol, interval, start, session)
+            change = readjustment(bars, stored)
+            if change:
+                log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=change)
+                if history_start(stored, floor) < start:
+                    start = history_start(stored, floor)
+                    bars = fetch_with_retry(symbol, interval, start, session)
+                note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
         except yahoo.NoBarsError as exc:
             if _bars_expected(interval, start, asof):
                 log.error("fetch failed", interval=interval, reason=str(exc))
-                return None, 0, str(exc), time.monotonic() - began
+                return None, 0, str(exc), time.monotonic() - began, None
             # No session in the window (a short window over a weekend or holiday): nothing to do.
             log.info("no session in the window, no bars expected", interval=interval)
-            return Validated(good=bars_frame()), 0, None, time.monotonic() - began
+            return Validated(good=bars_frame()), 0, None, time.monotonic() - began, None
         except MfsError as exc:
             log.error("fetch failed", interval=interval, reason=str(exc))
-            return None, 0, str(exc), time.monotonic() - began
+            return None, 0, str(exc), time.monotonic() - began, None
         except Exception as exc:  # a yfinance bug for one symbol must not take the others down
             log.exception("fetch failed unexpectedly", interval=interval)
-            return None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}", time.monotonic() - began
+            return None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}", time.monotonic() - began, None
         try:
             checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
         except ValidationError as exc:
             log.error("bars cannot be validated", interval=interval, reason=str(exc))
-            return None, len(bars), f"{symbol}: {exc}", time.monotonic() - began
-        return checked, len(bars), None, time.monotonic() - began
+            return None, len(bars), f"{symbol}: {exc}", time.monotonic() - began, None
+        return checked, len(bars), None, time.monotonic() - began, note
 
 
 def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
@@ -224,14 +240,18 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
     log.info("ingest window", interval=interval, start=start.isoformat(), asof=asof.isoformat(),
              symbols=len(symbols), source=source)
     yahoo.clear_request_cache()
+    stored = stored_series(interval, symbols)
+    floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
             batch = symbols[first:first + cfg.batch_size]
-            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, asof, session, cfg.max_jump)
-                       for s in batch]
+            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, asof, session,
+                                   cfg.max_jump, stored.get(s), floor) for s in batch]
             to_write = []
             for symbol, future in zip(batch, futures):
-                checked, fetched, error, seconds = future.result()
+                checked, fetched, error, seconds, note = future.result()
+                if note:
+                    report.extra.setdefault("notes", []).append(note)
                 result = SymbolResult(symbol=symbol, stage=stage, fetched=fetched, duration_s=seconds)
                 report.results.append(result)
                 if checked is None:

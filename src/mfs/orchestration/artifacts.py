@@ -53,6 +53,9 @@ def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: s
             f"fetched {c.get('fetched', 0)}, inserted {c.get('inserted', 0)}, updated {c.get('updated', 0)}, "
             f"quarantined {c.get('quarantined', 0)}, written {c.get('written', 0)}"
         )
+    notes = [note for report in reports for note in report.extra.get("notes", [])]
+    if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
+        lines += ["", "**Notes:**", ""] + [f"- {mask_secrets(note)}" for note in notes[:50]]
     if failed:
         lines += ["", f"**{n_symbols} failed symbol(s)** (tolerance {tolerance}):", ""]
         lines += [f"- `{r.symbol}` ({r.stage}): {mask_secrets(r.reason or '')}" for r in failed[:50]]

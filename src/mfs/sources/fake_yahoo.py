@@ -30,6 +30,10 @@ Fault injection — ``faults`` maps a symbol to one fault or a list of faults (s
 ``delisted``                 HTTP 404 like an unknown symbol
 ``bad_bars``                 the bars carry one of each defect of ``BAD_BAR_KINDS``
 ``bad_bars:k1,k2``           only the named defects
+``split:YYYY-MM-DD:R``       not a fault, an event: the symbol split R-for-1 that day; once
+                             ``asof`` has reached it, every bar (earlier ones included, as
+                             Yahoo re-adjusts history) is served with its prices divided by
+                             R and its volume multiplied by R
 ============================ ==============================================================
 
 Counted faults count HTTP requests for that symbol's chart (yfinance retries a failed request
@@ -50,7 +54,7 @@ import pandas as pd
 import requests
 from requests.adapters import BaseAdapter
 
-from mfs.calendar import NY, nyse
+from mfs.calendar import NY, daily_bar_label, nyse
 from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
 
 # Real US tickers the offline Yahoo knows besides the configured ones (large caps and ETFs).
@@ -84,6 +88,14 @@ def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, 
                 out[kind] = int(arg) if arg else -1
             elif kind in ("malformed", "truncated", "empty", "delisted"):
                 out[kind] = -1
+            elif kind == "split":
+                day, _, ratio = arg.partition(":")
+                try:
+                    out[kind] = (pd.Timestamp(day), float(ratio))
+                except ValueError:
+                    raise ValueError(f"fault {item!r} for {symbol}: expected split:YYYY-MM-DD:RATIO") from None
+                if not out[kind][1] > 0:
+                    raise ValueError(f"fault {item!r} for {symbol}: the split ratio must be > 0")
             elif kind == "bad_bars":
                 kinds = tuple(arg.split(",")) if arg else BAD_BAR_KINDS
                 unknown = set(kinds) - set(BAD_BAR_KINDS)
@@ -212,6 +224,9 @@ class SyntheticYahoo(BaseAdapter):
         bars = None if empty else self.provider(symbol, interval, start, min(end, asof + pd.Timedelta(seconds=1)), asof)
         if bars is None and not empty:
             return _response(request, 404, _error_body(_NOT_FOUND))
+        split = self.faults.get(symbol, {}).get("split")
+        if bars is not None and split:
+            bars = split_adjusted(bars, *split, asof)
         bad = self.faults.get(symbol, {}).get("bad_bars")
         if bars is not None and bad:
             bars = corrupt(bars, interval, bad)
@@ -264,6 +279,20 @@ class SyntheticYahoo(BaseAdapter):
 def sessions_of(ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """The distinct New York session dates of some UTC timestamps (naive dates)."""
     return pd.DatetimeIndex(sorted(set(ts.tz_convert(NY).tz_localize(None).normalize())))
+
+
+def split_adjusted(bars: pd.DataFrame, day: pd.Timestamp, ratio: float, asof: pd.Timestamp) -> pd.DataFrame:
+    """``bars`` as served once an R-for-1 split on ``day`` has happened (``asof`` on or after it):
+    the bars after it traded at 1/R of the synthetic price with R times the volume, and Yahoo
+    serves the ones before it adjusted the same way, so the whole series is scaled (and has no
+    jump at the split). Before ``day`` nothing has changed yet."""
+    if asof < daily_bar_label(day):
+        return bars
+    bars = bars.copy()
+    for c in ("open", "high", "low", "close", "adj_close"):
+        bars[c] = np.round(bars[c] / ratio, 4)
+    bars["volume"] = np.round(bars["volume"] * ratio).astype(np.int64)
+    return bars
 
 
 def corrupt(bars: pd.DataFrame, interval: str, kinds: Iterable[str]) -> pd.DataFrame:

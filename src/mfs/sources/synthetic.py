@@ -223,7 +223,8 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
         tails = np.concatenate([cut, [len(bar_sess)]]) - 1
         sess = bar_sess[heads]
         close = c[tails]
-        adj = np.round(close * _adjustment(model, sess, int(bar_sess[-1])), 4)
+        asof_session = int(np.searchsorted(opens, asof.value, side="right")) - 1  # adjusted as Yahoo is at asof
+        adj = np.round(close * _adjustment(model, sess, asof_session), 4)
         labels = pd.DatetimeIndex(days[sess]).tz_localize("America/New_York").tz_convert("UTC")
         frame = pd.DataFrame({
             "ts": labels.as_unit("ns"), "open": o[heads], "high": np.maximum.reduceat(h, heads),

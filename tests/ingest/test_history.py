@@ -1,0 +1,92 @@
+"""Stored history follows Yahoo's re-adjustments (dividends, splits) and missed runs are filled
+(mfs.ingest.history), through the real yfinance code and the offline Yahoo: after each
+scenario the store equals what a fresh backfill would load at that moment."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mfs.features import compute
+from mfs.ingest import backfill, collect
+from mfs.orchestration.artifacts import summary_markdown
+from mfs.sources.fake_yahoo import split_adjusted
+from mfs.sources.synthetic import synthetic_bars
+from tests.ingest.test_pipeline import rows, scalar
+
+VALUES = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
+FEATURES_CHECKSUM = """SELECT md5(string_agg((symbol, interval, ts, feature_version, rsi_14, sma_200, obv,
+                                              macd_signal, atr_14, bb_width)::text, '|' ORDER BY symbol, interval, ts))
+                       FROM features"""
+
+
+def served(symbol: str, interval: str, start, asof, split=None) -> pd.DataFrame:
+    """What Yahoo serves at ``asof`` from ``start``: a fresh backfill would store exactly this."""
+    asof = pd.Timestamp(asof)
+    bars = synthetic_bars(symbol, interval, start, asof + pd.Timedelta(seconds=1), asof=asof)
+    if split is not None:
+        bars = split_adjusted(bars, pd.Timestamp(split[0]), split[1], asof)
+    return bars[VALUES].reset_index(drop=True)
+
+
+def stored(conn, symbol: str, interval: str) -> pd.DataFrame:
+    return rows(conn, interval, symbol)[VALUES].reset_index(drop=True)
+
+
+def assert_same(mine: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert len(mine) == len(expected) > 0
+    pd.testing.assert_frame_equal(mine.astype({"volume": "int64"}), expected.astype({"volume": "int64"}),
+                                  check_exact=True, check_dtype=False)
+
+
+def test_a_dividend_after_missed_runs_readjusts_the_whole_stored_history(conn, fake_yahoo):
+    # KO goes ex-dividend on 2025-09-25 (synthetic model); AAPL pays none. The store was last
+    # updated three days before; the next run comes three weeks later, far past its 7-day window.
+    before, after = "2025-09-22 21:10Z", "2025-10-15 21:10Z"
+    backfill(["KO", "AAPL"], days=90, session=fake_yahoo(asof=before))
+    first = {s: rows(conn, "1d", s)["ts"].min() for s in ("KO", "AAPL")}
+    stale = stored(conn, "KO", "1d")
+
+    report = collect(["KO", "AAPL"], "1d", session=fake_yahoo(asof=after))
+
+    for symbol in ("KO", "AAPL"):  # the gap is filled and every stored bar is as Yahoo serves it now
+        assert_same(stored(conn, symbol, "1d"), served(symbol, "1d", first[symbol], after))
+    notes = report.extra.get("notes", [])
+    assert len(notes) == 1 and notes[0].startswith("KO 1d: Yahoo re-adjusted the history") and "adj_close" in notes[0]
+    now = stored(conn, "KO", "1d").set_index("ts")
+    old = stale.set_index("ts")["adj_close"]
+    assert (now.loc[old.index[:-1], "adj_close"] < old.iloc[:-1]).all()  # every bar before the ex-date moved
+    assert scalar(conn, "SELECT counts->'notes' FROM pipeline_runs WHERE run_id = %s", report.run_id) == notes
+
+
+def test_a_split_readjusts_hourly_and_daily_history_and_the_features_follow(conn, fake_yahoo):
+    split = ("2025-10-20", 4.0)
+    before, after = "2025-10-15 21:10Z", "2025-10-22 18:00Z"  # the next run: mid-session, after the split
+    faults = {"PEP": f"split:{split[0]}:{split[1]:g}"}
+    backfill(["PEP"], days=60, session=fake_yahoo(asof=before, faults=faults))
+    compute(["PEP"])
+    first = {i: rows(conn, i, "PEP")["ts"].min() for i in ("1h", "1d")}
+
+    report = collect(["PEP"], session=fake_yahoo(asof=after, faults=faults))
+
+    for interval in ("1h", "1d"):
+        assert_same(stored(conn, "PEP", interval), served("PEP", interval, first[interval], after, split))
+    assert sorted(n.split(":")[0] for n in report.extra["notes"]) == ["PEP 1d", "PEP 1h"]
+    assert "- PEP 1h: Yahoo re-adjusted the history" in summary_markdown("collect", [report], "completed")
+    assert stored(conn, "PEP", "1h")["close"].iloc[0] < served("PEP", "1h", first["1h"], before)["close"].iloc[0] / 3
+    assert report.counts()["quarantined"] == 0  # the adjusted history has no jump at the split
+
+    compute(["PEP"])  # incremental: every re-adjusted bar is stale, so all of them are recomputed
+    incremental = scalar(conn, FEATURES_CHECKSUM)
+    compute(["PEP"], full=True)
+    assert scalar(conn, FEATURES_CHECKSUM) == incremental
+
+
+def test_an_unchanged_history_is_not_fetched_again(conn, fake_yahoo):
+    # At 11:10 NY the newest stored bar is partial; an hour later it has changed, the rest not.
+    backfill(["KO", "MSFT"], days=30, session=fake_yahoo(asof="2025-11-25 16:10Z"))
+    session = fake_yahoo(asof="2025-11-25 17:15Z")
+    report = collect(["KO", "MSFT"], session=session)
+    assert "notes" not in report.extra
+    chart = session.synthetic_yahoo.chart_requests
+    assert chart["KO"] == chart["MSFT"] == 2  # one per interval (the backfill cached the timezone)
+    assert sum(r.updated for r in report.results if r.symbol == "KO") == 2  # the partial 1h and 1d bars
