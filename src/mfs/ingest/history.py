@@ -7,13 +7,16 @@ is served lower. An incremental run rewrites only its window, so without this th
 keep the old adjustment for everything older than the window — a step in the series at the
 window's start that no indicator can tell from a real price move.
 
-Detection needs one bar the store and the answer have in common, stored when it was already
-final: the series' second-newest stored bar (the newest may have been the partial current bar).
-Its close and adj_close as Yahoo serves them now equal the stored ones unless Yahoo re-adjusted
-everything before it; a late correction of one bar elsewhere does not touch it. Every split or
-ex-date since the last run lies after that bar, so comparing it catches them all, provided the
-fetch reaches back to it: a run whose window starts after it (runs missed for longer than
-``ingest.incremental_days``) starts at its session instead — which also fills the gap.
+Where the fetch starts: the run's window, or earlier when the store stops before it (runs missed
+for longer than ``ingest.incremental_days``): at the session of the series' second-newest stored
+bar, which was final when written (the newest may have been the partial current bar). The gap is
+filled, and the answer always overlaps bars stored by an earlier run.
+
+Detection compares one bar the store and the answer have in common: the oldest stored bar the
+fetch covers — a week old in an hourly run, so long final that a late revision of the last bars
+does not count. Every split or ex-date since the last run lies after it, so Yahoo now serves it
+with another close (split) or adj_close (dividend) exactly when the stored history is out of
+date; a correction of one bar elsewhere does not touch it.
 """
 
 from __future__ import annotations
@@ -26,51 +29,59 @@ import pandas as pd
 from mfs.calendar import daily_bar_label  # New York midnight of a bar's day: a fetch from there includes it
 from mfs.storage.connection import connection
 
-# Unchanged bars come back with the very floats that were stored; any real adjustment (a 0.01%
-# dividend yield or more, any split) is far above this.
-REL_TOL = 1e-6
+# Unchanged bars come back with the very floats that were stored (Yahoo's are float32-precise,
+# ~6e-8); a quarterly dividend or a split moves an adjusted price by far more (≥ 1e-4).
+REL_TOL = 1e-5
 
 
 @dataclass(frozen=True)
 class StoredSeries:
-    """What the store holds of one symbol and interval, as far as re-adjustment needs."""
+    """What the store holds of one symbol and interval, as far as this module needs."""
 
     first_ts: pd.Timestamp
-    ref_ts: pd.Timestamp  # the second-newest stored bar: final when it was written
+    resume_ts: pd.Timestamp  # the second-newest stored bar: final when it was written
+    ref_ts: pd.Timestamp  # the oldest stored bar a fetch from resume_start() covers
     ref_close: float
     ref_adj_close: float | None
 
 
-def stored_series(interval: str, symbols: list[str]) -> dict[str, StoredSeries]:
-    """The stored state of ``symbols`` (those with at least two bars of ``interval``), one query;
-    each lookup walks the primary key (symbol, interval, ts) from one end."""
+def stored_series(interval: str, symbols: list[str], start: pd.Timestamp,
+                  floor: pd.Timestamp | None) -> dict[str, StoredSeries]:
+    """The stored state of ``symbols`` (those with at least two bars of ``interval``) for a run
+    whose window starts at ``start``; one query, each lookup walking the primary key
+    (symbol, interval, ts) from one end."""
     if not symbols:
         return {}
     with connection() as conn, conn.cursor() as cur:
         cur.execute(
-            """SELECT f.symbol, lo.ts, r.ts, r.close, r.adj_close
+            """SELECT f.symbol, lo.ts, n.ts, r.ts, r.close, r.adj_close
                FROM unnest(%(symbols)s::text[]) AS f(symbol)
-               CROSS JOIN LATERAL (SELECT m.ts, m.close, m.adj_close FROM market_data m
-                                   WHERE m.symbol = f.symbol AND m.interval = %(interval)s
-                                   ORDER BY m.ts DESC LIMIT 1 OFFSET 1) r
                CROSS JOIN LATERAL (SELECT m.ts FROM market_data m
                                    WHERE m.symbol = f.symbol AND m.interval = %(interval)s
-                                   ORDER BY m.ts LIMIT 1) lo""",
-            {"symbols": list(symbols), "interval": interval},
+                                   ORDER BY m.ts DESC LIMIT 1 OFFSET 1) n
+               CROSS JOIN LATERAL (SELECT m.ts FROM market_data m
+                                   WHERE m.symbol = f.symbol AND m.interval = %(interval)s
+                                   ORDER BY m.ts LIMIT 1) lo
+               CROSS JOIN LATERAL (SELECT m.ts, m.close, m.adj_close FROM market_data m
+                                   WHERE m.symbol = f.symbol AND m.interval = %(interval)s
+                                     AND m.ts >= greatest(least(%(start)s, n.ts), %(floor)s)
+                                   ORDER BY m.ts LIMIT 1) r""",
+            {"symbols": list(symbols), "interval": interval, "start": start.to_pydatetime(),
+             "floor": floor.to_pydatetime() if floor is not None else None},
         )
         rows = cur.fetchall()
-    return {symbol: StoredSeries(pd.Timestamp(first), pd.Timestamp(ref), float(close),
+    return {symbol: StoredSeries(pd.Timestamp(first), pd.Timestamp(resume), pd.Timestamp(ref), float(close),
                                  None if adj is None else float(adj))
-            for symbol, first, ref, close, adj in rows}
+            for symbol, first, resume, ref, close, adj in rows}
 
 
 def resume_start(start: pd.Timestamp, stored: StoredSeries | None, floor: pd.Timestamp | None) -> pd.Timestamp:
-    """Where a fetch must start: ``start``, or earlier when the store stops before it (missed
-    runs), so the answer overlaps the reference bar — but never before ``floor`` (the oldest
-    bar Yahoo serves for the interval)."""
+    """Where a fetch must start: ``start``, or the session of the second-newest stored bar when
+    the store stops before ``start`` — never before ``floor`` (the oldest bar Yahoo serves for
+    the interval)."""
     if stored is None:
         return start
-    begin = min(start, daily_bar_label(stored.ref_ts))
+    begin = min(start, daily_bar_label(stored.resume_ts))
     return max(begin, floor) if floor is not None else begin
 
 

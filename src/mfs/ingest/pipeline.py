@@ -240,8 +240,8 @@ def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, ses
     log.info("ingest window", interval=interval, start=start.isoformat(), asof=asof.isoformat(),
              symbols=len(symbols), source=source)
     yahoo.clear_request_cache()
-    stored = stored_series(interval, symbols)
     floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
+    stored = stored_series(interval, symbols, start, floor)
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
             batch = symbols[first:first + cfg.batch_size]
