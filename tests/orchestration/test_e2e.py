@@ -101,10 +101,11 @@ def test_the_pull_step_is_resolved_by_each_worker_not_at_deploy_time(stack):
                                              {"directory": "{{ $MFS_PROJECT_ROOT }}"}}]
 
 
-def test_full_backfill_completes_and_data_lands(stack, db_url):
+def test_full_backfill_completes_and_data_lands(stack, db):
+    # `db`: the tables start empty, whatever earlier test modules left in the session database
     result = run_full_backfill(stack, offline=True, days=30, timeout_s=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:] + stack.log_tail("worker-1", 40)
-    conn = connect(db_url)
+    conn = connect(db)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT count(DISTINCT symbol), count(*) FROM market_data WHERE interval = '1h'")
