@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     col.add_argument("--interval", choices=["1h", "1d"], default=None,
                      help="one interval (default: every configured interval, config intervals)")
     col.add_argument("--days", "--period", dest="days", type=period_days,
-                     help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days)")
+                     help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days); "
+                          "further when the store stops earlier (missed runs) or Yahoo re-adjusted the history")
     col.add_argument("--offline", action="store_true", help=offline_help)
     col.set_defaults(func=cmd_collect)
 

@@ -325,7 +325,9 @@ def collect(symbols: list[str] | None = None, interval: str | None = None, *, da
             raise_on_failure: bool = True) -> RunReport:
     """Fetch the last ``days`` (config ``ingest.incremental_days``) of bars for ``symbols``
     (config ``symbols``) and upsert them: ``interval`` ("1h" or "1d"), or by default every
-    configured interval (``intervals``), one after the other in one run. Flow name "collect"."""
+    configured interval (``intervals``), one after the other in one run. A symbol's fetch reaches
+    further back when its stored bars stop before the window or Yahoo re-adjusted its history
+    (``mfs.ingest.history``). Flow name "collect"."""
     cfg = get_config()
     if interval is not None and interval not in INTERVALS:
         raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
