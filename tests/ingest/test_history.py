@@ -8,6 +8,7 @@ import pandas as pd
 
 from mfs.features import compute
 from mfs.ingest import backfill, collect
+from mfs.ingest.pipeline import MAX_HOURLY_DAYS, window_start
 from mfs.orchestration.artifacts import summary_markdown
 from mfs.sources.fake_yahoo import split_adjusted
 from mfs.sources.synthetic import synthetic_bars
@@ -90,3 +91,14 @@ def test_an_unchanged_history_is_not_fetched_again(conn, fake_yahoo):
     chart = session.synthetic_yahoo.chart_requests
     assert chart["KO"] == chart["MSFT"] == 2  # one per interval (the backfill cached the timezone)
     assert sum(r.updated for r in report.results if r.symbol == "KO") == 2  # the partial 1h and 1d bars
+
+
+def test_hourly_bars_older_than_yahoos_limit_resume_at_the_limit(conn, fake_yahoo):
+    # Nothing stored is within the 730 days Yahoo serves hourly bars for: fetch all it still has.
+    backfill(["MSFT"], days=10, session=fake_yahoo(asof="2023-06-02 21:10Z"))
+    later = "2025-11-25 21:10Z"
+    report = collect(["MSFT"], "1h", session=fake_yahoo(asof=later))
+    assert report.failed == [] and "notes" not in report.extra
+    floor = window_start(pd.Timestamp(later), MAX_HOURLY_DAYS)
+    hourly = stored(conn, "MSFT", "1h")
+    assert_same(hourly[hourly["ts"] >= floor].reset_index(drop=True), served("MSFT", "1h", floor, later))

@@ -40,8 +40,8 @@ class StoredSeries:
 
     first_ts: pd.Timestamp
     resume_ts: pd.Timestamp  # the second-newest stored bar: final when it was written
-    ref_ts: pd.Timestamp  # the oldest stored bar a fetch from resume_start() covers
-    ref_close: float
+    ref_ts: pd.Timestamp | None  # the oldest stored bar a fetch from resume_start() covers
+    ref_close: float | None
     ref_adj_close: float | None
 
 
@@ -62,16 +62,17 @@ def stored_series(interval: str, symbols: list[str], start: pd.Timestamp,
                CROSS JOIN LATERAL (SELECT m.ts FROM market_data m
                                    WHERE m.symbol = f.symbol AND m.interval = %(interval)s
                                    ORDER BY m.ts LIMIT 1) lo
-               CROSS JOIN LATERAL (SELECT m.ts, m.close, m.adj_close FROM market_data m
-                                   WHERE m.symbol = f.symbol AND m.interval = %(interval)s
-                                     AND m.ts >= greatest(least(%(start)s, n.ts), %(floor)s)
-                                   ORDER BY m.ts LIMIT 1) r""",
+               LEFT JOIN LATERAL (SELECT m.ts, m.close, m.adj_close FROM market_data m
+                                  WHERE m.symbol = f.symbol AND m.interval = %(interval)s
+                                    AND m.ts >= greatest(least(%(start)s, n.ts), %(floor)s)
+                                  ORDER BY m.ts LIMIT 1) r ON true""",
             {"symbols": list(symbols), "interval": interval, "start": start.to_pydatetime(),
              "floor": floor.to_pydatetime() if floor is not None else None},
         )
         rows = cur.fetchall()
-    return {symbol: StoredSeries(pd.Timestamp(first), pd.Timestamp(resume), pd.Timestamp(ref), float(close),
-                                 None if adj is None else float(adj))
+    # No reference bar when everything stored is older than ``floor``: nothing Yahoo still serves.
+    return {symbol: StoredSeries(pd.Timestamp(first), pd.Timestamp(resume), None if ref is None else pd.Timestamp(ref),
+                                 None if close is None else float(close), None if adj is None else float(adj))
             for symbol, first, resume, ref, close, adj in rows}
 
 
@@ -94,7 +95,7 @@ def history_start(stored: StoredSeries, floor: pd.Timestamp | None) -> pd.Timest
 def readjustment(bars: pd.DataFrame, stored: StoredSeries | None) -> str | None:
     """How Yahoo's answer differs from the store at the reference bar, or None when it does not
     (or the answer lacks that bar: nothing to compare, nothing claimed)."""
-    if stored is None or bars.empty:
+    if stored is None or stored.ref_ts is None or bars.empty:
         return None
     hit = bars.loc[pd.DatetimeIndex(bars["ts"]) == stored.ref_ts]
     if hit.empty:
