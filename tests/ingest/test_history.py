@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mfs.config import get_config
 from mfs.features import compute
 from mfs.ingest import backfill, collect
 from mfs.ingest.pipeline import MAX_HOURLY_DAYS, window_start
@@ -85,11 +86,13 @@ def test_a_split_readjusts_hourly_and_daily_history_and_the_features_follow(conn
 def test_an_unchanged_history_is_not_fetched_again(conn, fake_yahoo):
     # At 11:10 NY the newest stored bar is partial; an hour later it has changed, the rest not.
     backfill(["KO", "MSFT"], days=30, session=fake_yahoo(asof="2025-11-25 16:10Z"))
-    session = fake_yahoo(asof="2025-11-25 17:15Z")
-    report = collect(["KO", "MSFT"], session=session)
+    asof = pd.Timestamp("2025-11-25 17:15Z")
+    report = collect(["KO", "MSFT"], session=fake_yahoo(asof=asof))
     assert "notes" not in report.extra
-    chart = session.synthetic_yahoo.chart_requests
-    assert chart["KO"] == chart["MSFT"] == 2  # one per interval (the backfill cached the timezone)
+    start = window_start(asof, get_config().ingest.incremental_days)
+    for r in report.results:  # each fetched its window only (counted in bars: request counts vary
+        # with yfinance's timezone probes, whose SQLite cache may be busy)
+        assert r.fetched == len(served(r.symbol, r.stage.split("_")[1], start, asof)) > 0, r
     assert sum(r.updated for r in report.results if r.symbol == "KO") == 2  # the partial 1h and 1d bars
 
 
