@@ -109,7 +109,7 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
                  rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
                  rows_quarantined = EXCLUDED.rows_quarantined, rows_written = EXCLUDED.rows_written,
                  duration_s = EXCLUDED.duration_s, recorded_at = now()""",
-            [(run_id, r.symbol, r.stage, r.status, r.reason and mask_secrets(r.reason), r.fetched, r.inserted,
+            [(run_id, r.symbol, r.stage, r.status, r.reason, r.fetched, r.inserted,
               r.updated, r.quarantined, r.written, r.duration_s) for r in results],
         )
 
@@ -125,9 +125,16 @@ def finish_run(run_id: str, status: str, counts: dict[str, Any], error: str | No
 
 def _record_outcome(report: RunReport, status: str, error: str | None, *, attempts: int = 6) -> None:
     """Write the symbol results and the run's final status, retrying briefly when the database
-    itself is what failed (a restart takes a few seconds) so the row does not stay 'running'."""
+    itself is what failed (a restart takes a few seconds) so the row does not stay 'running'.
+
+    Failure reasons are masked here, in the report itself, once: a library may quote a DSN or a
+    password in its error text, and every later reader of the report — the run tables, the
+    artifacts, the CLI's table, the RunFailedError a flow run ends with — then sees it masked."""
     from mfs.errors import StorageError
 
+    for result in report.results:
+        if result.reason:
+            result.reason = mask_secrets(result.reason)
     for attempt in range(attempts):
         try:
             record_results(report.run_id, report.results)

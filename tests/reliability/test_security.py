@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from mfs import aggregates
 from mfs.config import get_config
-from mfs.errors import ConfigError
+from mfs.errors import ConfigError, RunFailedError
 from mfs.features import compute
 from mfs.ingest import backfill, collect
 from mfs.orchestration.artifacts import summary_markdown, symbol_rows
@@ -251,7 +251,12 @@ def test_a_failure_reason_quoting_a_dsn_is_masked_in_run_records_and_artifacts(c
         cur.execute("SELECT s.reason, p.error_summary FROM symbol_runs s JOIN pipeline_runs p USING (run_id) "
                     "WHERE run_id = %s", (report.run_id,))
         stored = " ".join(cur.fetchone())
-    for text in (shown, stored):
+    # The error a failing run raises (the CLI's stderr, the Prefect flow run's state message) and
+    # the report itself (the CLI's per-symbol table) are built from the same reasons.
+    with pytest.raises(RunFailedError) as raised:
+        with recorded_run("collect", {}) as failing:
+            failing.results.append(SymbolResult("ZZZZ", "collect_1h", "failed", reason=reason))
+    for text in (shown, stored, str(raised.value), failing.results[0].reason):
         assert "hunter2" not in text, text
         assert "postgresql://mfs:***@db.example/mfs" in text and "password=***" in text
 

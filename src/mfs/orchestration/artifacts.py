@@ -35,7 +35,7 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
                 "bars quarantined": r.quarantined,
                 "feature rows": r.written if is_features else 0,
                 "duration s": round(r.duration_s, 3),
-                "reason": mask_secrets(r.reason or ""),
+                "reason": r.reason or "",  # masked when the run was recorded (mfs.runs)
             })
     return rows
 
@@ -55,10 +55,10 @@ def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: s
         )
     notes = [note for report in reports for note in report.extra.get("notes", [])]
     if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
-        lines += ["", "**Notes:**", ""] + [f"- {mask_secrets(note)}" for note in notes[:50]]
+        lines += ["", "**Notes:**", ""] + [f"- {note}" for note in notes[:50]]
     if failed:
         lines += ["", f"**{n_symbols} failed symbol(s)** (tolerance {tolerance}):", ""]
-        lines += [f"- `{r.symbol}` ({r.stage}): {mask_secrets(r.reason or '')}" for r in failed[:50]]
+        lines += [f"- `{r.symbol}` ({r.stage}): {r.reason}" for r in failed[:50]]
     if error:
         lines += ["", f"**Error:** {mask_secrets(error)}"]
     return "\n".join(lines) + "\n"
