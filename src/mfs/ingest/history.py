@@ -82,14 +82,16 @@ def resume_start(start: pd.Timestamp, stored: StoredSeries | None, floor: pd.Tim
     the interval)."""
     if stored is None:
         return start
-    begin = min(start, daily_bar_label(stored.resume_ts))
-    return max(begin, floor) if floor is not None else begin
+    return _not_before(min(start, daily_bar_label(stored.resume_ts)), floor)
 
 
 def history_start(stored: StoredSeries, floor: pd.Timestamp | None) -> pd.Timestamp:
     """Where a re-adjusting fetch starts: the series' first stored bar (within ``floor``)."""
-    begin = daily_bar_label(stored.first_ts)
-    return max(begin, floor) if floor is not None else begin
+    return _not_before(daily_bar_label(stored.first_ts), floor)
+
+
+def _not_before(ts: pd.Timestamp, floor: pd.Timestamp | None) -> pd.Timestamp:
+    return ts if floor is None else max(ts, floor)
 
 
 def readjustment(bars: pd.DataFrame, stored: StoredSeries | None) -> str | None:

@@ -114,9 +114,8 @@ def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timesta
             change = readjustment(bars, stored)
             if change:
                 log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=change)
-                if history_start(stored, floor) < start:
-                    start = history_start(stored, floor)
-                    bars = fetch_with_retry(symbol, interval, start, session)
+                if (begin := history_start(stored, floor)) < start:
+                    start, bars = begin, fetch_with_retry(symbol, interval, begin, session)
                 note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
         except yahoo.NoBarsError as exc:
             if _bars_expected(interval, start, asof):
