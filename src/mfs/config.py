@@ -30,7 +30,7 @@ SECRET_ENV = {
 }
 RUNTIME_ENV = {
     "MFS_LOG_LEVEL", "MFS_CONFIG", "MFS_STATE_DIR", "MFS_PROJECT_ROOT", "MFS_SYNTHETIC_ASOF",
-    "MFS_OFFLINE", "MFS_TEST_DATABASE_URL", "MFS_LOG_FORMAT",
+    "MFS_OFFLINE", "MFS_TEST_DATABASE_URL", "MFS_TEST_EDITION", "MFS_LOG_FORMAT",
     "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
 }
 
@@ -45,6 +45,10 @@ class DatabaseConfig(Section):
     user: str = Field("mfs", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_size: int = Field(4, ge=1, le=64, description="connections per process, at most")
     connect_timeout_s: int = Field(10, gt=0)
+    edition: Literal["timescale", "apache"] = Field(
+        "timescale", description="TimescaleDB license a new local cluster runs: 'timescale' (community: continuous "
+                                 "aggregates, compression, policies) or 'apache' (as on hosts that ship only the Apache edition)"
+    )
 
 
 class IngestConfig(Section):

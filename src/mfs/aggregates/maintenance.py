@@ -63,21 +63,25 @@ def retention(url: str | None = None, retention_days: int | None = None) -> dict
     return result
 
 
-def apply_policies(url: str | None = None) -> bool:
-    """Community license: (re)set refresh, compression and retention policies from config.
-    Returns False on the Apache edition, which has no policies (the pipeline refreshes and runs
-    ``retention`` itself)."""
+def apply_policies(url: str | None = None) -> str | None:
+    """Community license: set refresh, compression and retention policies from config.
+    Returns "applied", "unchanged" (the policies already match: their schedule and run history
+    are kept), or None on the Apache edition, which has no policies (the pipeline refreshes and
+    runs ``retention`` itself)."""
     cfg = get_config()
+    values = (cfg.ingest.incremental_days, cfg.aggregates.retention_days)
     conn = connect(url, autocommit=True, application_name="mfs-policies")
     try:
         if migrations.edition(conn) != "timescale":
-            return False
+            return None
         with conn.cursor() as cur:
-            cur.execute("SELECT mfs_apply_policies(%s, %s)",
-                        (cfg.ingest.incremental_days, cfg.aggregates.retention_days))
+            cur.execute("SELECT mfs_policies_match(%s, %s)", values)
+            if cur.fetchone()[0]:
+                return "unchanged"
+            cur.execute("SELECT mfs_apply_policies(%s, %s)", values)
     finally:
         conn.close()
-    return True
+    return "applied"
 
 
 def after_migrate(url: str | None = None) -> list[str]:
@@ -86,6 +90,6 @@ def after_migrate(url: str | None = None) -> list[str]:
     counts = sync_sessions(url)
     if counts.inserted or counts.updated:
         done.append(f"market sessions: {counts.inserted} added, {counts.updated} updated")
-    if apply_policies(url):
+    if apply_policies(url) == "applied":
         done.append("aggregate, compression and retention policies applied")
     return done

@@ -75,7 +75,7 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
     sync_sessions(url)
     conn = connect(url, autocommit=True, application_name="mfs-aggregates")
     try:
-        edition = migrations.edition(conn)
+        edition = migrations.check_edition(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK_KEY,))
         try:

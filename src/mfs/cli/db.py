@@ -61,8 +61,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     tsdb = info["timescaledb"]
     print(f"server      PostgreSQL {info['server_version']} at {info['url']}")
-    print(f"timescaledb {tsdb['version']} ({tsdb['license']} license)")
+    edition = {"timescale": "community", "apache": "Apache"}.get(tsdb["license"], tsdb["license"])
+    print(f"timescaledb {tsdb['version']} ({edition} edition, timescaledb.license = {tsdb['license']})")
+    if tsdb["store_edition"] and tsdb["store_edition"] != tsdb["license"]:
+        print(f"            this store keeps the {tsdb['store_edition']} edition's aggregates (trigger rollups)")
     print(f"migrations  {', '.join(info['migrations']) or 'none'}")
     print_table("hypertables", ["name", "chunks"], [(h["name"], h["chunks"]) for h in info["hypertables"]])
     print_table("rows", ["table", "rows"], sorted(info["row_counts"].items()))
+    if "continuous_aggregates" in info:
+        print_table("continuous aggregates", ["name", "real-time", "materialized up to"],
+                    [(c["name"], "yes" if c["real_time"] else "no", c["watermark"] or "never refreshed")
+                     for c in info["continuous_aggregates"]])
+        print_table("jobs", ["id", "policy", "relation", "every", "last run", "status", "next start", "failures"],
+                    [(j["id"], j["kind"], j["relation"], j["every"], j["last_run"] or "-", j["last_status"],
+                      j["next_start"] or "-", j["failures"]) for j in info["jobs"]])
     return 0

@@ -1,7 +1,9 @@
 """Entry point: one parser, verbs registered by the modules in COMMANDS.
 
-Errors of our own (MfsError) become one clear line on stderr and a non-zero exit; the traceback
-is logged only at debug level (MFS_LOG_LEVEL=DEBUG). Anything else is a bug and shows in full.
+Errors of our own (MfsError) become one clear line on stderr and a non-zero exit; so do database
+errors no verb expects (a privilege, a lost connection, a full disk): the server's message and
+its SQLSTATE, never a traceback. The traceback is logged at debug level (MFS_LOG_LEVEL=DEBUG).
+Anything else is a bug and shows in full.
 """
 
 from __future__ import annotations
@@ -28,6 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_database_error(exc: BaseException) -> bool:
+    # Looked up, not imported: a verb that never loaded the drivers cannot have raised their errors.
+    psycopg2 = sys.modules.get("psycopg2")
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return bool((psycopg2 and isinstance(exc, psycopg2.Error)) or (sa_exc and isinstance(exc, sa_exc.DBAPIError)))
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """The server's first message line and SQLSTATE name, e.g. ``the database refused:
+    must be owner of view ohlcv_1d (insufficient_privilege)``."""
+    import psycopg2
+    import psycopg2.errorcodes
+
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if isinstance(orig, psycopg2.Error):
+        exc = orig
+    text = (getattr(exc, "pgerror", None) or str(exc) or type(exc).__name__).strip()
+    first = text.splitlines()[0].removeprefix("ERROR:").strip()
+    code = getattr(exc, "pgcode", None)
+    name = psycopg2.errorcodes.lookup(code).lower() if code else None
+    if code is None and isinstance(exc, psycopg2.OperationalError):
+        return f"lost or refused database connection: {first}"
+    return f"the database refused: {first}" + (f" ({name})" if name else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     parser = build_parser()
@@ -39,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         get_logger("mfs.cli").debug("command failed", exc_info=True)
         print(f"mfs: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        get_logger("mfs.cli").debug("command failed", exc_info=True)
+        print(f"mfs: error: {mask_secrets(describe_database_error(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mfs: interrupted", file=sys.stderr)
         return 130

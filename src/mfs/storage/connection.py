@@ -50,7 +50,7 @@ def masked(url: str) -> str:
     return mask_secrets(url)
 
 
-def _psycopg2_url(url: str) -> str:
+def libpq_url(url: str) -> str:
     """Accept SQLAlchemy-style URLs (postgresql+psycopg2://) as well as libpq ones."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -58,7 +58,7 @@ def _psycopg2_url(url: str) -> str:
 
 def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "mfs") -> psycopg2.extensions.connection:
     """A new, unpooled connection (migrations, admin work). The caller closes it."""
-    url = _psycopg2_url(url or database_url())
+    url = libpq_url(url or database_url())
     try:
         conn = psycopg2.connect(
             url, connect_timeout=get_config().database.connect_timeout_s, application_name=application_name
@@ -75,7 +75,7 @@ def connect(url: str | None = None, *, autocommit: bool = False, application_nam
 
 def engine(url: str | None = None) -> Engine:
     """The process-wide bounded pool for ``url`` (psycopg2 underneath)."""
-    url = _psycopg2_url(url or database_url())
+    url = libpq_url(url or database_url())
     pool_size = get_config().database.pool_size
     key = (url, os.getpid())
     with _lock:

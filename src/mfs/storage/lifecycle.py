@@ -35,14 +35,34 @@ def up(progress=lambda message: None) -> dict[str, Any]:
         url = cluster.url()
     progress("creating database and applying migrations")
     migrations.ensure_database(url)
-    applied = migrations.migrate(url)
+    updated = migrations.update_extension(url)
+    if updated:
+        actions.append(f"updated TimescaleDB {updated[0]} -> {updated[1]}")
+    applied = migrations.migrate(url, update=False)
     actions += [f"applied {name}" for name in applied]
+    note = edition_note(url)
+    if note:
+        actions.append(note)
     # Role passwords from the environment, NYSE sessions table, community-license policies.
     from mfs.aggregates import after_migrate  # local import: aggregates builds on storage
 
     actions += after_migrate(url)
     return {"url": masked(url), "external": external_url() is not None, "actions": actions,
             "seconds": round(time.monotonic() - started, 2)}
+
+
+def edition_note(url: str) -> str | None:
+    """One line when the store's schema edition differs from the server's license."""
+    conn = connect(url, application_name="mfs-status")
+    try:
+        store, server = migrations.edition(conn), migrations.license(conn)
+    finally:
+        conn.close()
+    if store == server:
+        return None
+    return ("note: this store was built on the Apache edition and keeps its trigger-maintained rollups "
+            f"(the server offers the {server} license's continuous aggregates); to switch, load the data "
+            "into a new store: `mfs db down`, move .mfs/pg aside, `mfs db up`, `mfs backfill`")
 
 
 def down() -> str:
@@ -53,6 +73,40 @@ def down() -> str:
         return "local cluster is not running"
     cluster.stop()
     return "local cluster stopped"
+
+
+def _continuous_aggregates(cur) -> list[dict[str, Any]]:
+    """Each continuous aggregate, real-time or not, and its refresh watermark (materialized up to)."""
+    cur.execute(
+        # A never-refreshed aggregate's watermark is the smallest timestamp: reported as NULL.
+        """SELECT c.view_name, c.materialized_only,
+                  CASE WHEN w.mark > 0 THEN _timescaledb_functions.to_timestamp(w.mark) END
+           FROM timescaledb_information.continuous_aggregates c
+           JOIN _timescaledb_catalog.hypertable h
+             ON h.schema_name = c.materialization_hypertable_schema
+            AND h.table_name = c.materialization_hypertable_name
+           CROSS JOIN LATERAL (SELECT _timescaledb_functions.cagg_watermark(h.id) AS mark) w
+           ORDER BY c.view_name"""
+    )
+    return [{"name": name, "real_time": not mat_only, "watermark": mark.isoformat() if mark else None}
+            for name, mat_only, mark in cur.fetchall()]
+
+
+def _jobs(cur) -> list[dict[str, Any]]:
+    """TimescaleDB's scheduled jobs (refresh, compression, retention policies) and their last run."""
+    cur.execute(
+        """SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval::text,
+                  s.last_run_started_at, s.last_run_status, s.next_start, coalesce(s.total_failures, 0)
+           FROM timescaledb_information.jobs j
+           LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+           WHERE j.job_id >= 1000 ORDER BY j.proc_name, j.hypertable_name"""
+    )
+    kinds = {"policy_refresh_continuous_aggregate": "refresh", "policy_compression": "compression",
+             "policy_columnstore": "compression", "policy_retention": "retention"}
+    return [{"id": job_id, "kind": kinds.get(proc, proc), "relation": relation, "every": every,
+             "last_run": last.isoformat() if last else None, "last_status": status or "never ran",
+             "next_start": nxt.isoformat() if nxt else None, "failures": failures}
+            for job_id, proc, relation, every, last, status, nxt, failures in cur.fetchall()]
 
 
 def store_status(url: str | None = None) -> dict[str, Any]:
@@ -72,7 +126,11 @@ def store_status(url: str | None = None) -> dict[str, Any]:
             cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
             row = cur.fetchone()
             info["timescaledb"] = {"version": row[0] if row else None,
-                                   "license": migrations.edition(conn) if row else None}
+                                   "license": migrations.license(conn) if row else None,
+                                   "store_edition": migrations.edition(conn) if row else None}
+            if row and info["timescaledb"]["store_edition"] == "timescale":
+                info["continuous_aggregates"] = _continuous_aggregates(cur)
+                info["jobs"] = _jobs(cur)
             info["migrations"] = [f"{v:03d}_{n}" for v, (n, _c) in migrations.applied(conn).items()]
             hypertables = []
             if row:

@@ -21,6 +21,7 @@ from mfs import paths
 from mfs.config import get_config
 from mfs.errors import StorageError
 from mfs.logs import get_logger
+from mfs.storage import migrations
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 log = get_logger("mfs.storage.localdb")
@@ -56,6 +57,9 @@ class LocalCluster:
     port: int
     user: str = "mfs"
     dbname: str = "mfs"
+    # timescaledb.license written at initdb: 'timescale' (community) or 'apache'; None writes no
+    # setting, as the project's first version did (then each TimescaleDB library uses its default).
+    edition: str | None = "timescale"
 
     @property
     def data_dir(self) -> Path:
@@ -136,6 +140,8 @@ class LocalCluster:
         finally:
             pwfile.unlink(missing_ok=True)
         settings = dict(SERVER_SETTINGS, port=str(self.port), unix_socket_directories=f"'{self.socket_dir}'")
+        if self.edition is not None:
+            settings["timescaledb.license"] = f"'{self.edition}'"
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write("\n# --- mfs ---\n")
             for key, value in settings.items():
@@ -197,4 +203,25 @@ class LocalCluster:
 
 def default_cluster() -> LocalCluster:
     cfg = get_config().database
-    return LocalCluster(root=paths.state_dir() / "pg", port=cfg.port, user=cfg.user, dbname=cfg.name)
+    return LocalCluster(root=paths.state_dir() / "pg", port=cfg.port, user=cfg.user, dbname=cfg.name,
+                        edition=cfg.edition)
+
+
+def edition_cluster(edition: str) -> LocalCluster:
+    """A local cluster running ``edition``: the default one when it is configured so, else a
+    second one beside it (``pg-<edition>``, the next port up) for tests and side-by-side benchmarks."""
+    cfg = get_config().database
+    if edition == cfg.edition:
+        return default_cluster()
+    return LocalCluster(root=paths.state_dir() / f"pg-{edition}", port=cfg.port + 1, user=cfg.user,
+                        dbname=cfg.name, edition=edition)
+
+
+def start_edition_cluster(edition: str) -> str:
+    """Install if needed, initialise and start ``edition_cluster(edition)``; its admin URL."""
+    ensure_server_installed()
+    cluster = edition_cluster(edition)
+    cluster.init()
+    cluster.start()
+    migrations.ensure_database(cluster.url())
+    return cluster.url()

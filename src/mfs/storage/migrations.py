@@ -22,7 +22,7 @@ from psycopg2 import sql
 from mfs import paths
 from mfs.errors import StorageError
 from mfs.logs import get_logger
-from mfs.storage.connection import connect, masked, with_database
+from mfs.storage.connection import connect, libpq_url, masked, with_database
 
 FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>apache|timescale))?\.sql$")
 EDITIONS = ("apache", "timescale")
@@ -98,10 +98,67 @@ def drop_database(url: str) -> None:
         admin.close()
 
 
-def edition(conn) -> str:
+def license(conn) -> str:
+    """The TimescaleDB license the server runs: 'timescale' (community) or 'apache'."""
     with conn.cursor() as cur:
         cur.execute("SHOW timescaledb.license")
         return cur.fetchone()[0]
+
+
+def edition(conn) -> str:
+    """The edition the store's schema was built for: the one its first migration was applied
+    with, else (a new database) the server's license. A store keeps its edition when the server's
+    license changes: its aggregates are either continuous aggregates or trigger rollups."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT edition FROM schema_migrations ORDER BY version LIMIT 1")
+            row = cur.fetchone()
+            if row:
+                return row[0]
+    return license(conn)
+
+
+def check_edition(conn) -> str:
+    """The store's edition, refusing a server that cannot serve it."""
+    ed = edition(conn)
+    if ed == "timescale" and license(conn) != "timescale":
+        raise StorageError(
+            "this store's aggregates are continuous aggregates (community license), but the server runs "
+            "timescaledb.license = 'apache': set timescaledb.license = 'timescale' in its postgresql.conf"
+        )
+    return ed
+
+
+def update_extension(url: str) -> tuple[str, str] | None:
+    """ALTER EXTENSION timescaledb UPDATE when the installed library is newer than the database's
+    extension; returns (old, new) or None. TimescaleDB requires the update to be the first
+    statement of a new session (no older library loaded yet), hence a dedicated connection."""
+    conn = connect(url, autocommit=True, application_name="mfs-migrate")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""SELECT installed_version, default_version FROM pg_available_extensions
+                           WHERE name = 'timescaledb'""")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None or row[0] is None or row[0] == row[1]:
+        return None
+    try:
+        fresh = psycopg2.connect(libpq_url(url), application_name="mfs-extension-update")
+    except psycopg2.OperationalError as exc:
+        raise StorageError(f"cannot connect to {masked(url)}: {exc}".strip()) from None
+    try:
+        fresh.autocommit = True
+        with fresh.cursor() as cur:
+            cur.execute("ALTER EXTENSION timescaledb UPDATE")
+    except psycopg2.Error as exc:
+        detail = (exc.pgerror or str(exc)).strip().splitlines()[0]
+        raise StorageError(f"cannot update TimescaleDB {row[0]} to {row[1]} in {masked(url)}: {detail}") from None
+    finally:
+        fresh.close()
+    log.info("timescaledb extension updated", old=row[0], new=row[1])
+    return row[0], row[1]
 
 
 def _bootstrap(conn) -> None:
@@ -127,8 +184,11 @@ def applied(conn) -> dict[int, tuple[str, str]]:
         return {v: (n, c) for v, n, c in cur.fetchall()}
 
 
-def migrate(url: str, directory: Path | None = None) -> list[str]:
-    """Apply pending migrations; return the names applied (empty when up to date)."""
+def migrate(url: str, directory: Path | None = None, *, update: bool = True) -> list[str]:
+    """Update the TimescaleDB extension to the installed library (``update``), then apply pending
+    migrations; return the names applied (empty when up to date)."""
+    if update:
+        update_extension(url)
     conn = connect(url, application_name="mfs-migrate")
     try:
         try:
@@ -139,7 +199,7 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
             cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         conn.commit()
         try:
-            return _apply_pending(conn, edition(conn), directory)
+            return _apply_pending(conn, check_edition(conn), directory)
         finally:
             conn.rollback()
             with conn.cursor() as cur:
