@@ -1,15 +1,21 @@
 """Shared fixtures: a real PostgreSQL + TimescaleDB, a throwaway database per test session.
 
-The local embedded cluster is brought up with the project's own code (``mfs db up`` logic);
-with MFS_TEST_DATABASE_URL (or MFS_DATABASE_URL) set, tests use that server instead — this is how
-the community-license paths run against the docker-compose TimescaleDB. Each session creates its
-own database there and drops it at the end, so parallel sessions never see each other's rows.
+The local embedded cluster is brought up with the project's own code (``mfs db up`` logic). It
+runs the community license; ``MFS_TEST_EDITION=apache`` runs the session against a second local
+cluster with ``timescaledb.license = 'apache'`` (``./scripts/test`` runs the edition-specific
+modules there too). With MFS_TEST_DATABASE_URL (or MFS_DATABASE_URL) set, tests use that server
+instead. Each session creates its own database there and drops it at the end, so parallel sessions
+never see each other's rows.
+
+Tests that hold only on one edition carry ``@pytest.mark.edition("apache")`` (or "timescale")
+and are deselected — not skipped — on the other.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from mfs.config import get_config
 from mfs.storage import lifecycle, migrations
 from mfs.storage.connection import connect, dispose_engines, with_database
+from mfs.storage.localdb import LocalCluster, default_cluster, ensure_server_installed, start_edition_cluster
 
 # CI draws the same property-test examples on every run: a failure there is reproducible, not a
 # one-off draw. Locally, each run explores new examples.
@@ -37,16 +44,74 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Read once, at start: the db_url fixture later points MFS_DATABASE_URL at the session database.
+_EXTERNAL_URL = os.environ.get("MFS_TEST_DATABASE_URL") or os.environ.get("MFS_DATABASE_URL") or None
+
+
+def external_test_url() -> str | None:
+    """The server named by the environment when the session started, if any."""
+    return _EXTERNAL_URL
+
+
+def target_edition() -> str:
+    """The edition this session tests: MFS_TEST_EDITION, else the external server's license, else
+    the one the local cluster is configured with."""
+    chosen = os.environ.get("MFS_TEST_EDITION")
+    if chosen:
+        if chosen not in migrations.EDITIONS:
+            raise pytest.UsageError(f"MFS_TEST_EDITION={chosen!r}: expected one of {', '.join(migrations.EDITIONS)}")
+        return chosen
+    url = external_test_url()
+    if url:
+        conn = connect(url)
+        try:
+            return migrations.license(conn)
+        finally:
+            conn.close()
+    return get_config().database.edition
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests of the other edition (they run in that edition's session)."""
+    marked = [item for item in items if item.get_closest_marker("edition")]
+    if not marked:
+        return
+    edition = target_edition()
+    other = [item for item in marked if edition not in item.get_closest_marker("edition").args]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """An admin URL of the server the tests use (the local cluster unless told otherwise)."""
-    url = os.environ.get("MFS_TEST_DATABASE_URL") or os.environ.get("MFS_DATABASE_URL")
+    url = external_test_url()
     if url:
         return url
+    if target_edition() != get_config().database.edition:
+        return start_edition_cluster(target_edition())
     lifecycle.up()
-    from mfs.storage.localdb import default_cluster
-
     return default_cluster().url()
+
+
+@pytest.fixture(scope="session")
+def password_server_url(server_url: str) -> Iterator[str]:
+    """A server that requires passwords (scram-sha-256): the local test cluster, or — when the tests
+    run against an external server, which may trust its clients — a throwaway local cluster."""
+    if not external_test_url():
+        yield server_url
+        return
+    root = Path(tempfile.mkdtemp(prefix="mfs-scram-"))  # pytest's temp root is private to root: postgres must reach it
+    root.chmod(0o755)
+    cluster = LocalCluster(root=root / "pg", port=free_port(), edition=target_edition())
+    ensure_server_installed()
+    cluster.init()
+    cluster.start()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture(scope="session")

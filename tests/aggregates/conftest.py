@@ -13,9 +13,6 @@ from mfs import calendar
 from mfs.storage import bulk, migrations
 from mfs.storage.connection import connect
 
-COMMUNITY_REASON = ("needs a TimescaleDB server with the community license "
-                    "(SHOW timescaledb.license = timescale); set MFS_TEST_DATABASE_URL")
-APACHE_REASON = "exercises the Apache-edition rollups; this server has the community license"
 # Internal state of the Apache-edition aggregates, emptied with the raw data before each test.
 APACHE_STATE = ("aggregate_invalidations", "ohlcv_1d_rollup", "ohlcv_1w_rollup", "features_1d_rollup")
 

@@ -1,8 +1,9 @@
 """Aggregates equal a from-scratch GROUP BY over the raw hypertables after ingest, a late
 backfill, a correction and a deletion; New York day/week buckets across a half day and DST.
 
-Runs on either edition: the Apache rollups here, the continuous aggregates when the test server
-has the community license (MFS_TEST_DATABASE_URL); edition-specific checks skip with the reason.
+Runs on either edition: the continuous aggregates on the community license, the trigger rollups
+on the Apache edition (``./scripts/test`` runs this module on both); edition-specific tests are
+marked and deselected on the other edition.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import pandas as pd
 import pytest
 
 from mfs import aggregates
+from mfs.config import get_config
 from mfs.errors import StorageError
-from tests.aggregates.conftest import (APACHE_REASON, COMMUNITY_REASON, make_bars, query, write_bars,
-                                       write_features)
+from mfs.storage.connection import connect
+from tests.aggregates.conftest import make_bars, query, write_bars, write_features
 
 SYMBOLS = ("AAPL", "MSFT")
 # Four weeks around the 2024-03-10 DST change, two around the 2024-11-29 half day.
@@ -108,9 +110,8 @@ def test_half_day_and_dst_week_buckets(agg_db) -> None:
     assert query(agg_db, "SELECT open FROM ohlcv_1d WHERE symbol = 'MSFT' AND day = '2024-03-11 04:00+00'") == first
 
 
-def test_refresh_is_idempotent_and_consumes_the_log(agg_db, edition, assert_aggregates_match) -> None:
-    if edition != "apache":
-        pytest.skip(APACHE_REASON)
+@pytest.mark.edition("apache")
+def test_refresh_is_idempotent_and_consumes_the_log(agg_db, assert_aggregates_match) -> None:
     _ingest(agg_db)
     assert query(agg_db, "SELECT count(*) > 0 FROM aggregate_invalidations") == [(True,)]
     first = aggregates.refresh()
@@ -124,9 +125,8 @@ def test_refresh_is_idempotent_and_consumes_the_log(agg_db, edition, assert_aggr
     assert_aggregates_match(agg_db)
 
 
-def test_explicit_window_recomputes_every_bucket_in_it(agg_db, edition, assert_aggregates_match) -> None:
-    if edition != "apache":
-        pytest.skip(APACHE_REASON)
+@pytest.mark.edition("apache")
+def test_explicit_window_recomputes_every_bucket_in_it(agg_db, assert_aggregates_match) -> None:
     _ingest(agg_db)
     aggregates.refresh()
     # Lose materialized rows behind the log's back (as after a restore of an old dump) …
@@ -149,17 +149,27 @@ def test_refresh_rejects_a_bad_window(agg_db) -> None:
         aggregates.refresh("yesterday-ish", "2024-01-01")
 
 
-def test_community_license_continuous_aggregates(agg_db, edition) -> None:
+@pytest.mark.edition("timescale")
+def test_community_license_continuous_aggregates(agg_db) -> None:
     """The same public names are real continuous aggregates with real-time aggregation, and the
     policies come from config (ingest window uncompressed, retention configurable)."""
-    if edition != "timescale":
-        pytest.skip(COMMUNITY_REASON)
     caggs = query(agg_db, """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
                              ORDER BY 1""")
     assert caggs == [("features_1d", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
-    assert aggregates.apply_policies(agg_db) is True
+    assert aggregates.apply_policies(agg_db) == "applied"
+    assert aggregates.apply_policies(agg_db) == "unchanged"
     jobs = query(agg_db, """SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs
                             WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')""")
     assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3
-    compress = [j[2] for j in jobs if j[0] == "policy_compression"]
-    assert len(compress) == 2 and all(c["compress_after"] == "8 days" for c in compress)
+    try:
+        compress = [j[2] for j in jobs if j[0] == "policy_compression"]
+        assert len(compress) == 2 and all(c["compress_after"] == "8 days" for c in compress)
+        retention = query(agg_db, """SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs
+                                     WHERE proc_name = 'policy_retention' ORDER BY 1""")
+        days = get_config().aggregates.retention_days
+        assert retention == [("features", f"{days} days"), ("market_data", f"{days} days")]
+    finally:  # the session database is shared: no background compression or retention under later tests
+        conn = connect(agg_db, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")
+        conn.close()

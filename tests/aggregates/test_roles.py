@@ -38,7 +38,23 @@ def test_no_password_in_the_environment_changes_nothing(agg_db, monkeypatch) -> 
     assert aggregates.sync_role_passwords(agg_db) == []
 
 
-def test_reader_reads_serving_relations_only(role_urls, agg_db) -> None:
+def materialized_rows(url: str, aggregate: str) -> int:
+    """Rows a continuous aggregate has materialized (its real-time part not counted)."""
+    (table,), = query(url, """SELECT quote_ident(materialization_hypertable_schema) || '.' || quote_ident(materialization_hypertable_name)
+                              FROM timescaledb_information.continuous_aggregates WHERE view_name = %s""", (aggregate,))
+    return query(url, f"SELECT count(*) FROM {table}")[0][0]  # a name from TimescaleDB's catalog
+
+
+def internal_relations(url: str, edition: str) -> list[str]:
+    """The aggregates' internal state, which only the owner side may read."""
+    if edition == "apache":
+        return ["aggregate_invalidations", "ohlcv_1d_rollup", "features_1d_rollup"]
+    return [r[0] for r in query(url, """SELECT quote_ident(materialization_hypertable_schema) || '.'
+                                               || quote_ident(materialization_hypertable_name)
+                                        FROM timescaledb_information.continuous_aggregates ORDER BY 1""")]
+
+
+def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None:
     write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
     aggregates.refresh()
     reader = connect(role_urls["mfs_reader"], autocommit=True)
@@ -58,8 +74,9 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db) -> None:
                              AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
                                   OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))""")
             assert cur.fetchone()[0] == 0
+            internal = [f"SELECT * FROM {name}" for name in internal_relations(agg_db, edition)]
             for statement in ("SELECT * FROM quarantine", "SELECT * FROM pipeline_runs", "SELECT * FROM symbol_runs",
-                              "SELECT * FROM aggregate_invalidations", "SELECT * FROM schema_migrations"):
+                              "SELECT * FROM schema_migrations", *internal):
                 with pytest.raises(errors.InsufficientPrivilege):
                     cur.execute(statement)
             for statement in (
@@ -79,9 +96,39 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db) -> None:
         reader.close()
 
 
-def test_writer_runs_the_write_path_and_refresh(role_urls, agg_db, monkeypatch) -> None:
+def test_writer_runs_the_write_path_and_refresh(role_urls, agg_db, edition, monkeypatch) -> None:
     counts = write_bars(role_urls["mfs_writer"], make_bars("MSFT", "2024-03-04", "2024-03-05"))
     assert counts.inserted == 14
     result = aggregates.refresh(url=role_urls["mfs_writer"])
-    assert result["buckets"]["ohlcv_1d"] == 2
+    if edition == "apache":
+        assert result["buckets"]["ohlcv_1d"] == 2
+    else:  # the refresh materialized the two days (a continuous aggregate owned by a role the writer is in)
+        assert materialized_rows(agg_db, "ohlcv_1d") == 2
+        assert materialized_rows(agg_db, "ohlcv_1w") == 1
     assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'MSFT'") == [(2,)]
+
+
+def test_a_refused_refresh_is_one_line_from_the_shell(agg_db, edition) -> None:
+    """A database error no verb expects (here: a role that may not refresh) ends as one line."""
+    import os
+    import subprocess
+    import sys
+
+    password = secrets.token_urlsafe(16)
+    role = f"mfs_test_nobody_{secrets.token_hex(3)}"
+    query_admin = connect(agg_db, autocommit=True)
+    try:
+        with query_admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s IN ROLE mfs_reader", (password,))  # generated name
+        env = dict(os.environ, MFS_DATABASE_URL=_as_role(agg_db, role, password))
+        result = subprocess.run([sys.executable, "-m", "mfs.cli.main", "aggregates", "refresh"], env=env,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        with query_admin.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+        query_admin.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("mfs: error: the database refused:"), result.stderr
+    assert "insufficient_privilege" in lines[0] and password not in result.stderr

@@ -110,7 +110,10 @@ def test_readme_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> 
 
 
 @pytest.mark.parametrize("days", [None, 3650])
-def test_retention_keeps_recent_and_aggregated_history(agg_db, days) -> None:
+def test_retention_keeps_recent_and_aggregated_history(agg_db, days, monkeypatch, request) -> None:
+    monkeypatch.setenv("MFS_AGGREGATES__RETENTION_DAYS", "null")  # None: retention not configured
+    get_config.cache_clear()
+    request.addfinalizer(get_config.cache_clear)
     write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
     aggregates.refresh()
     recent, _ = _recent_bars("AAPL", 3)

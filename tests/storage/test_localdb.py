@@ -62,10 +62,10 @@ def test_external_url_starts_nothing_locally_and_migrates_there(tmp_path: Path) 
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_wrong_password_is_one_clear_line(tmp_path: Path, server_url: str) -> None:
+def test_wrong_password_is_one_clear_line(tmp_path: Path, password_server_url: str) -> None:
     from sqlalchemy.engine import make_url
 
-    bad = make_url(server_url).set(password="wrong").render_as_string(hide_password=False)
+    bad = make_url(password_server_url).set(password="wrong").render_as_string(hide_password=False)
     env = dict(os.environ, MFS_DATABASE_URL=bad)
     result = subprocess.run([sys.executable, "-m", "mfs.cli.main", "status"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
