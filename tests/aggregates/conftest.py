@@ -111,6 +111,17 @@ def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def execute(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run and commit one statement (``query`` only reads)."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
 def columns_of(url: str, relation: str) -> list[str]:
     rows = query(url, """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
                          AND NOT attisdropped ORDER BY attnum""", (relation,))

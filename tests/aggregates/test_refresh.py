@@ -15,7 +15,7 @@ from mfs import aggregates
 from mfs.config import get_config
 from mfs.errors import StorageError
 from mfs.storage.connection import connect
-from tests.aggregates.conftest import make_bars, query, write_bars, write_features
+from tests.aggregates.conftest import execute, make_bars, query, write_bars, write_features
 
 SYMBOLS = ("AAPL", "MSFT")
 # Four weeks around the 2024-03-10 DST change, two around the 2024-11-29 half day.
@@ -78,8 +78,7 @@ def test_ingest_backfill_correction_delete_match_group_by(agg_db, edition, asser
 
 
 def query_delete(url: str, statement: str) -> None:
-    from mfs.storage.connection import connect
-
+    
     conn = connect(url)
     with conn.cursor() as cur:
         cur.execute(statement)
@@ -169,7 +168,4 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         days = get_config().aggregates.retention_days
         assert retention == [("features", f"{days} days"), ("market_data", f"{days} days")]
     finally:  # the session database is shared: no background compression or retention under later tests
-        conn = connect(agg_db, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")
-        conn.close()
+        execute(agg_db, "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from mfs import aggregates
 from mfs.storage.connection import connect
-from tests.aggregates.conftest import make_bars, query, write_bars
+from tests.aggregates.conftest import execute, make_bars, query, write_bars
 
 SERVING = {"market_data", "features", "symbols", "market_sessions", "ohlcv_1d", "ohlcv_1w", "features_1d",
            "latest_features", "data_freshness", "missing_sessions", "stored_series", "expected_bars"}
@@ -132,3 +132,35 @@ def test_a_refused_refresh_is_one_line_from_the_shell(agg_db, edition) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [lines[0]] and lines[0].startswith("mfs: error: the database refused:"), result.stderr
     assert "insufficient_privilege" in lines[0] and password not in result.stderr
+
+
+def test_the_writer_runs_every_pipeline_step_from_the_shell(role_urls, agg_db, edition) -> None:
+    """The extra-worker setup: every verb a worker machine runs, connected as mfs_writer, on
+    history that lies in compressed chunks on the community edition."""
+    import os
+    import subprocess
+    import sys
+
+    asof = "2025-11-25 21:10Z"  # after the close: every bar final
+    env = dict(os.environ, MFS_DATABASE_URL=role_urls["mfs_writer"], MFS_SYNTHETIC_ASOF=asof,
+               MFS_INGEST__BACKOFF_INITIAL_S="0.001", MFS_INGEST__BACKOFF_MAX_S="0.005")
+
+    def mfs(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "mfs.cli.main", *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+
+    mfs("backfill", "--offline", "--symbols", "AAPL,MSFT", "--days", "60")
+    if edition == "timescale":
+        compressed = execute(agg_db, """SELECT count(compress_chunk(c, if_not_compressed => true))
+                                      FROM show_chunks('market_data', older_than => %s::timestamptz - interval '8 days') c""",
+                           (asof,))
+        assert compressed[0][0] >= 1
+    for verb in (("collect", "--offline", "--symbols", "AAPL,MSFT"), ("features", "--symbols", "AAPL,MSFT"),
+                 ("aggregates", "refresh")):
+        mfs(*verb)
+    assert query(agg_db, "SELECT count(DISTINCT symbol) FROM features_1d") == [(2,)]
+    assert query(agg_db, "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed")[0][0] >= 1 \
+        or edition == "apache"
+    if edition == "timescale":
+        assert materialized_rows(agg_db, "features_1d") > 0
