@@ -1,5 +1,5 @@
-"""Serving views against the NYSE calendar (computed in Python by mfs.calendar), and the README's
-"Query the store" SQL, run as mfs_reader exactly as a user would paste it."""
+"""Serving views against the NYSE calendar (computed in Python by mfs.calendar), and the SQL of
+the SQL reference (docs/sql.md), run as mfs_reader exactly as a user would paste it."""
 
 from __future__ import annotations
 
@@ -80,15 +80,14 @@ def test_daily_bar_freshness_and_latest_features(agg_db, settled_clock) -> None:
     assert latest == [("AAPL", "1h", aapl["ts"].max(), float(aapl["volume"].sum()))]
 
 
-def _readme_sql(project_root: Path) -> list[str]:
-    text = (project_root / "README.md").read_text()
-    section = text.split("## Query the store", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+def _documented_sql(project_root: Path) -> list[str]:
+    text = (project_root / "docs" / "sql.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> None:
-    blocks = _readme_sql(project_root)
-    assert len(blocks) >= 5, "the README's Query the store section lost its examples"
+def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> None:
+    blocks = _documented_sql(project_root)
+    assert len(blocks) >= 5, "the SQL reference (docs/sql.md) lost its examples"
     aggregates.sync_sessions()
     for i, symbol in enumerate(("AAPL", "MSFT", "NVDA")):
         bars, _ = _recent_bars(symbol, 30, seed=i)
@@ -104,7 +103,7 @@ def test_readme_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> 
         with reader.cursor() as cur:
             for block in blocks:
                 cur.execute(block)
-                assert cur.fetchall(), f"README query returned nothing on recent data:\n{block}"
+                assert cur.fetchall(), f"documented query returned nothing on recent data:\n{block}"
     finally:
         reader.close()
 

@@ -5,7 +5,7 @@ Runs inside a worker process on that worker's single connection (see worker.py);
 REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchors and the write all
 see one snapshot of committed data, and a reader never sees half a symbol.
 
-Incremental rule (documented in the README): recompute from the EARLIEST bar that has no feature
+Incremental rule (documented in docs/features.md): recompute from the EARLIEST bar that has no feature
 row of the current FEATURE_VERSION, or whose ``market_data.ingested_at`` differs from the
 ``bar_ingested_at`` stored with its feature row (the partial last bar that ingest overwrote, a
 late correction, a backfilled older bar). Everything from that bar on is recomputed, reading

@@ -1,4 +1,4 @@
-"""The indicator spec: ONE declarative list that the engine, the schema check and the README read.
+"""The indicator spec: ONE declarative list that the engine, the schema check and docs/features.md read.
 
 Each entry names the column, the function that computes it (a TA-Lib function, or a short numpy
 expression over TA-Lib outputs), its parameters, a one-line definition, and its warm-up: the
@@ -109,8 +109,8 @@ MAX_WARMUP = max(f.warmup for f in FEATURES)
 
 
 def markdown_table() -> str:
-    """The README's indicator table, generated from FEATURES (tests/features/test_docs.py keeps
-    the README equal to it; regenerate with
+    """The indicator table of docs/features.md, generated from FEATURES (tests/features/test_docs.py
+    keeps the document equal to it; regenerate with
     ``python -c "from mfs.features.spec import markdown_table; print(markdown_table())"``)."""
     lines = ["| column | computed by | parameters | definition | warm-up bars (NULL) |",
              "|---|---|---|---|---|"]

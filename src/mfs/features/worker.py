@@ -1,6 +1,6 @@
 """Worker processes: every symbol is computed in a pebble worker, never in the orchestrator.
 
-Why pebble on a forkserver context (measured, see README "Features"): a pebble ProcessPool
+Why pebble on a forkserver context (measured, see docs/features.md): a pebble ProcessPool
 survives a worker that segfaults or is SIGKILLed (the task fails with ProcessExpired, a new worker
 replaces it), enforces a per-task timeout counted from the task's start (the hung worker is
 terminated), and recycles workers after ``max_tasks`` symbols without CPython 3.11's
