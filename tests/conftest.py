@@ -25,7 +25,8 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from mfs.config import get_config
-from mfs.storage import lifecycle, migrations
+from mfs import provisioning
+from mfs.storage import migrations
 from mfs.storage.connection import connect, dispose_engines, with_database
 from mfs.storage.localdb import LocalCluster, default_cluster, ensure_server_installed, start_edition_cluster
 
@@ -91,7 +92,7 @@ def server_url() -> str:
         return url
     if target_edition() != get_config().database.edition:
         return start_edition_cluster(target_edition())
-    lifecycle.up()
+    provisioning.up()
     return default_cluster().url()
 
 

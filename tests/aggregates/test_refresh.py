@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mfs import aggregates
+from mfs import aggregates, provisioning
 from mfs.config import get_config
 from mfs.errors import StorageError
 from mfs.storage.connection import connect
@@ -155,8 +155,8 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
     caggs = query(agg_db, """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
                              ORDER BY 1""")
     assert caggs == [("features_1d", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
-    assert aggregates.apply_policies(agg_db) == "applied"
-    assert aggregates.apply_policies(agg_db) == "unchanged"
+    assert provisioning.apply_policies(agg_db) == "applied"
+    assert provisioning.apply_policies(agg_db) == "unchanged"
     jobs = query(agg_db, """SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs
                             WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')""")
     assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3

@@ -11,7 +11,7 @@ import pytest
 from psycopg2 import errors
 from sqlalchemy.engine import make_url
 
-from mfs import aggregates
+from mfs import aggregates, provisioning
 from mfs.storage.connection import connect
 from tests.aggregates.conftest import execute, make_bars, query, write_bars
 
@@ -28,14 +28,14 @@ def role_urls(agg_db, monkeypatch) -> dict[str, str]:
     passwords = {"mfs_reader": secrets.token_urlsafe(16), "mfs_writer": secrets.token_urlsafe(16)}
     monkeypatch.setenv("MFS_READER_PASSWORD", passwords["mfs_reader"])
     monkeypatch.setenv("MFS_WRITER_PASSWORD", passwords["mfs_writer"])
-    assert aggregates.sync_role_passwords(agg_db) == ["mfs_reader", "mfs_writer"]
+    assert provisioning.sync_role_passwords(agg_db) == ["mfs_reader", "mfs_writer"]
     return {role: _as_role(agg_db, role, pw) for role, pw in passwords.items()}
 
 
 def test_no_password_in_the_environment_changes_nothing(agg_db, monkeypatch) -> None:
     monkeypatch.delenv("MFS_READER_PASSWORD", raising=False)
     monkeypatch.delenv("MFS_WRITER_PASSWORD", raising=False)
-    assert aggregates.sync_role_passwords(agg_db) == []
+    assert provisioning.sync_role_passwords(agg_db) == []
 
 
 def materialized_rows(url: str, aggregate: str) -> int:

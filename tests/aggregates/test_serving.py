@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
 
-from mfs import aggregates, calendar
+from mfs import aggregates, calendar, provisioning
 from mfs.config import get_config
 from mfs.storage.connection import connect
+from mfs.storage.sessions import sync_sessions
 from tests.aggregates.conftest import make_bars, query, write_bars, write_features
 
 
@@ -45,7 +46,7 @@ def _recent_bars(symbol: str, sessions_back: int, skip: int | None = None, end_b
 
 
 def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_clock) -> None:
-    aggregates.sync_sessions()
+    sync_sessions()
     aapl, days = _recent_bars("AAPL", 30, skip=12)
     msft, _ = _recent_bars("MSFT", 30, end_back=3, seed=1)
     write_bars(agg_db, aapl)
@@ -65,7 +66,7 @@ def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_cloc
 
 
 def test_daily_bar_freshness_and_latest_features(agg_db, settled_clock) -> None:
-    aggregates.sync_sessions()
+    sync_sessions()
     aapl, days = _recent_bars("AAPL", 10)
     write_bars(agg_db, aapl)
     write_features(agg_db, aapl)
@@ -88,7 +89,7 @@ def _documented_sql(project_root: Path) -> list[str]:
 def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch) -> None:
     blocks = _documented_sql(project_root)
     assert len(blocks) >= 5, "the SQL reference (docs/sql.md) lost its examples"
-    aggregates.sync_sessions()
+    sync_sessions()
     for i, symbol in enumerate(("AAPL", "MSFT", "NVDA")):
         bars, _ = _recent_bars(symbol, 30, seed=i)
         write_bars(agg_db, bars)
@@ -96,7 +97,7 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
     aggregates.refresh()
     password = secrets.token_urlsafe(16)
     monkeypatch.setenv("MFS_READER_PASSWORD", password)
-    aggregates.sync_role_passwords(agg_db)
+    provisioning.sync_role_passwords(agg_db)
     reader = connect(make_url(agg_db).set(username="mfs_reader", password=password).render_as_string(hide_password=False),
                      autocommit=True)
     try:

@@ -20,7 +20,7 @@ from psycopg2 import errors
 from reliability_helpers import ASOF, error_lines, mfs_env, run_mfs
 from sqlalchemy.engine import make_url
 
-from mfs import aggregates
+from mfs import provisioning
 from mfs.config import get_config
 from mfs.errors import ConfigError, RunFailedError
 from mfs.features import compute
@@ -135,7 +135,7 @@ def reader_url(db, monkeypatch) -> str:
     passwords = {"MFS_READER_PASSWORD": secrets.token_urlsafe(16), "MFS_WRITER_PASSWORD": secrets.token_urlsafe(16)}
     for name, value in passwords.items():
         monkeypatch.setenv(name, value)
-    aggregates.sync_role_passwords(db)
+    provisioning.sync_role_passwords(db)
     return make_url(db).set(username="mfs_reader", password=passwords["MFS_READER_PASSWORD"]).render_as_string(
         hide_password=False)
 
@@ -218,7 +218,7 @@ def test_dsn_passwords_never_reach_logs_or_run_records(conn, db_url, password_se
     # the wrong-password case goes to a server that does).
     password = secrets.token_urlsafe(16)
     monkeypatch.setenv("MFS_WRITER_PASSWORD", password)
-    aggregates.sync_role_passwords(db_url)
+    provisioning.sync_role_passwords(db_url)
     writer_url = make_url(db_url).set(username="mfs_writer", password=password).render_as_string(hide_password=False)
     env = mfs_env(writer_url, MFS_LOG_LEVEL="DEBUG")
     env.pop("MFS_WRITER_PASSWORD")

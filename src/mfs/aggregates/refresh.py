@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from mfs.aggregates.sessions import sync_sessions
+from mfs.storage.sessions import sync_sessions
 from mfs.errors import StorageError
 from mfs.logs import get_logger
 from mfs.storage import migrations

@@ -66,7 +66,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from mfs.aggregates import sync_sessions
+    from mfs.storage.sessions import sync_sessions
 
     counts = sync_sessions()
     print(f"market_sessions: {counts.staged} sessions, {counts.inserted} added, {counts.updated} updated")

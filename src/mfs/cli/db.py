@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mfs.cli.output import print_json, print_table, progress
+from mfs import provisioning
 from mfs.storage import lifecycle, migrations
 from mfs.storage.connection import database_url, masked
 
@@ -30,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     with progress("mfs db up") as report:
-        result = lifecycle.up(report)
-    print(f"database ready at {result['url']} ({result['seconds']} s)")
-    for action in result["actions"] or ["nothing to do"]:
+        result = provisioning.up(report)
+    print(f"database ready at {result.url} ({result.seconds} s)")
+    for action in result.actions or ["nothing to do"]:
         print(f"  {action}")
     return 0
 

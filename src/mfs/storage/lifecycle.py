@@ -1,54 +1,17 @@
-"""Bring the store up (local cluster or MFS_DATABASE_URL), tear it down, describe it."""
+"""Stop the local cluster and describe the store (the bring-up is ``mfs.provisioning.up``, which
+builds on storage and the aggregates)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mfs.errors import StorageError
 from mfs.logs import get_logger
 from mfs.storage import migrations
 from mfs.storage.connection import connect, database_url, external_url, masked
-from mfs.storage.localdb import default_cluster, ensure_server_installed
+from mfs.storage.localdb import default_cluster
 
 log = get_logger("mfs.storage.lifecycle")
-
-
-def up(progress=lambda message: None) -> dict[str, Any]:
-    """Idempotent: install/init/start the local cluster when no external URL, create the
-    database, apply migrations. Returns what it did."""
-    started = time.monotonic()
-    actions: list[str] = []
-    url = external_url()
-    if url is None:
-        cluster = default_cluster()
-        progress("checking PostgreSQL + TimescaleDB installation")
-        ensure_server_installed()
-        if not cluster.initialized():
-            progress(f"initialising local cluster in {cluster.data_dir}")
-            cluster.init()
-            actions.append("initialised cluster")
-        if not cluster.running():
-            progress(f"starting PostgreSQL on 127.0.0.1:{cluster.port}")
-            cluster.start()
-            actions.append("started server")
-        url = cluster.url()
-    progress("creating database and applying migrations")
-    migrations.ensure_database(url)
-    updated = migrations.update_extension(url)
-    if updated:
-        actions.append(f"updated TimescaleDB {updated[0]} -> {updated[1]}")
-    applied = migrations.migrate(url, update=False)
-    actions += [f"applied {name}" for name in applied]
-    note = edition_note(url)
-    if note:
-        actions.append(note)
-    # Role passwords from the environment, NYSE sessions table, community-license policies.
-    from mfs.aggregates import after_migrate  # local import: aggregates builds on storage
-
-    actions += after_migrate(url)
-    return {"url": masked(url), "external": external_url() is not None, "actions": actions,
-            "seconds": round(time.monotonic() - started, 2)}
 
 
 def edition_note(url: str) -> str | None:

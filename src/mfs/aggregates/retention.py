@@ -1,9 +1,7 @@
-"""Retention, community-license policies, and what runs after every migrate.
-
-Retention keeps the aggregates: raw bars and features older than ``aggregates.retention_days``
-are dropped chunk by chunk (``drop_chunks`` fires no row triggers, so the rollups keep their
-history — that is the point of a rollup). On the community license the same is a retention
-policy, set with the other policies by ``apply_policies``.
+"""Retention that keeps the aggregates: raw bars and features older than
+``aggregates.retention_days`` are dropped chunk by chunk (``drop_chunks`` fires no row triggers,
+so the rollups keep their history — that is the point of a rollup). On the community license the
+same runs as a TimescaleDB retention policy (``mfs.provisioning.apply_policies``).
 """
 
 from __future__ import annotations
@@ -13,15 +11,12 @@ from typing import Any
 
 import psycopg2.errors
 
-from mfs.aggregates.roles import sync_role_passwords
-from mfs.aggregates.sessions import sync_sessions
 from mfs.config import get_config
 from mfs.logs import get_logger
-from mfs.storage import migrations
 from mfs.storage.connection import connect
 
 RETAINED_TABLES = ("market_data", "features")
-log = get_logger("mfs.aggregates.maintenance")
+log = get_logger("mfs.aggregates.retention")
 
 
 def retention(url: str | None = None, retention_days: int | None = None) -> dict[str, Any]:
@@ -61,35 +56,3 @@ def retention(url: str | None = None, retention_days: int | None = None) -> dict
               "seconds": round(time.monotonic() - started, 3)}
     log.info("retention applied", **result)
     return result
-
-
-def apply_policies(url: str | None = None) -> str | None:
-    """Community license: set refresh, compression and retention policies from config.
-    Returns "applied", "unchanged" (the policies already match: their schedule and run history
-    are kept), or None on the Apache edition, which has no policies (the pipeline refreshes and
-    runs ``retention`` itself)."""
-    cfg = get_config()
-    values = (cfg.ingest.incremental_days, cfg.aggregates.retention_days)
-    conn = connect(url, autocommit=True, application_name="mfs-policies")
-    try:
-        if migrations.edition(conn) != "timescale":
-            return None
-        with conn.cursor() as cur:
-            cur.execute("SELECT mfs_policies_match(%s, %s)", values)
-            if cur.fetchone()[0]:
-                return "unchanged"
-            cur.execute("SELECT mfs_apply_policies(%s, %s)", values)
-    finally:
-        conn.close()
-    return "applied"
-
-
-def after_migrate(url: str | None = None) -> list[str]:
-    """Everything the serving layer needs once the schema is current; returns what it did."""
-    done = [f"password set for {role}" for role in sync_role_passwords(url)]
-    counts = sync_sessions(url)
-    if counts.inserted or counts.updated:
-        done.append(f"market sessions: {counts.inserted} added, {counts.updated} updated")
-    if apply_policies(url) == "applied":
-        done.append("aggregate, compression and retention policies applied")
-    return done

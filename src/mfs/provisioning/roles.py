@@ -16,7 +16,7 @@ from mfs.logs import get_logger
 from mfs.storage.connection import connect
 
 ROLE_PASSWORD_ENV = {"mfs_writer": "MFS_WRITER_PASSWORD", "mfs_reader": "MFS_READER_PASSWORD"}
-log = get_logger("mfs.aggregates.roles")
+log = get_logger("mfs.provisioning.roles")
 
 
 def sync_role_passwords(url: str | None = None) -> list[str]:
