@@ -8,25 +8,25 @@ from prefect import flow
 from flows.common import apply_retention, fetch_bars, judged, refresh_aggregates
 from flows.features import features
 from mfs.config import get_config
+from mfs.flow_names import BACKFILL, COLLECT, FULL_BACKFILL
 from mfs.orchestration.locks import run_lock
 from mfs.orchestration.runtime import fetch_retry_options, flow_timeout, offline_requested
 
 
-@flow(name="backfill", timeout_seconds=flow_timeout("full_backfill"))
+@flow(name=BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))
 def backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
     """Bars for `days` (default ingest.backfill_days) of history, hourly and daily."""
     fetch = fetch_bars.with_options(**fetch_retry_options())
-    with run_lock("collect", get_config().orchestration.lock_wait_s):
-        return judged("backfill", lambda run_id: fetch(symbols, "1h", days, offline_requested(offline),
-                                                       run_id, backfill=True))
+    with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
+        return judged(BACKFILL, lambda run_id: fetch(symbols, None, days, offline_requested(offline),
+                                                     run_id, backfill=True))
 
 
-@flow(name="full-backfill", timeout_seconds=flow_timeout("full_backfill"))
+@flow(name=FULL_BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))
 def full_backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
     """symbols: default from config; days: default ingest.backfill_days (365); offline: synthetic Yahoo."""
     bars = backfill(symbols, days, offline)
-    feats = {interval: features(symbols, interval, full=True, market_hours_only=False, wait_for_collect=False)
-             for interval in get_config().intervals}
+    feats = features(symbols, None, full=True, market_hours_only=False, wait_for_collect=False)  # every interval
     aggregates = refresh_aggregates()
     retention = apply_retention()
     return {"bars": bars, "features": feats, "aggregates": aggregates, "retention": retention}

@@ -13,7 +13,8 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-NY = "America/New_York"
+from mfs.market import HALF_DAY_SESSION_BELOW, NY
+
 CALENDAR_START = "2000-01-01"  # real recorded test data (bokeh_sampledata) starts in 2000
 
 
@@ -52,7 +53,7 @@ def session_bounds(day) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def is_half_day(day) -> bool:
     open_, close = session_bounds(day)
-    return (close - open_) < pd.Timedelta(hours=6)
+    return (close - open_) < HALF_DAY_SESSION_BELOW
 
 
 def hourly_bar_starts(start, end) -> pd.DatetimeIndex:

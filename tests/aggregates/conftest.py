@@ -11,6 +11,7 @@ import pytest
 
 from mfs import calendar
 from mfs.storage import bulk, migrations
+from mfs.market import NY
 from mfs.storage.connection import connect
 
 # Internal state of the Apache-edition aggregates, emptied with the raw data before each test.
@@ -78,7 +79,7 @@ def write_features(url: str, bars: pd.DataFrame, version: int = 1) -> bulk.Upser
     """A few feature columns derived from the bars (values only need to differ per bar; the
     last bar of every third day has a NULL rsi_14, so "last value" must keep the NULL)."""
     ts = pd.DatetimeIndex(bars["ts"])
-    ny = ts.tz_convert(calendar.NY)
+    ny = ts.tz_convert(NY)
     rsi = (bars["close"].to_numpy() % 100).copy()
     last_of_day = ~pd.Series(ny.date).duplicated(keep="last").to_numpy()
     rsi[last_of_day & (ny.day % 3 == 0)] = np.nan

@@ -12,7 +12,8 @@ from mfs.aggregates import refresh
 from mfs.config import get_config
 from mfs.features import compute
 from mfs.ingest import backfill, collect
-from mfs.ingest.pipeline import MAX_HOURLY_DAYS, window_start
+from mfs.ingest.pipeline import window_start
+from mfs.market import MAX_HOURLY_DAYS
 from mfs.orchestration.artifacts import summary_markdown
 from mfs.sources.fake_yahoo import split_adjusted
 from mfs.sources.synthetic import synthetic_bars

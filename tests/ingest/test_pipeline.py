@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfs.calendar import NY
+from mfs.market import NY
 from mfs.cli.main import main
 from mfs.config import get_config
 from mfs.errors import RunFailedError, ValidationError

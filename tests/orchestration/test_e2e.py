@@ -19,6 +19,7 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
+from mfs import market
 from mfs.orchestration.deploy import deploy, run_full_backfill
 from mfs.orchestration.locks import run_lock
 from mfs.orchestration.stack import PrefectStack, prefect_database_url
@@ -26,7 +27,7 @@ from mfs.storage import migrations
 from mfs.storage.connection import connect, with_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-NY = ZoneInfo("America/New_York")
+NY = ZoneInfo(market.NY)
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "JPM"]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mfs.calendar import NY, daily_bar_label, hourly_bar_starts, sessions
+from mfs.calendar import daily_bar_label, hourly_bar_starts, sessions
+from mfs.market import NY
 from mfs.sources.synthetic import synthetic_bars, synthetic_market
 
 ASOF = pd.Timestamp("2025-12-31 23:00", tz="UTC")

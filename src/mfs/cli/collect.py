@@ -6,6 +6,8 @@ import argparse
 
 from mfs.cli.output import print_table
 from mfs.config import get_config
+from mfs.flow_names import COLLECT
+from mfs.market import INTERVALS
 from mfs.orchestration.locks import run_lock
 from mfs.runs import RunReport
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     offline_help = "use the synthetic Yahoo (deterministic market, clock MFS_SYNTHETIC_ASOF or now) instead of the network"
     col = sub.add_parser("collect", help="fetch recent bars of the configured (or given) symbols and upsert them")
     col.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    col.add_argument("--interval", choices=["1h", "1d"], default=None,
+    col.add_argument("--interval", choices=INTERVALS, default=None,
                      help="one interval (default: every configured interval, config intervals)")
     col.add_argument("--days", "--period", dest="days", type=period_days,
                      help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days); "
@@ -68,7 +70,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     # The same run lock as the collect/backfill flows: a second run waits (up to
     # orchestration.lock_wait_s) for the first instead of fetching and writing the same bars.
-    with run_lock("collect", get_config().orchestration.lock_wait_s):
+    with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
         report = collect(args.symbols, args.interval, days=args.days, offline=args.offline, raise_on_failure=False)
     return _finish(report)
 
@@ -76,6 +78,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from mfs.ingest import backfill
 
-    with run_lock("collect", get_config().orchestration.lock_wait_s):
+    with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
         report = backfill(args.symbols, days=args.days, offline=args.offline, raise_on_failure=False)
     return _finish(report)

@@ -6,6 +6,8 @@ import argparse
 
 from mfs.cli.output import print_json, print_table
 from mfs.config import get_config
+from mfs.flow_names import FEATURES
+from mfs.market import INTERVALS
 from mfs.orchestration.locks import run_lock
 from mfs.runs import RunReport
 
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute indicators per symbol in isolated worker processes (incremental unless --full)",
     )
     feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    feat.add_argument("--interval", choices=["1h", "1d"], default=None,
+    feat.add_argument("--interval", choices=INTERVALS, default=None,
                       help="one interval (default: every configured interval, config intervals)")
     feat.add_argument("--full", action="store_true",
                       help="recompute every feature row (after a definition change or a history correction)")
@@ -41,7 +43,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     symbols = args.symbols.split(",") if args.symbols else None
     # The features flow's run lock: two overlapping runs would compute and insert the same rows.
-    with run_lock("features", get_config().orchestration.lock_wait_s):
+    with run_lock(FEATURES, get_config().orchestration.lock_wait_s):
         report = compute(symbols, args.interval, full=args.full, raise_on_failure=False)
     if args.json:
         print_json({"run_id": report.run_id, "counts": report.counts(), "results": report.rows()})

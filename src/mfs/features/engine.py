@@ -21,8 +21,8 @@ import talib
 
 from mfs.errors import FeatureError
 from mfs.features.spec import FEATURES, Feature
+from mfs.market import NY
 
-NY = "America/New_York"
 
 
 def _talib_output(feature: Feature, inputs: dict[str, np.ndarray]) -> np.ndarray:

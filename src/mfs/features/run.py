@@ -18,14 +18,15 @@ from pebble import CONSTS, ProcessExpired, ProcessPool
 from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.features import worker
+from mfs.flow_names import FEATURES
 from mfs.features.spec import FEATURE_VERSION
 from mfs.logs import bind_context, get_logger
+from mfs.market import INTERVALS
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.storage.connection import database_url
 from mfs.symbols import normalize_symbol, normalize_symbols
 
 FAULTS_ENV = "MFS_FEATURE_FAULTS"
-INTERVALS = ("1h", "1d")
 log = get_logger("mfs.features")
 
 # pebble's pool threads poll at CONSTS.sleep_unit (0.1 s): a run waited ~0.1 s for its own pool to
@@ -103,7 +104,7 @@ def compute(
               "lookback_bars": fc.lookback_bars}
     if fault_map:
         params["faults"] = fault_map
-    with recorded_run("features", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+    with recorded_run(FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         started = time.perf_counter()
         pids: set[int] = set()

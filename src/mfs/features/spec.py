@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfs.market import NY
+
 FEATURE_VERSION = 1
 
 
@@ -95,9 +97,9 @@ FEATURES: list[Feature] = [
     Feature("volume_ratio_20", "numpy", {"expr": "volume / volume_sma_20"},
             "volume / volume_sma_20; NULL when volume_sma_20 is 0", 19),
     Feature("range_pct", "numpy", {"expr": "100 * (high - low) / close"}, "100 * (high - low) / close", 0),
-    Feature("hour_et", "numpy", {"tz": "America/New_York"},
+    Feature("hour_et", "numpy", {"tz": NY},
             "hour of the bar's start in New York (0 for daily bars, labelled at NY midnight)", 0, "int2"),
-    Feature("dow_et", "numpy", {"tz": "America/New_York"},
+    Feature("dow_et", "numpy", {"tz": NY},
             "day of week of the bar in New York, 0 = Monday … 6 = Sunday", 0, "int2"),
 ]
 

@@ -22,12 +22,14 @@ import pandas as pd
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
-from mfs.calendar import NY, latest_expected_bar
+from mfs.calendar import latest_expected_bar
 from mfs.config import get_config
+from mfs.flow_names import BACKFILL, COLLECT
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
 from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.logs import bind_context, get_logger
+from mfs.market import BAR_COLUMNS, INTERVALS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.sources import yahoo
 from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
@@ -35,8 +37,6 @@ from mfs.storage.connection import connection
 from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.ingest")
-MAX_HOURLY_DAYS = 729  # Yahoo serves 1h bars for the last 730 days; a day of margin for the clock
-INTERVALS = ("1h", "1d")
 MARKET_DATA_COLUMNS = [
     Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
     Column("open", "float8"), Column("high", "float8"), Column("low", "float8"), Column("close", "float8"),
@@ -94,7 +94,7 @@ def _bars_expected(interval: str, start: pd.Timestamp, asof: pd.Timestamp) -> bo
 
 
 def bars_frame() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in yahoo.BAR_COLUMNS}).astype({"ts": "datetime64[ns, UTC]", "volume": np.int64})
+    return pd.DataFrame({c: [] for c in BAR_COLUMNS}).astype({"ts": "datetime64[ns, UTC]", "volume": np.int64})
 
 
 def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float,
@@ -335,12 +335,12 @@ def collect(symbols: list[str] | None = None, interval: str | None = None, *, da
     if days <= 0:
         raise ValidationError(f"days must be > 0, got {days}")
     if "1h" in intervals and days > MAX_HOURLY_DAYS:
-        raise ValidationError(f"Yahoo serves hourly bars for the last 730 days only; {days} days asked "
+        raise ValidationError(f"Yahoo serves hourly bars for the last {YAHOO_HOURLY_DAYS} days only; {days} days asked "
                               f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)")
     chosen = _symbols(symbols)
     session, source, asof = _session_and_source(session, offline)
     params = {"symbols": chosen, "intervals": intervals, "days": days, "source": source, "asof": asof.isoformat()}
-    with recorded_run("collect", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+    with recorded_run(COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         for each in intervals:
             _ingest(report, chosen, each, days, session, source, asof)
@@ -360,14 +360,14 @@ def backfill(symbols=None, *, days: int | None = None, offline=False, session=No
     session, source, asof = _session_and_source(session, offline)
     params = {"symbols": chosen, "intervals": list(cfg.intervals), "days": days, "source": source,
               "asof": asof.isoformat()}
-    with recorded_run("backfill", params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+    with recorded_run(BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
                       raise_on_failure=raise_on_failure) as report:
         for interval in cfg.intervals:
             span = days
             if interval == "1h" and days > MAX_HOURLY_DAYS:
                 span = MAX_HOURLY_DAYS
                 note = (f"hourly history limited to the last {MAX_HOURLY_DAYS} days by Yahoo "
-                        f"(730-day limit); {days} days asked, daily bars cover all of them")
+                        f"({YAHOO_HOURLY_DAYS}-day limit); {days} days asked, daily bars cover all of them")
                 log.warning(note)
                 report.extra.setdefault("notes", []).append(note)
             _ingest(report, chosen, interval, span, session, source, asof)

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mfs.calendar import NY, hourly_bar_starts, sessions
+from mfs.calendar import hourly_bar_starts, sessions
+from mfs.market import BAR_COLUMNS, NY, PRICE_COLUMNS
 from mfs.errors import ValidationError
 
-PRICE_COLUMNS = ["open", "high", "low", "close"]
-REQUIRED_COLUMNS = ["ts", *PRICE_COLUMNS, "adj_close", "volume"]
 
 
 @dataclass
@@ -81,9 +80,9 @@ def _labels_between(interval: str, lo_ns: int, hi_ns: int) -> pd.DatetimeIndex:
 
 
 def _check_frame(bars: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
     if missing:
-        raise ValidationError(f"bars lack the column(s) {', '.join(missing)} (expected {', '.join(REQUIRED_COLUMNS)})")
+        raise ValidationError(f"bars lack the column(s) {', '.join(missing)} (expected {', '.join(BAR_COLUMNS)})")
     if not isinstance(bars["ts"].dtype, pd.DatetimeTZDtype):
         raise ValidationError(f"bar timestamps must be timezone-aware (UTC), got dtype {bars['ts'].dtype}: "
                               "a naive time is ambiguous (New York or UTC?)")
@@ -121,19 +120,19 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: p
         for i in np.flatnonzero(new):
             detail[i] = text(i)
 
-    numbers, wrong_type = _numbers(bars, PRICE_COLUMNS + ["volume", "adj_close"])
+    numbers, wrong_type = _numbers(bars, [*PRICE_COLUMNS, "volume", "adj_close"])
     prices, volume, adj = numbers[:, :4], numbers[:, 4], numbers[:, 5]
     o, h, lo, c = prices.T
 
     flag(bars["ts"].duplicated().to_numpy(), "duplicate_ts", lambda i: "a bar with this timestamp came earlier in the response")
     flag(wrong_type, "wrong_type", lambda i: "not a number: " + ", ".join(
-        f"{k}={bars[k].iloc[i]!r}" for k in PRICE_COLUMNS + ["volume", "adj_close"]
+        f"{k}={bars[k].iloc[i]!r}" for k in [*PRICE_COLUMNS, "volume", "adj_close"]
         if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number))))
     flag(~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume), "not_finite",
          lambda i: "missing or non-finite " + ", ".join(
-             k for k, v in zip(PRICE_COLUMNS + ["volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v)))
+             k for k, v in zip([*PRICE_COLUMNS, "volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v)))
     flag((prices <= 0).any(axis=1) | (np.isfinite(adj) & (adj <= 0)), "non_positive",
-         lambda i: "price ≤ 0: " + ", ".join(f"{k}={v}" for k, v in zip(PRICE_COLUMNS + ["adj_close"], list(prices[i]) + [adj[i]]) if v <= 0))
+         lambda i: "price ≤ 0: " + ", ".join(f"{k}={v}" for k, v in zip([*PRICE_COLUMNS, "adj_close"], list(prices[i]) + [adj[i]]) if v <= 0))
     flag((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h), "range",
          lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}")
     flag((volume < 0) | (np.floor(volume) != volume), "bad_volume", lambda i: f"volume {volume[i]} is negative or not an integer")

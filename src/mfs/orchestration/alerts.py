@@ -14,6 +14,7 @@ import os
 import sys
 
 from mfs.config import get_config
+from mfs.flow_names import flow_of_config_key
 from mfs.logs import get_logger
 
 log = get_logger("mfs.orchestration.alerts")
@@ -23,8 +24,6 @@ FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefec
 # Everything that ends a Running state; "Market closed" is our named Completed state.
 FINAL_EVENTS = FAILURE_EVENTS | {"prefect.flow-run.Completed", "prefect.flow-run.Cancelled",
                                  "prefect.flow-run.Market closed"}
-# runs.expected_runtime_s keys → Prefect flow names
-FLOW_NAMES = {"collect": "collect", "features": "features", "full_backfill": "full-backfill"}
 MIN_PROACTIVE_S = 10.0  # Prefect refuses proactive triggers with a shorter window
 PAYLOAD = ('{"text": "mfs alert: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}", '
            '"flow": "{{ flow.name }}", "flow_run_id": "{{ flow_run.id }}", '
@@ -52,13 +51,13 @@ def desired_automations(block_id) -> list:
     for key, seconds in sorted(runs.expected_runtime_s.items()):
         limit = max(MIN_PROACTIVE_S, seconds * runs.slow_factor)
         automations.append(AutomationCore(
-            name=f"{PREFIX}-slow-{FLOW_NAMES.get(key, key)}",
+            name=f"{PREFIX}-slow-{flow_of_config_key(key)}",
             description=f"POST when a {key} run is still running after {limit:.0f} s "
                         f"({runs.slow_factor} × expected {seconds:.0f} s)",
             trigger=EventTrigger(
                 after={"prefect.flow-run.Running"}, expect=FINAL_EVENTS,
                 match={"prefect.resource.id": "prefect.flow-run.*"},
-                match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES.get(key, key)},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow_of_config_key(key)},
                 for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
                 within=dt.timedelta(seconds=limit),
             ),

@@ -14,11 +14,11 @@ import yaml
 from mfs import paths
 from mfs.config import get_config
 from mfs.errors import ConfigError
+from mfs.flow_names import DEPLOYMENTS, FULL_BACKFILL
 from mfs.logs import get_logger
 from mfs.orchestration.stack import PrefectStack, StackError
 
 log = get_logger("mfs.orchestration.deploy")
-DEPLOYMENTS = {"yahoo-hourly": "collect", "features-hourly": "features", "full-backfill": "full-backfill"}
 
 
 def read_prefect_yaml() -> dict[str, Any]:
@@ -59,7 +59,7 @@ def run_full_backfill(stack: PrefectStack, offline: bool, days: int | None = Non
                       timeout_s: float = 3600) -> subprocess.CompletedProcess:
     """Trigger full-backfill and watch it: `prefect deployment run --watch` exits 0 on
     Completed and 1 otherwise; the caller decides what a failure means."""
-    args = ["deployment", "run", "full-backfill/full-backfill", "--watch",
+    args = ["deployment", "run", f"{FULL_BACKFILL}/full-backfill", "--watch",
             "--watch-timeout", str(int(timeout_s))]
     if offline:
         args += ["--param", "offline=true"]

@@ -21,6 +21,7 @@ from prefect.states import Completed, State
 from mfs.calendar import market_gate
 from mfs.config import get_config
 from mfs.errors import ConfigError, RunFailedError, SourceError, SymbolNotFoundError
+from mfs.flow_names import CONFIG_KEYS
 from mfs.logs import get_logger
 from mfs.orchestration.artifacts import publish_shards
 from mfs.runs import finish_run, start_run
@@ -38,7 +39,8 @@ def current_run_id() -> str | None:
 
 
 def flow_timeout(flow: str) -> float | None:
-    return get_config().orchestration.timeout_s.get(flow)
+    """orchestration.timeout_s of ``flow`` (a name of mfs.flow_names)."""
+    return get_config().orchestration.timeout_s.get(CONFIG_KEYS.get(flow, flow))
 
 
 def offline_requested(offline: bool) -> bool:

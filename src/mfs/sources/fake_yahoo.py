@@ -54,7 +54,8 @@ import pandas as pd
 import requests
 from requests.adapters import BaseAdapter
 
-from mfs.calendar import NY, daily_bar_label, nyse
+from mfs.calendar import daily_bar_label, nyse
+from mfs.market import INTERVALS, NY, YAHOO_HOURLY_DAYS
 from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
 
 # Real US tickers the offline Yahoo knows besides the configured ones (large caps and ETFs).
@@ -205,7 +206,7 @@ class SyntheticYahoo(BaseAdapter):
         interval = params.get("interval", "1d")
         if interval == "60m":
             interval = "1h"
-        if interval not in ("1h", "1d"):
+        if interval not in INTERVALS:
             return _response(request, 422, _error_body({"code": "Unprocessable Entity",
                                                         "description": f"Invalid input - interval={interval} is not supported by the offline Yahoo"}))
         asof = self.asof
@@ -216,10 +217,10 @@ class SyntheticYahoo(BaseAdapter):
             rng = params.get("range", "1mo")
             end = asof + pd.Timedelta(seconds=1)
             start = end - pd.Timedelta(days=_RANGE_DAYS.get(rng, 31))
-        if interval == "1h" and start < asof - pd.Timedelta(days=730):
+        if interval == "1h" and start < asof - pd.Timedelta(days=YAHOO_HOURLY_DAYS):
             return _response(request, 422, _error_body({"code": "Unprocessable Entity", "description": (
                 f"1h data not available for startTime={int(start.timestamp())} and endTime={int(end.timestamp())}. "
-                "The requested range must be within the last 730 days.")}))
+                f"The requested range must be within the last {YAHOO_HOURLY_DAYS} days.")}))
         empty = self._take(symbol, "empty")
         bars = None if empty else self.provider(symbol, interval, start, min(end, asof + pd.Timedelta(seconds=1)), asof)
         if bars is None and not empty:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mfs.calendar import daily_bar_label
+from mfs.market import NY
 
 RECORDED_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
 
@@ -31,6 +32,6 @@ def recorded_provider(symbol, interval, start, end, asof):
     bars = recorded_bars()
     if interval != "1d":
         return bars.iloc[0:0].drop(columns="symbol")
-    day_start = start.tz_convert("America/New_York").normalize().tz_convert("UTC")
+    day_start = start.tz_convert(NY).normalize().tz_convert("UTC")
     mask = (bars["symbol"] == symbol) & (bars["ts"] >= day_start) & (bars["ts"] < end) & (bars["ts"] <= asof)
     return bars.loc[mask].drop(columns="symbol").reset_index(drop=True)

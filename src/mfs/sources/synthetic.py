@@ -31,11 +31,10 @@ import numpy as np
 import pandas as pd
 
 from mfs.calendar import nyse
+from mfs.market import NY, check_interval
 
 HOUR_NS = 3_600_000_000_000
 REFERENCE_SESSION = np.datetime64("2024-01-02")  # p0 is the close of this session
-COLUMNS = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
-MAX_BARS_PER_SESSION = 7
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -195,8 +194,7 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
     Columns: ts (UTC; hourly = bar start, daily = ``mfs.calendar.daily_bar_label``), open, high,
     low, close, adj_close (NaN for 1h, like Yahoo), volume (int64).
     """
-    if interval not in ("1h", "1d"):
-        raise ValueError(f"interval must be '1h' or '1d', got {interval!r}")
+    check_interval(interval)
     start, end = _utc(start), _utc(end)
     asof = _utc(asof) if asof is not None else default_asof()
     days, opens, _closes, _counts = _schedule()
@@ -225,7 +223,7 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
         close = c[tails]
         asof_session = int(np.searchsorted(opens, asof.value, side="right")) - 1  # adjusted as Yahoo is at asof
         adj = np.round(close * _adjustment(model, sess, asof_session), 4)
-        labels = pd.DatetimeIndex(days[sess]).tz_localize("America/New_York").tz_convert("UTC")
+        labels = pd.DatetimeIndex(days[sess]).tz_localize(NY).tz_convert("UTC")
         frame = pd.DataFrame({
             "ts": labels.as_unit("ns"), "open": o[heads], "high": np.maximum.reduceat(h, heads),
             "low": np.minimum.reduceat(lo, heads), "close": close, "adj_close": adj,

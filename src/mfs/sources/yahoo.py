@@ -27,9 +27,9 @@ from yfinance.data import YfData
 from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
 from mfs.errors import RateLimitedError, SourceError, SymbolNotFoundError
+from mfs.market import BAR_COLUMNS, INTERVALS, NY
 
 CHART_URL = "https://query2.finance.yahoo.com/v8/finance/chart/{symbol}"
-BAR_COLUMNS = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
 _config_lock = threading.Lock()
 
 
@@ -68,7 +68,7 @@ def _frame(history: pd.DataFrame, interval: str) -> pd.DataFrame:
         return pd.DataFrame({c: [] for c in BAR_COLUMNS}).astype({"volume": np.int64})
     index = pd.DatetimeIndex(history.index)
     if index.tz is None:  # defensive: yfinance gives exchange-local aware timestamps
-        index = index.tz_localize("America/New_York")
+        index = index.tz_localize(NY)
     ts = index.tz_convert("UTC")
     # Yahoo sends no adjusted close for intraday bars; yfinance copies the close into
     # "Adj Close" then. Storing that copy would pass an unadjusted price off as adjusted.
@@ -103,8 +103,8 @@ def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=No
     Returns columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
     SymbolNotFoundError (with Yahoo's reason) or SourceError.
     """
-    if interval not in ("1h", "1d"):
-        raise SourceError(f"{symbol}: interval must be 1h or 1d, got {interval!r}")
+    if interval not in INTERVALS:
+        raise SourceError(f"{symbol}: interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     configure_yfinance()
     try:
         ticker = yf.Ticker(symbol, session=session)

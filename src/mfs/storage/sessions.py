@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mfs import calendar
+from mfs.market import HALF_DAY_SESSION_BELOW, NY
 from mfs.storage import bulk
 from mfs.storage.connection import connection
 
@@ -30,14 +31,14 @@ def session_rows(start=calendar.CALENDAR_START, end=None) -> dict[str, object]:
     sched = cal.schedule.loc[days]
     opens = pd.DatetimeIndex(sched["open"]).tz_convert("UTC")
     closes = pd.DatetimeIndex(sched["close"]).tz_convert("UTC")
-    starts = days.tz_localize(calendar.NY).tz_convert("UTC")
-    ends = (days + pd.Timedelta(days=1)).tz_localize(calendar.NY).tz_convert("UTC")
+    starts = days.tz_localize(NY).tz_convert("UTC")
+    ends = (days + pd.Timedelta(days=1)).tz_localize(NY).tz_convert("UTC")
     return {
         "day_start": starts,
         "day_end": ends,
         "open_utc": opens,
         "close_utc": closes,
-        "half_day": np.asarray((closes - opens) < pd.Timedelta(hours=6)),
+        "half_day": np.asarray((closes - opens) < HALF_DAY_SESSION_BELOW),
     }
 
 
