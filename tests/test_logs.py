@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
-from mfs.logs import mask_secrets
+import pytest
+
+from mfs.logs import bind_context, get_logger, mask_secrets
 
 SNIPPET = """
 from mfs.logs import bind_context, get_logger
@@ -45,3 +51,51 @@ def test_level_from_environment() -> None:
 
 def test_mask_key_value_passwords() -> None:
     assert mask_secrets("host=h password=abc user=u") == "host=h password=*** user=u"
+
+
+# --- what handlers we do not own see: Prefect's API handler, caplog, a plain logging.Formatter ---
+
+
+@pytest.fixture
+def plain_handler() -> Iterator[io.StringIO]:
+    """A stdlib handler with a default Formatter (``%(message)s``) on the ``mfs`` logger, as
+    Prefect's API handler is attached there."""
+    get_logger()  # configured, so our own handler is in place too
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter())
+    logging.getLogger("mfs").addHandler(handler)
+    yield stream
+    logging.getLogger("mfs").removeHandler(handler)
+
+
+def test_a_plain_handler_gets_a_readable_line_with_key_values_and_context(plain_handler) -> None:
+    log = get_logger("mfs.test")
+    with bind_context(run_id="r-42", flow="backfill", symbol="AAPL"):
+        log.info("ingest window", interval="1h", start=dt.datetime(2025, 12, 1, 5, tzinfo=dt.timezone.utc),
+                 symbols=10, counts={"inserted": 3}, reason="no bars")
+    assert plain_handler.getvalue() == (
+        'ingest window: interval=1h start=2025-12-01T05:00:00+00:00 symbols=10 counts={"inserted":3}'
+        ' reason="no bars" (flow=backfill run_id=r-42 symbol=AAPL)\n')
+
+
+def test_secrets_stay_masked_in_the_readable_message(plain_handler) -> None:
+    log = get_logger("mfs.test")
+    log.info("connecting", url="postgresql://mfs:hunter2@127.0.0.1:5432/mfs", options="host=h password=abc user=u")
+    try:
+        raise RuntimeError("dsn=postgresql://u:s3cret@h/db")
+    except RuntimeError:
+        log.exception("failed")
+    text = plain_handler.getvalue()
+    first, *rest = text.splitlines()
+    assert first == 'connecting: url=postgresql://mfs:***@127.0.0.1:5432/mfs options="host=h password=*** user=u"'
+    assert rest[0] == "failed" and rest[-1] == "RuntimeError: dsn=postgresql://u:***@h/db"
+    # the traceback comes once, masked: the record carries no exc_info a Formatter would print raw
+    assert text.count("Traceback") == 1
+    assert "hunter2" not in text and "abc" not in text and "s3cret" not in text and "{'" not in text
+
+
+def test_caplog_sees_the_readable_message(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="mfs"):
+        get_logger("mfs.test").info("ingest window", interval="1h", symbols=10)
+    assert "ingest window: interval=1h symbols=10" in caplog.messages
