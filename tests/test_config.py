@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mfs.config import load_config
+from mfs.config import RUNTIME_ENV, SECRET_ENV, load_config
 from mfs.errors import ConfigError
 from mfs.symbols import normalize_symbols
 
@@ -40,6 +40,45 @@ def test_bad_values_name_key_and_value(env: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(environ=env)
     assert message in str(err.value)
+
+
+def test_unknown_variable_is_named_in_the_one_message() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={"MFS_NOPE__DEEP": "1", "MFS_FEATURES__TIMEOUT_S": "-1"})
+    text = str(err.value)
+    assert "nope: unknown configuration key (from environment variable MFS_NOPE__DEEP)" in text
+    assert "features.timeout_s = -1" in text and text.count("invalid configuration") == 1
+
+
+def test_secret_and_runtime_variables_are_not_overrides() -> None:
+    assert load_config(environ=dict.fromkeys([*SECRET_ENV, *RUNTIME_ENV], "x")) == load_config(environ={})
+
+
+@pytest.mark.parametrize("raw", ["null", "~"])
+def test_env_null_clears_retention(raw: str) -> None:
+    assert load_config(environ={"MFS_AGGREGATES__RETENTION_DAYS": raw}).aggregates.retention_days is None
+
+
+def test_env_overrides_one_key_of_a_mapping() -> None:
+    cfg = load_config(environ={"MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "5", "MFS_INTERVALS": "[1d]"})
+    assert cfg.runs.expected_runtime_s == {"collect": 5.0, "features": 300.0, "full_backfill": 3600.0}
+    assert cfg.intervals == ["1d"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # YAML true is a bool, and the sections stay strict: no lax coercion to 1
+        ({"MFS_ORCHESTRATION__FETCH_RETRIES": "true"}, "orchestration.fetch_retries = True: Input should be a valid integer"),
+        ({"MFS_INTERVALS": "[1h"}, "intervals = '[1h': Input should be a valid list (from environment variable MFS_INTERVALS)"),
+        ({"MFS_SYMBOLS": "A B"}, "symbols[0] = 'A B': not a valid ticker"),
+        ({"MFS_SYMBOLS__X": "1"}, "symbols = {'x': '1'}"),
+    ],
+)
+def test_env_values_are_strict_yaml_and_name_their_variable(env: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=env)
+    assert message in str(err.value) and f"(from environment variable {next(iter(env))})" in str(err.value)
 
 
 def test_bad_yaml_file(tmp_path: Path) -> None:

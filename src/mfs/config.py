@@ -2,22 +2,31 @@
 
 Overrides address nested keys with a double underscore: ``MFS_FEATURES__TIMEOUT_S=10`` sets
 ``features.timeout_s``; ``MFS_SYMBOLS=AAPL,MSFT`` sets ``symbols``. Values are parsed as YAML
-scalars. Secrets are never read from YAML: they come from the environment only (see SECRET_ENV).
-An unknown key, a wrong type or an invalid symbol stops with a message naming key and value.
+(``null``, ``10``, ``[1h, 1d]``). Secrets are never read from YAML: they come from the environment
+only (see SECRET_ENV). An unknown key, a wrong type or an invalid symbol stops with one message
+naming key, value and where it came from.
+
+pydantic-settings merges the sources (environment over YAML over field defaults) and nests ``__``
+variables; ours (_EnvSource): the environment given, YAML values, refusing MFS_* naming no key.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from mfs import paths
 from mfs.errors import ConfigError
+from mfs.market import INTERVALS, Interval
 from mfs.symbols import normalize_symbols
 
 # Environment variables that are settings of their own, not overrides of a YAML key.
@@ -113,9 +122,16 @@ class AggregatesConfig(Section):
     )
 
 
-class Config(Section):
+class Config(BaseSettings):
+    # Not strict at this level (the sections and `intervals` are): for a strict settings class
+    # pydantic-settings coerces environment strings laxly before validation ('true' -> 1 for an int).
+    # No JSON decoding either: _EnvSource reads values as YAML, like the file.
+    model_config = SettingsConfigDict(
+        env_prefix="MFS_", env_nested_delimiter="__", enable_decoding=False, extra="forbid", frozen=True
+    )
+
     symbols: list[str] = Field(min_length=1)
-    intervals: list[Literal["1h", "1d"]] = Field(default_factory=lambda: ["1h", "1d"])
+    intervals: list[Interval] = Field(default_factory=lambda: list(INTERVALS), strict=True)
     database: DatabaseConfig = DatabaseConfig()
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()
@@ -126,64 +142,114 @@ class Config(Section):
     @field_validator("symbols", mode="before")
     @classmethod
     def _symbols(cls, value: Any) -> list[str]:
-        return normalize_symbols(value)
+        if not isinstance(value, (str, list)):  # a mapping (MFS_SYMBOLS__X=1) would pass as its keys
+            raise ValueError("expected a list of symbols or a comma-separated string")
+        try:
+            return normalize_symbols(value)
+        except ConfigError as exc:  # a validation error, so the message says where the symbols came from
+            raise PydanticCustomError("invalid_symbol", "{message}", {"message": str(exc)}) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_unused):  # type: ignore[override]
+        # Keyword arguments over environment over YAML over field defaults; no .env files or secret
+        # directories. load_config names the file and the environment (tests pass their own).
+        path, environ = _SOURCES.get() or (paths.config_path(), os.environ)
+        return init_settings, _EnvSource(settings_cls, environ), _YamlSource(settings_cls, yaml_file=path)
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, tuple[list[str], Any]]:
-    """Map MFS_A__B=value to (['a', 'b'], parsed value), keyed by the variable name."""
-    overrides = {}
-    for name, raw in environ.items():
-        if not name.startswith("MFS_") or name in SECRET_ENV or name in RUNTIME_ENV:
-            continue
-        path = [part.lower() for part in name[4:].split("__")]
-        value: Any = raw if path == ["symbols"] else yaml.safe_load(raw) if raw.strip() else raw
-        overrides[name] = (path, value)
-    return overrides
+# (YAML file, environment) of the load_config call in progress: settings_customise_sources is a
+# classmethod, pydantic-settings gives it no per-call arguments.
+_SOURCES: ContextVar[tuple[Path, Mapping[str, str]] | None] = ContextVar("mfs_config_sources", default=None)
 
 
-def _set_path(data: dict, path: list[str], value: Any, origin: str) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{origin}: {'.'.join(path)} does not name a configuration key")
-        node = child
-    node[path[-1]] = value
+def _overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The MFS_* variables that override YAML keys: not secrets, not runtime switches."""
+    return {name: value for name, value in environ.items()
+            if name.startswith("MFS_") and name not in SECRET_ENV and name not in RUNTIME_ENV}
 
 
-def _describe(error: dict, origins: dict[str, str]) -> str:
+def _yaml_values(value: Any) -> Any:
+    """Read environment strings as YAML scalars or flow collections, as the file would."""
+    if isinstance(value, dict):
+        return {key: _yaml_values(item) for key, item in value.items()}
+    try:
+        return yaml.safe_load(value) if isinstance(value, str) and value.strip() else value
+    except yaml.YAMLError:  # stays a string: validation then names key, value and variable
+        return value
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, given the environment, with YAML values, refusing unknown keys."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The hook pydantic-settings' own .env source overrides: here the given mapping, overrides only,
+        # lower-cased as pydantic-settings matches names case-insensitively.
+        return {name.lower(): value for name, value in _overrides(self._environ).items()}
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        # pydantic-settings ignores variables naming no field; handing them on lets extra="forbid"
+        # refuse them in the same message as any other error.
+        for name, raw in self.env_vars.items():
+            key = name[len(self.env_prefix):].split(self.env_nested_delimiter)[0]
+            if key not in self.settings_cls.model_fields:
+                data.setdefault(key, raw)
+        # symbols is a comma list (MFS_SYMBOLS=AAPL,MSFT), not YAML
+        return {key: value if key == "symbols" else _yaml_values(value) for key, value in data.items()}
+
+
+class _YamlSource(YamlConfigSettingsSource):
+    """YamlConfigSettingsSource whose file errors name the file."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file_path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file_path}: the top level must be a mapping of keys")
+        return data
+
+
+def _origin(loc: str, env_origins: dict[str, str], path: Path) -> str:
+    """The variable that set ``loc``, a key inside it or a section holding it; else the YAML file."""
+    parts = loc.split(".")
+    inside = [key for key in env_origins if key.startswith(loc + ".")]
+    keys = [loc, *inside, *(".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1))]
+    return next((env_origins[key] for key in keys if key in env_origins), str(path))
+
+
+def _describe(error: dict, env_origins: dict[str, str], path: Path) -> str:
     loc = ".".join(str(p) for p in error["loc"])
-    head = loc.split(".")[0]
-    source = origins.get(loc) or origins.get(head)
-    value = error.get("input")
     if error["type"] == "extra_forbidden":
         msg = f"{loc}: unknown configuration key"
+    elif error["type"] == "invalid_symbol":  # normalize_symbols names key and value: symbols[0] = 'A B'
+        msg = error["msg"]
     else:
-        msg = f"{loc} = {value!r}: {error['msg']}"
-    return f"{msg} (from {source})" if source else msg
+        msg = f"{loc} = {error.get('input')!r}: {error['msg']}"
+    return f"{msg} (from {_origin(loc, env_origins, path)})"
 
 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
     """Read YAML, apply environment overrides, validate. Raises ConfigError naming key and value."""
     path = Path(path) if path else paths.config_path()
     environ = dict(os.environ if environ is None else environ)
+    if not path.is_file():  # YamlConfigSettingsSource would silently skip it
+        raise ConfigError(f"configuration file not found: {path}")
+    token = _SOURCES.set((path, environ))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    origins = {key: str(path) for key in data}
-    for name, (key_path, value) in _env_overrides(environ).items():
-        _set_path(data, key_path, value, name)
-        origins[".".join(key_path)] = f"environment variable {name}"
-    try:
-        return Config.model_validate(data)
+        return Config()
     except ValidationError as exc:
-        lines = [_describe(e, origins) for e in exc.errors(include_url=False)]
+        env_origins = {".".join(name[4:].lower().split("__")): f"environment variable {name}"
+                       for name in _overrides(environ)}
+        lines = [_describe(e, env_origins, path) for e in exc.errors(include_url=False)]
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+    finally:
+        _SOURCES.reset(token)
 
 
 @lru_cache(maxsize=1)
