@@ -14,6 +14,8 @@ import psycopg2
 import sqlalchemy
 import ta
 
+from mfs.market import NY
+
 COLUMNS = [
     "return_1", "return_5", "return_20", "log_return_1", "sma_5", "sma_10", "sma_20", "sma_50",
     "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "bb_upper",
@@ -53,7 +55,7 @@ def indicators(df: pd.DataFrame) -> pd.DataFrame:
     out["volume_sma_20"] = v.rolling(20).mean()
     out["volume_ratio_20"] = v / out["volume_sma_20"]
     out["range_pct"] = (h - lo) / c
-    ny = df["ts"].dt.tz_convert("America/New_York")
+    ny = df["ts"].dt.tz_convert(NY)
     out["hour_et"], out["dow_et"] = ny.dt.hour.astype(float), ny.dt.dayofweek.astype(float)
     return out.replace([np.inf, -np.inf], np.nan)
 

@@ -1,6 +1,8 @@
 """The benchmark: ingest, COPY ceiling, feature backfill, incremental hour, aggregate refresh,
 queries, peak memory, and the replaced design side by side — all in one run, on a scratch
-database created and dropped here, fed by the synthetic market.
+database created and dropped here, fed by the synthetic market. On the community edition also
+storage before and after compression, queries on compressed data and a split rewrite of
+compressed history (mfs.bench.compression).
 
 Contenders that are compared are run alternately (``rounds`` times) and summarised by medians:
 these 2-core machines are shared and noisy.
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mfs import calendar
+from mfs.bench import compression
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.features import compute
@@ -28,11 +31,17 @@ from mfs.ingest.pipeline import MARKET_DATA_COLUMNS, store_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.synthetic import synthetic_bars
+from mfs.storage import migrations
 from mfs.storage.bulk import copy_rows
 from mfs.storage.connection import connect, connection
 
 log = get_logger("mfs.bench")
 BASELINE_WORKER = Path(__file__).with_name("baseline_worker.py")
+# One symbol's daily bars straight from its hourly ones: the work ohlcv_1d spares a reader. Unlike
+# ohlcv_1d (materialized, and uncompressed, below its watermark) it reads the compressed chunks.
+RAW_DAILY = """SELECT time_bucket('1 day', ts, 'America/New_York'), first(open, ts), max(high), min(low),
+                      last(close, ts), sum(volume)
+               FROM market_data WHERE symbol = %s AND interval = '1h' AND ts >= %s GROUP BY 1"""
 
 
 def bench_symbols(n: int) -> list[str]:
@@ -142,8 +151,98 @@ def _ours_round(symbols: list[str]) -> float:
     return seconds
 
 
+def _license() -> str:
+    with connection() as conn:
+        return migrations.license(conn)
+
+
+def _ingest_phase(frames: dict[str, pd.DataFrame], data: dict[str, object], asof: pd.Timestamp, rounds: int,
+                  progress: Callable[[str], None]) -> dict[str, Any]:
+    bars = len(data["ts"])
+    progress(f"ingest vs raw COPY of {bars:,} bars, alternating ×{rounds}")
+    ingest_s, copy_s = [], []
+    for _ in range(rounds):
+        copy_s.append(_raw_copy(data))
+        _execute("TRUNCATE market_data")
+        seconds, _report = _ingest(frames, asof)
+        ingest_s.append(seconds)
+    _execute("DROP TABLE IF EXISTS bench_copy")
+    out = {"ingest_rows_per_s": round(bars / statistics.median(ingest_s)),
+           "copy_rows_per_s": round(bars / min(copy_s))}  # the fastest COPY: the ceiling
+    out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
+    return out
+
+
+def _backfill_phase(symbols: list[str], bars: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    progress(f"full feature backfill of {len(symbols)} symbols")
+    seconds, report = _timed(lambda: compute(symbols, "1h", full=True))
+    _expect_written(report, bars, "feature backfill")
+    out = {"features_backfill_s": round(seconds, 2)}
+    progress("first aggregate refresh (after the backfill)")
+    out["aggregate_backfill_refresh_s"] = round(_timed(_refresh)[0], 2)
+    return out
+
+
+def _query_phase(symbol: str, start: pd.Timestamp, suffix: str, community: bool) -> dict[str, Any]:
+    """The serving queries; on the community edition also the raw daily GROUP BY, which reads the
+    hourly bars themselves (ohlcv_1d reads its materialization, uncompressed, below the watermark)."""
+    out = {f"query_daily_1y{suffix}_ms": _query_ms(
+               "SELECT * FROM ohlcv_1d WHERE symbol = %s AND day >= %s ORDER BY day", (symbol, start)),
+           f"query_latest{suffix}_ms": _query_ms("SELECT * FROM latest_features WHERE interval = '1h'", ())}
+    if community:
+        out[f"query_raw_daily{suffix}_ms"] = _query_ms(RAW_DAILY, (symbol, start))
+    return {key: round(value, 2) for key, value in out.items()}
+
+
+def _compression_phase(symbol: str, start: pd.Timestamp, asof: pd.Timestamp,
+                       progress: Callable[[str], None]) -> dict[str, Any]:
+    progress("compressing the history older than the ingest window, queries on it")
+    out = compression.compress_history(asof)
+    if out["compressed_chunks"]:
+        out |= _query_phase(symbol, start, "_compressed", community=True)
+    else:
+        progress(f"no chunk ends before {compression.compression_horizon(asof)}: nothing compressed (use more --days)")
+    return out
+
+
+def _new_hour_phase(symbols: list[str], asof: pd.Timestamp, last_ts: dict[str, pd.Timestamp],
+                    progress: Callable[[str], None]) -> dict[str, Any]:
+    progress("one new hour for every symbol: ingest, incremental features, aggregate refresh")
+    next_asof = _next_hour(asof)
+    new = _frames(symbols, asof - pd.Timedelta(hours=1), next_asof, next_asof)
+    new = {s: f[f["ts"] > last_ts[s]] for s, f in new.items()}
+    out: dict[str, Any] = {"new_hour_bars": int(sum(len(f) for f in new.values()))}
+    out["ingest_new_hour_s"] = round(_ingest(new, next_asof)[0], 3)
+    seconds, report = _timed(lambda: compute(symbols, "1h"))
+    _expect_written(report, out["new_hour_bars"], "incremental feature run")
+    out["features_incremental_s"] = round(seconds, 3)
+    out["aggregate_refresh_s"] = round(_timed(_refresh)[0], 3)
+    return out
+
+
+def _baseline_phase(url: str, subset: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    progress(f"baseline (replaced design) vs ours on {len(subset)} symbols, alternating ×{rounds}")
+    _create_baseline_table()
+    base, ours = [], []
+    for _ in range(rounds):
+        base.append(_baseline_round(url, subset) / len(subset))
+        ours.append(_ours_round(subset) / len(subset))
+    out = {"baseline_s_per_symbol": round(statistics.median(base), 4),
+           "ours_s_per_symbol": round(statistics.median(ours), 4)}
+    out["baseline_speedup"] = round(out["baseline_s_per_symbol"] / out["ours_s_per_symbol"], 1)
+    return out
+
+
 def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int = 3,
-        progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+        progress: Callable[[str], None] = lambda message: None, server: str | None = None) -> dict[str, Any]:
+    """Every figure, on a scratch database on ``server`` (an admin URL; default the store's).
+
+    Order: ingest/COPY, feature backfill, first refresh, queries, baseline — all on uncompressed
+    data, as they always were — then, on the community edition, compression of the history older
+    than the ingest window and the queries again; then the new hour (against that compressed
+    history) and, last, a split rewrite of one symbol's compressed history. The baseline runs
+    before compression because its full recompute upserts over the whole history, which on
+    compressed chunks would time decompression instead of the feature engine."""
     asof = pinned_asof()
     start = asof - pd.Timedelta(days=days)
     symbols = bench_symbols(n_symbols)
@@ -154,56 +253,24 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
     out: dict[str, Any] = {"symbols": n_symbols, "bars": bars, "days": days, "asof": asof.isoformat(),
                            "bars_path": "frames (synthetic market → validation → binary COPY upsert); "
                                         "yfinance parsing is not on this path", "generate_s": round(gen_s, 2)}
-    with scratch_database() as url, PeakRss() as peak:
-        progress(f"ingest vs raw COPY of {bars:,} bars, alternating ×{rounds}")
-        ingest_s, copy_s = [], []
-        for _ in range(rounds):
-            copy_s.append(_raw_copy(data))
-            _execute("TRUNCATE market_data")
-            seconds, _report = _ingest(frames, asof)
-            ingest_s.append(seconds)
-        _execute("DROP TABLE IF EXISTS bench_copy")
-        out["ingest_rows_per_s"] = round(bars / statistics.median(ingest_s))
-        out["copy_rows_per_s"] = round(bars / min(copy_s))  # the fastest COPY: the ceiling
-        out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
+    with scratch_database(server=server) as url, PeakRss() as peak:
+        out["edition"] = _license()
+        community = out["edition"] == "timescale"
+        out |= _ingest_phase(frames, data, asof, rounds, progress)
         # The year of input frames is the benchmark's, not the store's: released before the
         # feature runs so the peak RSS measures their workers (~450 -> ~200 MB in this process).
         last_ts = {s: f["ts"].max() for s, f in frames.items()}
         del frames, data
-
-        progress(f"full feature backfill of {n_symbols} symbols")
-        seconds, report = _timed(lambda: compute(symbols, "1h", full=True))
-        _expect_written(report, bars, "feature backfill")
-        out["features_backfill_s"] = round(seconds, 2)
-        progress("first aggregate refresh (after the backfill)")
-        out["aggregate_backfill_refresh_s"] = round(_timed(_refresh)[0], 2)
-
-        progress("one new hour for every symbol: ingest, incremental features, aggregate refresh")
-        next_asof = _next_hour(asof)
-        new = _frames(symbols, asof - pd.Timedelta(hours=1), next_asof, next_asof)
-        new = {s: f[f["ts"] > last_ts[s]] for s, f in new.items()}
-        out["new_hour_bars"] = int(sum(len(f) for f in new.values()))
-        out["ingest_new_hour_s"] = round(_ingest(new, next_asof)[0], 3)
-        seconds, report = _timed(lambda: compute(symbols, "1h"))
-        _expect_written(report, out["new_hour_bars"], "incremental feature run")
-        out["features_incremental_s"] = round(seconds, 3)
-        out["aggregate_refresh_s"] = round(_timed(_refresh)[0], 3)
-
+        out |= _backfill_phase(symbols, bars, progress)
         progress("queries")
-        out["query_daily_1y_ms"] = round(_query_ms(
-            "SELECT * FROM ohlcv_1d WHERE symbol = %s AND day >= %s ORDER BY day", (symbols[0], start)), 2)
-        out["query_latest_ms"] = round(_query_ms("SELECT * FROM latest_features WHERE interval = '1h'", ()), 2)
-
-        subset = symbols[:baseline_n]
-        progress(f"baseline (replaced design) vs ours on {baseline_n} symbols, alternating ×{rounds}")
-        _create_baseline_table()
-        base, ours = [], []
-        for _ in range(rounds):
-            base.append(_baseline_round(url, subset) / baseline_n)
-            ours.append(_ours_round(subset) / baseline_n)
-        out["baseline_s_per_symbol"] = round(statistics.median(base), 4)
-        out["ours_s_per_symbol"] = round(statistics.median(ours), 4)
-        out["baseline_speedup"] = round(out["baseline_s_per_symbol"] / out["ours_s_per_symbol"], 1)
+        out |= _query_phase(symbols[0], start, "", community)
+        out |= _baseline_phase(url, symbols[:baseline_n], rounds, progress)
+        if community:
+            out |= _compression_phase(symbols[0], start, asof, progress)
+        out |= _new_hour_phase(symbols, asof, last_ts, progress)
+        if out.get("compressed_chunks"):
+            progress(f"split re-adjustment of {symbols[0]}'s compressed history, aggregate refresh")
+            out |= compression.split_rewrite(symbols[0], start, _next_hour(asof))
     out["peak_rss_mb"] = round(peak.mb, 1)
     return out
 

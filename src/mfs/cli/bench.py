@@ -1,8 +1,10 @@
-"""``mfs bench``: throughput figures side by side with the replaced design."""
+"""``mfs bench``: throughput figures side by side with the replaced design, on the store's server
+or on local clusters of either TimescaleDB edition (``--edition``), both in one run if asked."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mfs.cli.output import print_json, print_table, progress
 
@@ -12,6 +14,7 @@ SUMMARY_KEYS = ["ingest_rows_per_s", "copy_rows_per_s", "ingest_vs_copy", "featu
 TARGETS = {"ingest_rows_per_s": ">= 150000", "ingest_vs_copy": ">= 0.7", "features_backfill_s": "<= 15 (500 symbols)",
            "features_incremental_s": "<= 3", "aggregate_refresh_s": "<= 1", "query_daily_1y_ms": "<= 10",
            "peak_rss_mb": "<= 1024", "baseline_speedup": ">= 50"}
+BOTH = ("timescale", "apache")  # the community edition first: the ratio column is apache / timescale
 
 
 def _positive(text: str) -> int:
@@ -27,18 +30,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=_positive, default=365, help="days of hourly history (default 365)")
     p.add_argument("--baseline-symbols", type=_positive, default=20, help="symbols for the side-by-side baseline (default 20)")
     p.add_argument("--rounds", type=_positive, default=3, help="alternating rounds of compared contenders (default 3)")
+    p.add_argument("--edition", choices=["timescale", "apache", "both"],
+                   help="run on a local cluster of this TimescaleDB edition (started when needed; 'both': one after "
+                        "the other, side by side); default the store's own server. Not with MFS_DATABASE_URL")
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     p.set_defaults(func=cmd_bench)
 
 
+def is_timed(key: str) -> bool:
+    """A duration (seconds or milliseconds), not a rate like rows_per_s."""
+    return key.endswith(("_s", "_ms", "_s_per_symbol")) and not key.endswith("_per_s")
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON shape of one run: the summary figures, the edition, and every other figure."""
+    top = {k: result[k] for k in SUMMARY_KEYS} | {"edition": result["edition"]}
+    return top | {"details": {k: v for k, v in result.items() if k not in top}}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from mfs.bench.runner import run
+    from mfs.bench.scratch import edition_server
 
+    editions = BOTH if args.edition == "both" else (args.edition,)
+    # Every server first: a refusal or a cluster that cannot start ends the command before a long run.
+    servers = {edition: edition_server(edition) if edition else None for edition in editions}
+    results = {}
     with progress("mfs bench") as report:
-        result = run(args.symbols, args.days, min(args.baseline_symbols, args.symbols), args.rounds, report)
-    rows = [(k, result[k], TARGETS.get(k, "")) for k in SUMMARY_KEYS]
-    details = [(k, v, "") for k, v in result.items() if k not in SUMMARY_KEYS]
-    print_table("benchmark", ["figure", "value", "target"], rows + details)
+        for edition, server in servers.items():
+            label = f"[{edition}] " if len(servers) > 1 else ""
+            results[edition] = run(args.symbols, args.days, min(args.baseline_symbols, args.symbols), args.rounds,
+                                   lambda message, label=label: report(label + message), server=server)
+    if len(results) == 1:
+        (result,) = results.values()
+        rows = [(k, result[k], TARGETS.get(k, "")) for k in SUMMARY_KEYS]
+        details = [(k, v, "") for k, v in result.items() if k not in SUMMARY_KEYS]
+        print_table("benchmark", ["figure", "value", "target"], rows + details)
+        if args.json:
+            print_json(summary(result))
+        return 0
+    print_table("benchmark", ["figure", *results, " / ".join(reversed(results)), "target"], _side_by_side(results))
     if args.json:
-        print_json({k: result[k] for k in SUMMARY_KEYS} | {"details": {k: v for k, v, _ in details}})
+        print_json({"editions": {edition: summary(result) for edition, result in results.items()}})
     return 0
+
+
+def _side_by_side(results: dict[str, dict[str, Any]]) -> list[tuple]:
+    """One row per figure (summary figures first), a column per edition, and for durations the
+    ratio of the second edition to the first; a figure one edition lacks is blank there."""
+    keys = list(dict.fromkeys(["edition", *SUMMARY_KEYS, *(k for result in results.values() for k in result)]))
+    first, second = results.values()
+    rows = []
+    for key in keys:
+        a, b = first.get(key), second.get(key)
+        ratio = round(b / a, 2) if is_timed(key) and a and b is not None else ""
+        rows.append((key, a, b, ratio, TARGETS.get(key, "")))
+    return rows
