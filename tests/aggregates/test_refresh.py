@@ -14,6 +14,7 @@ import pytest
 from mfs import aggregates, provisioning
 from mfs.config import get_config
 from mfs.errors import StorageError
+from mfs.market import NY
 from mfs.storage.connection import connect
 from tests.aggregates.conftest import execute, make_bars, query, write_bars, write_features
 
@@ -169,3 +170,25 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         assert retention == [("features", f"{days} days"), ("market_data", f"{days} days")]
     finally:  # the session database is shared: no background compression or retention under later tests
         execute(agg_db, "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")
+
+
+def test_bars_deleted_in_the_current_week_leave_every_aggregate(agg_db, assert_aggregates_match) -> None:
+    """The current (incomplete) day and week: after bars are deleted there, or the tables emptied,
+    every aggregate still equals the from-scratch GROUP BY (the hierarchical weekly aggregate
+    once kept a truncated current week)."""
+    now = pd.Timestamp.now(tz=NY)
+    monday = (now - pd.Timedelta(days=now.dayofweek)).normalize()
+    last_week_to_monday = make_bars("AAPL", (monday - pd.Timedelta(days=7)).date(), monday.date(), seed=3)
+    write_bars(agg_db, last_week_to_monday)
+    write_features(agg_db, last_week_to_monday)
+    aggregates.refresh()
+    execute(agg_db, "TRUNCATE market_data, features")  # a store emptied to be reloaded
+    aggregates.refresh()
+    assert query(agg_db, "SELECT (SELECT count(*) FROM ohlcv_1d), (SELECT count(*) FROM ohlcv_1w), "
+                         "(SELECT count(*) FROM features_1d)") == [(0, 0, 0)]
+    this_week = make_bars("MSFT", monday.date(), (monday + pd.Timedelta(days=4)).date(), seed=4)
+    write_bars(agg_db, this_week)
+    aggregates.refresh()
+    execute(agg_db, "DELETE FROM market_data WHERE ts >= %s", (monday.tz_convert("UTC") + pd.Timedelta(days=1),))
+    aggregates.refresh()
+    assert_aggregates_match(agg_db)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from mfs import aggregates, calendar, provisioning
 from mfs.config import get_config
+from mfs.market import NY
 from mfs.storage.connection import connect
 from mfs.storage.sessions import sync_sessions
 from tests.aggregates.conftest import make_bars, query, write_bars, write_features
@@ -41,7 +42,7 @@ def _recent_bars(symbol: str, sessions_back: int, skip: int | None = None, end_b
     bars = bars[bars["ts"] <= now]
     if skip is not None:
         day = days[-skip]
-        bars = bars[pd.DatetimeIndex(bars["ts"]).tz_convert(calendar.NY).normalize().tz_localize(None) != day]
+        bars = bars[pd.DatetimeIndex(bars["ts"]).tz_convert(NY).normalize().tz_localize(None) != day]
     return bars.reset_index(drop=True), days
 
 
@@ -51,6 +52,7 @@ def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_cloc
     msft, _ = _recent_bars("MSFT", 30, end_back=3, seed=1)
     write_bars(agg_db, aapl)
     write_bars(agg_db, msft)
+    aggregates.refresh()  # as every pipeline run does: days below a continuous aggregate's watermark need it
     now = pd.Timestamp.now(tz="UTC")
     expected = calendar.latest_expected_bar(now, "1h")
 
@@ -70,7 +72,7 @@ def test_daily_bar_freshness_and_latest_features(agg_db, settled_clock) -> None:
     aapl, days = _recent_bars("AAPL", 10)
     write_bars(agg_db, aapl)
     write_features(agg_db, aapl)
-    daily = aapl.groupby(pd.DatetimeIndex(aapl["ts"]).tz_convert(calendar.NY).normalize().tz_localize(None)).agg(
+    daily = aapl.groupby(pd.DatetimeIndex(aapl["ts"]).tz_convert(NY).normalize().tz_localize(None)).agg(
         open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"), volume=("volume", "sum"))
     daily = daily.assign(symbol="AAPL", interval="1d", ts=[calendar.daily_bar_label(d) for d in daily.index])
     write_bars(agg_db, daily.reset_index(drop=True))

@@ -24,11 +24,12 @@ from typing import Any
 
 import pandas as pd
 
-from mfs.storage.sessions import sync_sessions
 from mfs.errors import StorageError
 from mfs.logs import get_logger
+from mfs.market import NY
 from mfs.storage import migrations
 from mfs.storage.connection import connect
+from mfs.storage.sessions import sync_sessions
 
 REFRESH_LOCK_KEY = 0x6D66735F616767  # "mfs_agg": one refresh at a time per database
 AGGREGATES = ("ohlcv_1d", "ohlcv_1w", "features_1d")  # dependency order (weekly reads daily)
@@ -55,7 +56,7 @@ def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
     except (ValueError, TypeError):
         raise StorageError(f"refresh: {name}={value!r} is not a date or timestamp") from None
     # A bare date means that New York calendar day (market concept); aware values are instants.
-    return ts.tz_localize("America/New_York").tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.tz_localize(NY).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def refresh(start: datetime | str | None = None, end: datetime | str | None = None, *,
@@ -148,9 +149,14 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
-    """NULL..NULL refreshes every invalidated range; an explicit window is widened to whole
+    """Without a window: every invalidated range; for the hierarchical ohlcv_1w only up to now,
+    so its current, incomplete week stays with real-time aggregation (materialized, it kept rows
+    truncated from ohlcv_1d through every later refresh). An explicit window is widened to whole
     New York weeks so each aggregate's window covers complete buckets."""
-    window = (None, None)
+    windows = {a: (None, None) for a in AGGREGATES}
+    with conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        windows["ohlcv_1w"] = (None, cur.fetchone()[0])
     if lo is not None:
         with conn.cursor() as cur:
             cur.execute(
@@ -159,9 +165,9 @@ def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                                   interval '7 days')""",
                 (lo, hi),
             )
-            window = cur.fetchone()
+            windows = dict.fromkeys(AGGREGATES, cur.fetchone())
     with conn.cursor() as cur:
         for aggregate in AGGREGATES:
-            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (aggregate, *window))
+            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (aggregate, *windows[aggregate]))
     # The server does not report what it materialized; -1 says "not counted".
     return {a: -1 for a in AGGREGATES}, {a: -1 for a in AGGREGATES}
