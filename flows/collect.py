@@ -12,8 +12,7 @@ from flows.common import fetch_bars, judged
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.orchestration.locks import run_lock
-from mfs.orchestration.runtime import (fetch_retry_options, flow_timeout, market_closed_state,
-                                       offline_requested, run_shards)
+from mfs.orchestration.runtime import flow_timeout, market_closed_state, offline_requested, run_shards
 
 
 @flow(name=COLLECT, timeout_seconds=flow_timeout(COLLECT))
@@ -31,6 +30,5 @@ def collect(symbols: list[str] | None = None, interval: str | None = None, days:
     if shards > 1:
         with run_lock(COLLECT, wait_s):
             return run_shards({"symbols": symbols, "interval": interval, "days": days, "offline": offline}, shards)
-    fetch = fetch_bars.with_options(**fetch_retry_options())
     with nullcontext() if shard_of else run_lock(COLLECT, wait_s):  # the parent holds it for shards
-        return judged(COLLECT, lambda run_id: fetch(symbols, interval, days, offline, run_id))
+        return judged(COLLECT, lambda run_id: fetch_bars(symbols, interval, days, offline, run_id))

@@ -15,8 +15,9 @@ from mfs.runs import RunReport
 @task(name="fetch-yahoo-bars")
 def fetch_bars(symbols: list[str] | None, interval: str | None, days: int | None, offline: bool,
                run_id: str | None, backfill: bool = False) -> RunReport:
-    """Yahoo → validated bars → market_data. Retries (exponential backoff + jitter) are set by
-    the caller from config with ``fetch_retry_options()``; failed symbols are in the report."""
+    """Yahoo → validated bars → market_data; failed symbols are in the report. Not retried as a
+    task: ``mfs.ingest`` retries each request itself and never raises a Yahoo error, and a task
+    retry would fetch every symbol again."""
     from mfs import ingest
 
     if backfill:
@@ -59,4 +60,4 @@ def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
     outcome = ("failed" if failed > tolerance else "completed") + (f" with {failed} failed symbol(s)" if failed else "")
     publish(flow, [report], outcome, tolerance=tolerance)
     report.raise_if_failed(tolerance)
-    return report.counts()
+    return report.counts().as_dict()

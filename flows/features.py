@@ -21,7 +21,7 @@ def features(symbols: list[str] | None = None, interval: str | None = None, full
              wait_for_collect: bool = True) -> dict | State:
     """interval: 1h or 1d, default every configured interval; full: recompute all history
     instead of new bars; wait_for_collect: start only once a collection still writing bars has
-    finished (the replaced system raced it by 5 minutes)."""
+    finished (scheduled five minutes after each collection, which can take longer than that)."""
     if market_hours_only and (closed := market_closed_state(asof, FEATURES)):
         return closed
     wait_s = get_config().orchestration.lock_wait_s

@@ -10,16 +10,15 @@ from flows.features import features
 from mfs.config import get_config
 from mfs.flow_names import BACKFILL, COLLECT, FULL_BACKFILL
 from mfs.orchestration.locks import run_lock
-from mfs.orchestration.runtime import fetch_retry_options, flow_timeout, offline_requested
+from mfs.orchestration.runtime import flow_timeout, offline_requested
 
 
 @flow(name=BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))
 def backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
     """Bars for `days` (default ingest.backfill_days) of history, hourly and daily."""
-    fetch = fetch_bars.with_options(**fetch_retry_options())
     with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
-        return judged(BACKFILL, lambda run_id: fetch(symbols, None, days, offline_requested(offline),
-                                                     run_id, backfill=True))
+        return judged(BACKFILL, lambda run_id: fetch_bars(symbols, None, days, offline_requested(offline),
+                                                          run_id, backfill=True))
 
 
 @flow(name=FULL_BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))

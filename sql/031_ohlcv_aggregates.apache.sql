@@ -1,6 +1,7 @@
--- Daily and weekly OHLCV on the Apache edition, where continuous aggregates are refused
--- (mission.md §3). Same public names and columns as the community-license continuous aggregates
--- (031_ohlcv_aggregates.timescale.sql); the design mirrors theirs with one improvement:
+-- Daily and weekly OHLCV on the Apache edition, where TimescaleDB refuses continuous aggregates
+-- (they need the community license). Same public names and columns as the community-license
+-- continuous aggregates (031_ohlcv_aggregates.timescale.sql); the design mirrors theirs with one
+-- improvement:
 --
 --   writes ──statement triggers──▶ aggregate_invalidations (source, symbol, interval, lo, hi)
 --   mfs.aggregates.refresh(): recompute only the invalidated New York days/weeks into the
@@ -25,7 +26,7 @@ CREATE TABLE aggregate_invalidations (
 CREATE INDEX aggregate_invalidations_symbol ON aggregate_invalidations (source, symbol);
 
 -- One row per (symbol, interval) per statement: an hourly upsert of 500 symbols logs 500 rows,
--- a year's backfill of one symbol one row (measured ~16% of raw COPY speed, mission.md §3).
+-- a year's backfill of one symbol one row (measured ~16% of raw COPY speed).
 CREATE FUNCTION log_aggregate_invalidation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN

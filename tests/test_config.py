@@ -69,7 +69,7 @@ def test_env_overrides_one_key_of_a_mapping() -> None:
     ("env", "message"),
     [
         # YAML true is a bool, and the sections stay strict: no lax coercion to 1
-        ({"MFS_ORCHESTRATION__FETCH_RETRIES": "true"}, "orchestration.fetch_retries = True: Input should be a valid integer"),
+        ({"MFS_INGEST__MAX_ATTEMPTS": "true"}, "ingest.max_attempts = True: Input should be a valid integer"),
         ({"MFS_INTERVALS": "[1h"}, "intervals = '[1h': Input should be a valid list (from environment variable MFS_INTERVALS)"),
         ({"MFS_SYMBOLS": "A B"}, "symbols[0] = 'A B': not a valid ticker"),
         ({"MFS_SYMBOLS__X": "1"}, "symbols = {'x': '1'}"),

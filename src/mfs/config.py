@@ -98,7 +98,8 @@ class RunsConfig(Section):
 
 
 class OrchestrationConfig(Section):
-    """Prefect: work pool, local server port, flow timeouts and retries of the Yahoo fetch task."""
+    """Prefect: work pool, local server port, flow timeouts, run locks. (Yahoo requests are
+    retried per request by ingest: ``ingest.max_attempts``.)"""
 
     work_pool: str = Field("mfs-process", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     server_port: int = Field(4200, ge=1024, le=65535, description="local Prefect server (127.0.0.1 only)")
@@ -106,9 +107,6 @@ class OrchestrationConfig(Section):
         default_factory=lambda: {"collect": 3000.0, "features": 3000.0, "full_backfill": 10800.0},
         description="flow timeouts; hourly flows stay under an hour so runs never overlap",
     )
-    fetch_retries: int = Field(2, ge=0, le=10, description="retries of a Yahoo fetch task that raised")
-    retry_delay_s: float = Field(10.0, ge=0, description="first retry delay; doubles per retry, with jitter")
-    retry_jitter: float = Field(0.5, ge=0, le=1, description="random extra delay, fraction of the delay")
     lock_wait_s: float = Field(1800.0, ge=0, description="how long a run waits for the previous run of its flow")
 
 

@@ -24,7 +24,6 @@ BAR_COLUMNS = ("ts", *PRICE_COLUMNS, "adj_close", "volume")
 
 # A session shorter than this is a half day (NYSE closes at 13:00 on them: 4 hourly bars, not 7).
 HALF_DAY_SESSION_BELOW = timedelta(hours=6)
-FULL_SESSION_HOURLY_BARS = 7
 
 # Yahoo serves hourly bars for the last 730 days only; a day of margin for the clock.
 YAHOO_HOURLY_DAYS = 730

@@ -36,8 +36,71 @@ class SymbolResult:
     updated: int = 0
     quarantined: int = 0
     written: int = 0
+    # Seconds of this symbol's work. Work done for a whole batch at once is shared out equally
+    # (the ingest write, a features worker's batch), so a run's durations add up to its busy time.
     duration_s: float = 0.0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """The measured wall time of a batch of symbols done together (a features worker task:
+    reads, maths and write in one transaction); per-symbol times inside it are not measured."""
+
+    stage: str
+    symbols: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """A run's totals over its symbol results, with its notes and run-level facts; ``as_dict``
+    is the JSON of ``pipeline_runs.counts``, of a flow's result and of ``--json``."""
+
+    result_count: int = 0  # symbol × stage results
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+    written: int = 0
+    symbols_ok: int = 0
+    symbols_failed: int = 0
+    symbols_skipped: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # RunReport.extra: status, the features run's settings
+
+    @classmethod
+    def of(cls, report: RunReport) -> RunCounts:
+        results = report.results
+        reasons: Counter = Counter()
+        for r in results:
+            reasons.update(r.quarantine_reasons)
+        statuses = Counter(r.status for r in results)
+        return cls(result_count=len(results), fetched=sum(r.fetched for r in results),
+                   inserted=sum(r.inserted for r in results), updated=sum(r.updated for r in results),
+                   quarantined=sum(r.quarantined for r in results), written=sum(r.written for r in results),
+                   symbols_ok=statuses["ok"], symbols_failed=statuses["failed"],
+                   symbols_skipped=statuses["skipped"], quarantine_reasons=dict(reasons),
+                   notes=list(report.notes), extra=dict(report.extra))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys readers of pipeline_runs.counts know: row totals once there is a result, a
+        ``symbols_<status>`` per status that occurred, ``quarantine_reasons`` and ``notes`` when
+        there are any, then the run-level facts."""
+        out: dict[str, Any] = {}
+        if self.result_count:
+            out.update(fetched=self.fetched, inserted=self.inserted, updated=self.updated,
+                       quarantined=self.quarantined, written=self.written)
+        for status in ("ok", "failed", "skipped"):
+            if n := getattr(self, f"symbols_{status}"):
+                out[f"symbols_{status}"] = n
+        if self.quarantine_reasons:
+            out["quarantine_reasons"] = dict(self.quarantine_reasons)
+        if self.notes:
+            out["notes"] = list(self.notes)
+        out.update(self.extra)
+        return out
 
 
 @dataclass
@@ -46,6 +109,10 @@ class RunReport:
     flow: str
     results: list[SymbolResult] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # What a reader of the run should know besides the counts: the hourly 730-day cap, a history
+    # Yahoo re-adjusted and that was rewritten.
+    notes: list[str] = field(default_factory=list)
+    batches: list[BatchTiming] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -58,19 +125,8 @@ class RunReport:
         what runs.failed_symbol_tolerance counts."""
         return list(dict.fromkeys(r.symbol for r in self.failed))
 
-    def counts(self) -> dict[str, Any]:
-        totals = Counter()
-        reasons: Counter = Counter()
-        for r in self.results:
-            totals.update(fetched=r.fetched, inserted=r.inserted, updated=r.updated,
-                          quarantined=r.quarantined, written=r.written)
-            totals[f"symbols_{r.status}"] += 1
-            reasons.update(r.quarantine_reasons)
-        out: dict[str, Any] = dict(totals)
-        if reasons:
-            out["quarantine_reasons"] = dict(reasons)
-        out.update(self.extra)
-        return out
+    def counts(self) -> RunCounts:
+        return RunCounts.of(self)
 
     def rows(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.results]
@@ -138,7 +194,7 @@ def _record_outcome(report: RunReport, status: str, error: str | None, *, attemp
     for attempt in range(attempts):
         try:
             record_results(report.run_id, report.results)
-            finish_run(report.run_id, status, report.counts(), error)
+            finish_run(report.run_id, status, report.counts().as_dict(), error)
             return
         except StorageError as exc:
             if attempt == attempts - 1:

@@ -16,7 +16,7 @@ from mfs.config import get_config
 from mfs.errors import StorageError
 from mfs.market import NY
 from mfs.storage.connection import connect
-from tests.aggregates.conftest import execute, make_bars, query, write_bars, write_features
+from tests.aggregates.aggregate_helpers import execute, make_bars, query, write_bars, write_features
 
 SYMBOLS = ("AAPL", "MSFT")
 # Four weeks around the 2024-03-10 DST change, two around the 2024-11-29 half day.

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from mfs import aggregates, provisioning
 from mfs.storage.connection import connect
-from tests.aggregates.conftest import execute, make_bars, query, write_bars
+from tests.aggregates.aggregate_helpers import execute, make_bars, query, write_bars
 
 SERVING = {"market_data", "features", "symbols", "market_sessions", "ohlcv_1d", "ohlcv_1w", "features_1d",
            "latest_features", "data_freshness", "missing_sessions", "stored_series", "expected_bars"}
@@ -134,6 +134,7 @@ def test_a_refused_refresh_is_one_line_from_the_shell(agg_db, edition) -> None:
     assert "insufficient_privilege" in lines[0] and password not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_writer_runs_every_pipeline_step_from_the_shell(role_urls, agg_db, edition) -> None:
     """The extra-worker setup: every verb a worker machine runs, connected as mfs_writer, on
     history that lies in compressed chunks on the community edition."""

@@ -14,11 +14,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mfs import aggregates, calendar, provisioning
-from mfs.config import get_config
 from mfs.market import NY
 from mfs.storage.connection import connect
 from mfs.storage.sessions import sync_sessions
-from tests.aggregates.conftest import make_bars, query, write_bars, write_features
+from tests.aggregates.aggregate_helpers import make_bars, query, write_bars, write_features
 
 
 @pytest.fixture
@@ -112,10 +111,8 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
 
 
 @pytest.mark.parametrize("days", [None, 3650])
-def test_retention_keeps_recent_and_aggregated_history(agg_db, days, monkeypatch, request) -> None:
-    monkeypatch.setenv("MFS_AGGREGATES__RETENTION_DAYS", "null")  # None: retention not configured
-    get_config.cache_clear()
-    request.addfinalizer(get_config.cache_clear)
+def test_retention_keeps_recent_and_aggregated_history(agg_db, days, config_env) -> None:
+    config_env(MFS_AGGREGATES__RETENTION_DAYS="null")  # None: retention not configured
     write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
     aggregates.refresh()
     recent, _ = _recent_bars("AAPL", 3)
@@ -136,12 +133,11 @@ def test_retention_keeps_recent_and_aggregated_history(agg_db, days, monkeypatch
     assert query(agg_db, "SELECT count(*) FROM ohlcv_1d") == before  # the aggregates keep their history
 
 
-def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, monkeypatch) -> None:
+def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, config_env) -> None:
     write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))
     recent, _ = _recent_bars("AAPL", 3)
     write_bars(agg_db, recent)
-    monkeypatch.setenv("MFS_AGGREGATES__RETENTION_LOCK_TIMEOUT_S", "0.3")
-    get_config.cache_clear()
+    config_env(MFS_AGGREGATES__RETENTION_LOCK_TIMEOUT_S="0.3")
     reader = connect(agg_db)  # a long analytical query, still open on 2024's chunk
     pool = ThreadPoolExecutor(1)  # a retention that waited for the lock must fail this test, not hang it
     try:
@@ -154,8 +150,7 @@ def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, monkeypatch) 
         reader.rollback()  # releases a retention still waiting, so the pool can shut down
         reader.close()
         pool.shutdown()
-        monkeypatch.undo()
-        get_config.cache_clear()
+        config_env.undo()
     result = aggregates.retention(retention_days=100)  # the next run, the query gone
     assert result["skipped"] == {} and len(result["dropped"]["market_data"]) >= 1
     assert query(agg_db, "SELECT count(*) FROM market_data") == [(len(recent),)]

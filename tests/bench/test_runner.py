@@ -108,6 +108,14 @@ def test_an_edition_is_refused_when_the_store_is_an_external_server(db_url):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_without_ta_the_benchmark_says_in_one_line_how_to_install_its_baseline():
+    # An interpreter where `ta` cannot be imported (a None entry in sys.modules hides a module).
+    hide_ta = "import sys; sys.modules['ta'] = None; from mfs.cli.main import main; sys.exit(main(['bench']))"
+    result = subprocess.run([sys.executable, "-c", hide_ta], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "mfs: error: the benchmark's baseline needs the ta package: pip install 'mfs[bench]'"
+
+
 def test_side_by_side_rows_have_a_column_per_edition_and_a_ratio_for_durations_only():
     community = {"edition": "timescale", "ingest_rows_per_s": 200, "aggregate_refresh_s": 0.5, "compress_s": 1.0}
     apache = {"edition": "apache", "ingest_rows_per_s": 100, "aggregate_refresh_s": 2.0}

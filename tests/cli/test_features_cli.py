@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "features"))
-
-from feature_helpers import insert_bars, make_bars  # noqa: E402
-
-from mfs.cli.main import main  # noqa: E402
+from mfs.cli.main import main
+from tests.features.feature_helpers import insert_bars, make_bars
 
 
 def test_features_command_prints_a_summary_and_exits_zero(conn, capsys):

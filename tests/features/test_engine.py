@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import ta
+import talib
+import talib.abstract
 from bokeh_sampledata import stocks
 
 from mfs.errors import FeatureError
 from mfs.features import engine
 from mfs.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
+from tests.features.feature_helpers import make_bars
 
 REAL = ["AAPL", "IBM", "MSFT", "GOOG"]
 RTOL = 1e-9
@@ -258,6 +261,70 @@ def test_mfi_typical_price_ties_carry_no_flow_in_both():
     theirs = ta.volume.MFIIndicator(df.high, df.low, df.close, df.volume, 14).money_flow_index().to_numpy()
     assert_close(ours["mfi_14"], theirs, 14, "mfi_14 with ties")
     assert_close(ours["mfi_14"], references(df)["mfi_14"], 14, "mfi_14 reference with ties")
+
+
+def direct_talib(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every TA-Lib column of the spec by a direct ``talib.<FUNC>`` call, written out by hand."""
+    h, lo, c, v = (np.ascontiguousarray(df[k], dtype=np.float64) for k in ("high", "low", "close", "volume"))
+    macd = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
+    stoch = talib.STOCHF(h, lo, c, fastk_period=14, fastd_period=3, fastd_matype=0)
+    return {
+        "return_1": talib.ROCP(c, timeperiod=1), "return_5": talib.ROCP(c, timeperiod=5),
+        "return_20": talib.ROCP(c, timeperiod=20),
+        **{f"sma_{k}": talib.SMA(c, timeperiod=k) for k in (5, 10, 20, 50, 200)},
+        "ema_12": talib.EMA(c, timeperiod=12), "ema_26": talib.EMA(c, timeperiod=26),
+        "macd": macd[0], "macd_signal": macd[1], "macd_hist": macd[2],
+        "rsi_14": talib.RSI(c, timeperiod=14),
+        "atr_14": talib.ATR(h, lo, c, timeperiod=14), "natr_14": talib.NATR(h, lo, c, timeperiod=14),
+        "adx_14": talib.ADX(h, lo, c, timeperiod=14), "plus_di_14": talib.PLUS_DI(h, lo, c, timeperiod=14),
+        "minus_di_14": talib.MINUS_DI(h, lo, c, timeperiod=14),
+        "stoch_k": stoch[0], "stoch_d": stoch[1],
+        "willr_14": talib.WILLR(h, lo, c, timeperiod=14), "cci_20": talib.CCI(h, lo, c, timeperiod=20),
+        "obv": talib.OBV(c, v), "mfi_14": talib.MFI(h, lo, c, v, timeperiod=14),
+        "roc_10": talib.ROC(c, timeperiod=10), "volume_sma_20": talib.SMA(v, timeperiod=20),
+    }
+
+
+# The engine turns TA-Lib's 0 for an undefined value into NULL on these; every other TA-Lib column
+# is stored exactly as TA-Lib returns it.
+NULLED_WHEN_DEGENERATE = {"rsi_14", "stoch_k", "stoch_d", "willr_14", "cci_20", "adx_14", "plus_di_14",
+                          "minus_di_14", "mfi_14"}
+
+
+def degenerate_hourly() -> pd.DataFrame:
+    """Random-walk hourly bars with a flat stretch, unchanged closes and zero volumes."""
+    df = make_bars(1750, seed=11)
+    df.loc[300:340, ["open", "high", "low", "close"]] = df.loc[300, "close"]
+    df.loc[600:660, "volume"] = 0
+    df.loc[900:930, ["open", "high", "low", "close"]] = df.loc[899, "close"]
+    return df
+
+
+@pytest.mark.parametrize("source", [*REAL, "degenerate_hourly"])
+def test_talib_columns_are_bit_identical_to_direct_talib_calls(source):
+    df = degenerate_hourly() if source == "degenerate_hourly" else real_bars(source)
+    ours, theirs = compute(df), direct_talib(df)
+    assert set(theirs) == {f.name for f in FEATURES if f.function != "numpy"}
+    for name, want in theirs.items():
+        got = ours[name]
+        if name not in NULLED_WHEN_DEGENERATE:
+            assert np.array_equal(got, want, equal_nan=True), name
+            continue
+        kept = ~np.isnan(got)
+        assert np.isnan(got[np.isnan(want)]).all(), f"{name}: a value where TA-Lib has none"
+        assert kept.sum() > len(df) // 2, f"{name}: too few rows compared"
+        assert np.array_equal(got[kept], want[kept]), f"{name}: differs from TA-Lib on the rows it keeps"
+        if source != "degenerate_hourly":
+            assert np.array_equal(got, want, equal_nan=True), f"{name}: NULLed on real bars"
+        else:
+            assert (np.isnan(got) & ~np.isnan(want)).any(), f"{name}: the flat stretches were not NULLed"
+
+
+def test_the_spec_warmup_of_a_talib_column_is_talib_lookback():
+    for f in FEATURES:
+        if f.function != "numpy":
+            params = {k: v for k, v in f.params.items() if k not in ("output", "input")}
+            assert talib.abstract.Function(f.function, **params).lookback == f.warmup, f.name
 
 
 # --- degenerate input -----------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import os
 import threading
 
 import pytest
-from feature_helpers import insert_bars, make_bars, read_features
 
 from mfs.errors import RunFailedError
 from mfs.features import compute
 from mfs.storage.connection import connect, dispose_engines
+from tests.features.feature_helpers import insert_bars, make_bars, read_features
 
 pytestmark = pytest.mark.faults
 
@@ -22,8 +22,9 @@ REASONS = {"SEGV": "worker killed by SIGSEGV", "KILL": "worker killed by SIGKILL
 GOOD = ["GOOD1", "GOOD2", "GOOD3"]
 
 
-def test_each_fault_fails_only_its_symbol_and_the_run_reports_it(conn, features_config):
-    features_config(timeout_s=3, workers=2, worker_memory_mb=1024)
+@pytest.mark.slow
+def test_each_fault_fails_only_its_symbol_and_the_run_reports_it(conn, config_env):
+    config_env(MFS_FEATURES__TIMEOUT_S=3, MFS_FEATURES__WORKERS=2, MFS_FEATURES__WORKER_MEMORY_MB=1024)
     symbols = ["GOOD1", "SEGV", "KILL", "GOOD2", "HANG", "OOM", "BOOM", "GOOD3"]
     bars = {s: make_bars(260, seed=i) for i, s in enumerate(symbols)}
     for s in symbols:
@@ -70,8 +71,8 @@ def test_unknown_fault_kind_is_a_clear_error(db):
         compute(["AAA"], "1h", faults={"AAA": "explode"})
 
 
-def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, features_config):
-    features_config(workers=2, max_tasks_per_worker=2, batch_size=1)
+def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, config_env):
+    config_env(MFS_FEATURES__WORKERS=2, MFS_FEATURES__MAX_TASKS_PER_WORKER=2, MFS_FEATURES__BATCH_SIZE=1)
     dispose_engines()  # idle pooled connections left by earlier tests are not this run's
     symbols = [f"R{i:02d}" for i in range(12)]
     for i, s in enumerate(symbols):

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feature_helpers import insert_bars, make_bars, read_features
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mfs.features import compute, engine
 from mfs.features.spec import FEATURE_NAMES, FEATURE_VERSION, FEATURES
 from mfs.storage.connection import connect
+from tests.features.feature_helpers import insert_bars, make_bars, read_features
 
 RTOL = 1e-9
 
@@ -90,17 +90,17 @@ def run_incremental_history(db_url, bars: pd.DataFrame, splits: list[int], lookb
 @pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_property_incremental_equals_full_on_random_split_points(db_url, features_config, data):
+def test_property_incremental_equals_full_on_random_split_points(db_url, config_env, data):
     """Split points anywhere — inside the warm-up, right after the look-back, near the end."""
-    features_config(lookback_bars=400, workers=1)
+    config_env(MFS_FEATURES__LOOKBACK_BARS=400, MFS_FEATURES__WORKERS=1)
     n = 1100
     splits = sorted(set(data.draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=3), label="splits")))
     seed = data.draw(st.integers(0, 10_000), label="seed")
     run_incremental_history(db_url, make_bars(n, seed=seed), splits)
 
 
-def test_incremental_window_is_anchored_and_reads_only_the_lookback(conn, features_config):
-    features_config(lookback_bars=400)
+def test_incremental_window_is_anchored_and_reads_only_the_lookback(conn, config_env):
+    config_env(MFS_FEATURES__LOOKBACK_BARS=400)
     bars = make_bars(1000, seed=7)
     insert_bars(conn, "ANC", "1h", bars.iloc[:990])
     compute(["ANC"], "1h")

@@ -4,12 +4,12 @@ OBV anchor reproduces the full-history values — the two facts incremental runs
 from __future__ import annotations
 
 import numpy as np
-from feature_helpers import make_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mfs.features import engine
 from mfs.features.spec import FEATURE_NAMES
+from tests.features.feature_helpers import make_bars
 
 
 def run(bars, start=0, anchor=None):

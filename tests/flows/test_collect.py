@@ -11,24 +11,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.collect import collect
-from mfs.config import get_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 UTC = dt.timezone.utc
 
 
 @pytest.fixture(autouse=True)
-def _no_retry_sleep(monkeypatch: pytest.MonkeyPatch):
-    # Prefect's retry delays really sleep: keep retries, drop the waiting.
-    monkeypatch.setenv("MFS_ORCHESTRATION__RETRY_DELAY_S", "0")
-    monkeypatch.setenv("MFS_SYMBOLS", "AAPL,MSFT")
+def _symbols_and_clock(config_env):
     # The offline Yahoo's clock: a Friday afternoon, so a 3-day window always holds sessions
     # (with the real clock, a Tuesday morning after a Monday holiday would hold none).
-    monkeypatch.setenv("MFS_SYNTHETIC_ASOF", "2026-11-20T20:00:00Z")
-    get_config.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_config.cache_clear()
+    config_env(MFS_SYMBOLS="AAPL,MSFT", MFS_SYNTHETIC_ASOF="2026-11-20T20:00:00Z")
 
 
 def artifacts_of(flow_run_id) -> dict[str, object]:
@@ -72,9 +64,8 @@ def test_injected_failed_symbol_ends_failed_and_the_artifact_lists_it(conn):
     assert stored["1h"] > 0 and stored["1d"] > 0
 
 
-def test_failures_within_the_tolerance_complete_and_are_listed(conn, monkeypatch):
-    monkeypatch.setenv("MFS_RUNS__FAILED_SYMBOL_TOLERANCE", "1")
-    get_config.cache_clear()
+def test_failures_within_the_tolerance_complete_and_are_listed(conn, config_env):
+    config_env(MFS_RUNS__FAILED_SYMBOL_TOLERANCE="1")
     state = collect(symbols=["AAPL", "ZZZZ"], days=3, offline=True, market_hours_only=False, return_state=True)
 
     # ZZZZ fails in both intervals: one failed symbol, within a tolerance of one.

@@ -12,7 +12,6 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.features import features
 from mfs import ingest
-from mfs.config import get_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 
@@ -25,9 +24,8 @@ def table_of(flow_run_id, key: str) -> dict[tuple[str, str], dict]:
     return {(row["symbol"], row["stage"]): row for row in data}
 
 
-def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatch):
-    monkeypatch.setenv("MFS_SYMBOLS", "AAPL,MSFT")
-    get_config.cache_clear()
+def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatch, config_env):
+    config_env(MFS_SYMBOLS="AAPL,MSFT")
     ingest.collect(["AAPL", "MSFT"], days=30, offline=True)
     monkeypatch.setenv("MFS_FEATURE_FAULTS", json.dumps({"MSFT": "raise"}))
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 import pytest
 
 from flows.full_backfill import full_backfill
-from mfs.config import get_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 
 
-def test_full_backfill_lands_bars_features_and_aggregates(conn, monkeypatch):
-    monkeypatch.setenv("MFS_SYMBOLS", "AAPL,MSFT")
-    monkeypatch.setenv("MFS_ORCHESTRATION__RETRY_DELAY_S", "0")
-    get_config.cache_clear()
+def test_full_backfill_lands_bars_features_and_aggregates(conn, config_env):
+    config_env(MFS_SYMBOLS="AAPL,MSFT")
     state = full_backfill(days=40, offline=True, return_state=True)
 
     assert state.is_completed(), state

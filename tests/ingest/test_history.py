@@ -12,12 +12,12 @@ from mfs.aggregates import refresh
 from mfs.config import get_config
 from mfs.features import compute
 from mfs.ingest import backfill, collect
-from mfs.ingest.pipeline import window_start
+from mfs.ingest.run import window_start
 from mfs.market import MAX_HOURLY_DAYS
 from mfs.orchestration.artifacts import summary_markdown
 from mfs.sources.fake_yahoo import split_adjusted
 from mfs.sources.synthetic import synthetic_bars
-from tests.aggregates.conftest import REFERENCE, features_reference
+from tests.aggregates.aggregate_helpers import REFERENCE, features_reference
 from mfs.features.spec import FEATURE_NAMES
 from tests.ingest.test_pipeline import rows, scalar
 
@@ -58,7 +58,7 @@ def test_a_dividend_after_missed_runs_readjusts_the_whole_stored_history(conn, f
 
     for symbol in ("KO", "AAPL"):  # the gap is filled and every stored bar is as Yahoo serves it now
         assert_same(stored(conn, symbol, "1d"), served(symbol, "1d", first[symbol], after))
-    notes = report.extra.get("notes", [])
+    notes = report.notes
     assert len(notes) == 1 and notes[0].startswith("KO 1d: Yahoo re-adjusted the history") and "adj_close" in notes[0]
     now = stored(conn, "KO", "1d").set_index("ts")
     old = stale.set_index("ts")["adj_close"]
@@ -78,10 +78,10 @@ def test_a_split_readjusts_hourly_and_daily_history_and_the_features_follow(conn
 
     for interval in ("1h", "1d"):
         assert_same(stored(conn, "PEP", interval), served("PEP", interval, first[interval], after, split))
-    assert sorted(n.split(":")[0] for n in report.extra["notes"]) == ["PEP 1d", "PEP 1h"]
+    assert sorted(n.split(":")[0] for n in report.notes) == ["PEP 1d", "PEP 1h"]
     assert "- PEP 1h: Yahoo re-adjusted the history" in summary_markdown("collect", [report], "completed")
     assert stored(conn, "PEP", "1h")["close"].iloc[0] < served("PEP", "1h", first["1h"], before)["close"].iloc[0] / 3
-    assert report.counts()["quarantined"] == 0  # the adjusted history has no jump at the split
+    assert report.counts().quarantined == 0  # the adjusted history has no jump at the split
 
     compute(["PEP"])  # incremental: every re-adjusted bar is stale, so all of them are recomputed
     incremental = scalar(conn, FEATURES_CHECKSUM)
@@ -94,7 +94,7 @@ def test_an_unchanged_history_is_not_fetched_again(conn, fake_yahoo):
     backfill(["KO", "MSFT"], days=30, session=fake_yahoo(asof="2025-11-25 16:10Z"))
     asof = pd.Timestamp("2025-11-25 17:15Z")
     report = collect(["KO", "MSFT"], session=fake_yahoo(asof=asof))
-    assert "notes" not in report.extra
+    assert not report.notes
     start = window_start(asof, get_config().ingest.incremental_days)
     for r in report.results:  # each fetched its window only (counted in bars: request counts vary
         # with yfinance's timezone probes, whose SQLite cache may be busy)
@@ -107,7 +107,7 @@ def test_hourly_bars_older_than_yahoos_limit_resume_at_the_limit(conn, fake_yaho
     backfill(["MSFT"], days=10, session=fake_yahoo(asof="2023-06-02 21:10Z"))
     later = "2025-11-25 21:10Z"
     report = collect(["MSFT"], "1h", session=fake_yahoo(asof=later))
-    assert report.failed == [] and "notes" not in report.extra
+    assert report.failed == [] and not report.notes
     floor = window_start(pd.Timestamp(later), MAX_HOURLY_DAYS)
     hourly = stored(conn, "MSFT", "1h")
     assert_same(hourly[hourly["ts"] >= floor].reset_index(drop=True), served("MSFT", "1h", floor, later))
@@ -141,7 +141,7 @@ def test_a_split_rewrites_compressed_history_and_the_aggregates_catch_up(conn, d
 
     for interval in ("1h", "1d"):
         assert_same(stored(conn, "PEP", interval), served("PEP", interval, first[interval], after, split))
-    assert sorted(n.split(":")[0] for n in report.extra["notes"]) == ["PEP 1d", "PEP 1h"]
+    assert sorted(n.split(":")[0] for n in report.notes) == ["PEP 1d", "PEP 1h"]
     ko = stored(conn, "KO", "1h")
     pd.testing.assert_frame_equal(ko.iloc[:len(untouched) - 2], untouched.iloc[:-2])  # but the partial bars
     for name, reference in REFERENCE.items():

@@ -9,7 +9,6 @@ import pytest
 
 from mfs.market import NY
 from mfs.cli.main import main
-from mfs.config import get_config
 from mfs.errors import RunFailedError, ValidationError
 from mfs.ingest import backfill, collect
 from mfs.sources.synthetic import synthetic_bars
@@ -137,9 +136,8 @@ def test_rate_limit_then_success_is_retried_and_stored(conn, fake_yahoo):
     assert scalar(conn, "SELECT count(*) FROM market_data WHERE symbol = 'AAPL'") == result(report, "AAPL", "1d").inserted > 0
 
 
-def test_permanent_rate_limit_fails_after_bounded_attempts(conn, fake_yahoo, monkeypatch):
-    monkeypatch.setenv("MFS_INGEST__MAX_ATTEMPTS", "3")
-    get_config.cache_clear()
+def test_permanent_rate_limit_fails_after_bounded_attempts(conn, fake_yahoo, config_env):
+    config_env(MFS_INGEST__MAX_ATTEMPTS="3")
     session = fake_yahoo(asof=ASOF, faults={"MSFT": "rate_limit"})
     report = collect(["AAPL", "MSFT"], "1d", days=10, session=session, raise_on_failure=False)
     failed = result(report, "MSFT", "1d")
@@ -149,9 +147,8 @@ def test_permanent_rate_limit_fails_after_bounded_attempts(conn, fake_yahoo, mon
     assert result(report, "AAPL", "1d").status == "ok"
 
 
-def test_damaged_responses_are_retried_then_fail_clearly(conn, fake_yahoo, monkeypatch):
-    monkeypatch.setenv("MFS_INGEST__MAX_ATTEMPTS", "2")
-    get_config.cache_clear()
+def test_damaged_responses_are_retried_then_fail_clearly(conn, fake_yahoo, config_env):
+    config_env(MFS_INGEST__MAX_ATTEMPTS="2")
     session = fake_yahoo(asof=ASOF, faults={"PEP": "malformed", "KO": "truncated", "V": "timeout:1", "MA": "empty"})
     report = collect(["PEP", "KO", "V", "MA"], "1d", days=10, session=session, raise_on_failure=False)
     status = {r.symbol: (r.status, r.reason or "") for r in report.results}
@@ -168,7 +165,7 @@ def test_bad_bars_are_quarantined_and_the_good_ones_stored(conn, fake_yahoo):
     assert aapl.quarantine_reasons == {"not_finite": 1, "non_positive": 1, "range": 1, "bad_volume": 1,
                                        "outside_session": 1, "absurd_jump": 1}
     assert aapl.quarantined == 6 and aapl.inserted == aapl.fetched - 6
-    assert report.counts()["quarantine_reasons"]["range"] == 1
+    assert report.counts().quarantine_reasons["range"] == 1
     with conn.cursor() as cur:
         cur.execute("SELECT reason, raw, run_id, source, interval FROM quarantine WHERE symbol = 'AAPL'")
         quarantined = cur.fetchall()
@@ -184,7 +181,7 @@ def test_bad_bars_are_quarantined_and_the_good_ones_stored(conn, fake_yahoo):
 def test_backfill_loads_both_intervals_and_caps_hourly_history(conn, fake_yahoo):
     report = backfill(["AAPL"], days=800, session=fake_yahoo(asof=ASOF))
     assert report.flow == "backfill" and not report.failed
-    assert any("730" in note for note in report.extra["notes"])
+    assert any("730" in note for note in report.notes)
     oldest = {iv: scalar(conn, "SELECT min(ts) FROM market_data WHERE interval = %s", iv) for iv in ("1h", "1d")}
     assert ASOF - oldest["1h"] <= pd.Timedelta(days=730)
     assert ASOF - oldest["1d"] > pd.Timedelta(days=790)
@@ -201,10 +198,8 @@ def test_backfill_loads_both_intervals_and_caps_hourly_history(conn, fake_yahoo)
         collect(["AAPL"], "1h", days=800, session=fake_yahoo(asof=ASOF))
 
 
-def test_offline_backfill_command_end_to_end(conn, fake_yahoo, monkeypatch, capsys):
-    monkeypatch.setenv("MFS_SYNTHETIC_ASOF", ASOF.isoformat())
-    monkeypatch.setenv("MFS_SYMBOLS", "AAPL,BRK-B")
-    get_config.cache_clear()
+def test_offline_backfill_command_end_to_end(conn, fake_yahoo, config_env, capsys):
+    config_env(MFS_SYNTHETIC_ASOF=ASOF.isoformat(), MFS_SYMBOLS="AAPL,BRK-B")
     assert main(["backfill", "--offline", "--days", "30"]) == 0
     out = capsys.readouterr().out
     assert "backfill: 4 ok, 0 failed" in out

@@ -19,9 +19,8 @@ def ours() -> dict:
         return {a.name: a for a in client.read_automations() if a.name.startswith("mfs-alert")}
 
 
-def test_with_a_webhook_url_failed_and_slow_runs_alert(monkeypatch):
-    monkeypatch.setenv("MFS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts")
-    get_config.cache_clear()
+def test_with_a_webhook_url_failed_and_slow_runs_alert(config_env):
+    config_env(MFS_ALERT_WEBHOOK_URL="http://127.0.0.1:9/alerts")
     setup_alerts()
     created = setup_alerts()  # idempotent: replaced, not duplicated
     automations = ours()

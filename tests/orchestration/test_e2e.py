@@ -55,7 +55,7 @@ def webhook():
 
 @pytest.fixture(scope="module")
 def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
-    from tests.conftest import free_port  # noqa: PLC0415 - the shared helper
+    from tests.fixtures.database import free_port  # noqa: PLC0415 - the shared helper
 
     # The Prefect server keeps its state in PostgreSQL as `scripts/run` does (SQLite's
     # "database is locked" under two workers turned API calls into 503s on CI).
@@ -63,7 +63,7 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
     stack = PrefectStack(root=tmp_path_factory.mktemp("prefect-stack"), port=free_port(),
                          database_url=prefect_database_url(prefect_db), extra_env={
         "MFS_DATABASE_URL": db_url, "MFS_OFFLINE": "1", "MFS_SYMBOLS": ",".join(SYMBOLS),
-        "MFS_ORCHESTRATION__RETRY_DELAY_S": "0", "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
+        "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
         "MFS_ALERT_WEBHOOK_URL": webhook[0],
         # No scheduler service: on a weekday in market hours it would start real hourly runs in
         # the middle of these tests. The schedules are read back through the same server code

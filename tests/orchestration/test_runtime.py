@@ -36,31 +36,6 @@ def test_split_symbols_round_robin_without_empty_shards():
         split_symbols(["A"], 0)
 
 
-def test_fetch_retries_only_transient_errors_with_exponential_delays(monkeypatch):
-    from prefect.states import Completed, Failed
-
-    from mfs.config import get_config
-    from mfs.errors import RateLimitedError, SymbolNotFoundError, ValidationError
-    from mfs.orchestration.runtime import fetch_retry_options
-
-    monkeypatch.setenv("MFS_ORCHESTRATION__FETCH_RETRIES", "3")
-    monkeypatch.setenv("MFS_ORCHESTRATION__RETRY_DELAY_S", "5")
-    get_config.cache_clear()
-    try:
-        options = fetch_retry_options()
-    finally:
-        monkeypatch.undo()
-        get_config.cache_clear()
-    assert options["retries"] == 3 and options["retry_delay_seconds"] == [5, 10, 20]
-    assert 0 < options["retry_jitter_factor"] <= 1
-    transient = options["retry_condition_fn"]
-    assert transient(None, None, Failed(data=RateLimitedError("429 after 5 attempts")))
-    assert transient(None, None, Failed(data=TimeoutError("read timed out")))
-    assert not transient(None, None, Failed(data=SymbolNotFoundError("ZZZZ: delisted")))
-    assert not transient(None, None, Failed(data=ValidationError("bad days")))
-    assert not transient(None, None, Completed())
-
-
 def test_flow_timeouts_come_from_config():
     from flows.collect import collect
     from flows.features import features

@@ -1,16 +1,10 @@
-"""Fixtures of the reliability suite; helpers live in reliability_helpers.py (importable because
-pytest runs with --import-mode=importlib, which does not put test directories on sys.path)."""
+"""Fixtures of the reliability suite; helpers live in reliability_helpers.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from reliability_helpers import ASOF, Reference, reference_state  # noqa: E402
+from tests.reliability.reliability_helpers import ASOF, Reference, reference_state
 
 
 @pytest.fixture

@@ -24,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from reliability_helpers import ASOF
 
 from mfs.ingest import collect
-from mfs.ingest.pipeline import store_bars
+from mfs.ingest.write import store_bars
 from mfs.runs import recorded_run
 from mfs.sources.fake_yahoo import SyntheticYahoo, _mount
 from mfs.sources.synthetic import synthetic_bars
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import ASOF
 
 pytestmark = pytest.mark.faults
 
@@ -145,7 +145,7 @@ def test_every_kind_of_bad_bar_is_quarantined_with_its_reason_and_the_good_bars_
         assert n == 1 and reason.startswith(f"{code}: "), (kind, reason)
         added = len(frames[interval][symbol]) - len(clean[symbol])
         assert stored[symbol] == len(clean[symbol]) + added - 1, kind  # every good bar beside it
-    assert report.counts()["quarantine_reasons"] == {
+    assert report.counts().quarantine_reasons == {
         code: sum(1 for _, _, c in CORPUS.values() if c == code) for _, _, code in CORPUS.values()}
     # The reasons name what is wrong, with the values.
     assert "12.5.3" in quarantined[next(s for s, k in names.items() if k == "string_price")][1]

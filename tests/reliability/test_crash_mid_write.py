@@ -17,11 +17,11 @@ from contextlib import contextmanager
 import psutil
 import psycopg2
 import pytest
-from reliability_helpers import duplicates, lost_rows, mfs_command, mfs_env, run_mfs, state
 
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import duplicates, lost_rows, mfs_command, mfs_env, run_mfs, state
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "KO", "PEP", "JPM", "XOM", "WMT")
 DAYS = 120

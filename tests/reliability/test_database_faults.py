@@ -13,13 +13,13 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
 
 from mfs.storage import migrations
 from mfs.storage.localdb import LocalCluster
-from tests.conftest import free_port
+from tests.fixtures.database import free_port
+from tests.reliability.reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "KO", "PEP", "JPM")
 DAYS = 60

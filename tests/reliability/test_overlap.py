@@ -9,12 +9,12 @@ import subprocess
 import time
 
 import pytest
-from reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
 
 from mfs.orchestration.locks import run_lock
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "KO", "PEP", "JPM")
 DAYS = 90

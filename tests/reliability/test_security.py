@@ -17,7 +17,6 @@ import psutil
 import psycopg2
 import pytest
 from psycopg2 import errors
-from reliability_helpers import ASOF, error_lines, mfs_env, run_mfs
 from sqlalchemy.engine import make_url
 
 from mfs import provisioning
@@ -28,6 +27,7 @@ from mfs.ingest import backfill, collect
 from mfs.orchestration.artifacts import summary_markdown, symbol_rows
 from mfs.runs import SymbolResult, recorded_run
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import ASOF, error_lines, mfs_env, run_mfs
 
 pytestmark = pytest.mark.faults
 
@@ -41,18 +41,17 @@ def _intact(cur) -> tuple:
     return cur.fetchone()
 
 
-def test_an_injection_shaped_symbol_is_rejected_at_every_boundary(conn, fake_yahoo, monkeypatch):
+@pytest.mark.slow
+def test_an_injection_shaped_symbol_is_rejected_at_every_boundary(conn, fake_yahoo, config_env):
     collect(["AAPL"], "1d", days=10, session=fake_yahoo(asof=ASOF))
     with conn.cursor() as cur:
         before = _intact(cur)
     assert before[0] and before[1] > 0
 
-    monkeypatch.setenv("MFS_SYMBOLS", INJECTION)  # configuration
-    get_config.cache_clear()
+    config_env(MFS_SYMBOLS=INJECTION)  # configuration
     with pytest.raises(ConfigError, match="not a valid ticker"):
         get_config()
-    monkeypatch.delenv("MFS_SYMBOLS")
-    get_config.cache_clear()
+    config_env(MFS_SYMBOLS=None)
     for call in (lambda: collect([INJECTION], "1d", session=fake_yahoo(asof=ASOF)),  # Python API
                  lambda: collect(["AAPL", INJECTION], "1d", session=fake_yahoo(asof=ASOF)),
                  lambda: backfill(INJECTION, days=5, session=fake_yahoo(asof=ASOF)),
@@ -72,16 +71,10 @@ def test_an_injection_shaped_symbol_is_rejected_at_every_boundary(conn, fake_yah
         assert _intact(cur) == before, "nothing ran, nothing was dropped"
 
 
-def test_flow_parameters_reject_an_injection_shaped_symbol(conn, prefect_harness, monkeypatch):
-    import sys
-
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+def test_flow_parameters_reject_an_injection_shaped_symbol(conn, prefect_harness, config_env):
     from flows.collect import collect as collect_flow
     from flows.features import features as features_flow
 
-    monkeypatch.setenv("MFS_ORCHESTRATION__RETRY_DELAY_S", "0")
-    get_config.cache_clear()
     with conn.cursor() as cur:
         before = _intact(cur)
     for state in (collect_flow(symbols=[INJECTION], offline=True, market_hours_only=False, return_state=True),
@@ -89,7 +82,6 @@ def test_flow_parameters_reject_an_injection_shaped_symbol(conn, prefect_harness
         assert state.is_failed() and "not a valid ticker" in state.message, state
     with conn.cursor() as cur:
         assert _intact(cur) == before
-    get_config.cache_clear()
 
 
 # Every f-string/format/concatenated SQL statement in the code, with why its interpolation is safe
@@ -98,7 +90,7 @@ REVIEWED_DYNAMIC_SQL = {
     ("src/mfs/aggregates/refresh.py", "column,extra,table"): "table/column/extra from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "key,ranges,rollup"): "rollup/key/ranges from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "aggregate,rollup"): "rollup names from a fixed tuple",
-    ("src/mfs/features/pipeline.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
+    ("src/mfs/features/batch.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/storage/lifecycle.py", "table"): "table names from a fixed tuple",
 }
 SQL_CALLS = {"execute", "executemany", "mogrify", "copy_expert", "execute_values"}
@@ -141,7 +133,7 @@ def reader_url(db, monkeypatch) -> str:
 
 
 def test_the_reader_role_cannot_write_nor_read_internal_tables(reader_url, conn, fake_yahoo):
-    from mfs.ingest.pipeline import MARKET_DATA_COLUMNS
+    from mfs.ingest.write import MARKET_DATA_COLUMNS
     from mfs.storage.bulk import upsert
 
     collect(["AAPL"], "1d", days=10, session=fake_yahoo(asof=ASOF))
@@ -213,6 +205,7 @@ def test_the_local_server_listens_on_loopback_only_and_requires_passwords(server
                              password=password, connect_timeout=5)
 
 
+@pytest.mark.slow
 def test_dsn_passwords_never_reach_logs_or_run_records(conn, db_url, password_server_url, monkeypatch):
     # The runs connect as the writer with a password made here (the server may not ask for one:
     # the wrong-password case goes to a server that does).

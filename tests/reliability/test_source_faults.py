@@ -6,10 +6,10 @@ store to exactly the state of a clean run."""
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import ASOF, duplicates, lost_rows, state
 
 from mfs.ingest import backfill
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import ASOF, duplicates, lost_rows, state
 
 pytestmark = pytest.mark.faults
 

@@ -9,14 +9,13 @@ import time
 
 import psutil
 import pytest
-from reliability_helpers import ASOF, duplicates, lost_rows, state
 
-from mfs.config import get_config
 from mfs.features import compute
 from mfs.ingest import backfill
 from mfs.storage.connection import connect
+from tests.reliability.reliability_helpers import ASOF, duplicates, lost_rows, state
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "KO")
 DAYS = 30
@@ -46,13 +45,8 @@ def connections(cur) -> int:
 
 
 @pytest.fixture
-def short_timeout(monkeypatch):
-    monkeypatch.setenv("MFS_FEATURES__TIMEOUT_S", str(TIMEOUT_S))
-    monkeypatch.setenv("MFS_FEATURES__WORKER_MEMORY_MB", "1024")
-    get_config.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_config.cache_clear()
+def short_timeout(config_env):
+    config_env(MFS_FEATURES__TIMEOUT_S=TIMEOUT_S, MFS_FEATURES__WORKER_MEMORY_MB="1024")
 
 
 @pytest.mark.parametrize("fault", list(REASONS))

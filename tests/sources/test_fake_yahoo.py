@@ -1,18 +1,57 @@
-"""The offline Yahoo, read through the real yfinance code."""
+"""The offline Yahoo, read through the real yfinance code: the synthetic market, and real
+recorded daily bars (bokeh_sampledata's public-domain Quandl WIKI prices: AAPL, GOOG, IBM, MSFT,
+2000-01-03 … 2013-03-01) served through the same adapter."""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 
+from mfs.calendar import daily_bar_label
 from mfs.errors import RateLimitedError, SymbolNotFoundError
-from mfs.sources.fake_yahoo import parse_faults, recorded_session
+from mfs.market import NY
+from mfs.sources.fake_yahoo import SyntheticYahoo, _mount, parse_faults
 from mfs.sources.synthetic import synthetic_bars
 from mfs.sources.yahoo import TransientSourceError, fetch_history
 
 ASOF = pd.Timestamp("2025-11-28 16:00", tz="UTC")
 START = pd.Timestamp("2025-11-20", tz="America/New_York")
+RECORDED_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
+
+
+@lru_cache(maxsize=1)
+def recorded_bars() -> pd.DataFrame:
+    """All recorded daily bars: symbol, ts (daily_bar_label), open … adj_close, volume."""
+    from bokeh_sampledata.stocks import data
+
+    frame = data[data["ticker"].isin(RECORDED_SYMBOLS)].copy()
+    frame["ts"] = pd.DatetimeIndex([daily_bar_label(d) for d in pd.to_datetime(frame["date"])])
+    frame["volume"] = frame["volume"].astype(np.int64)
+    frame = frame.rename(columns={"ticker": "symbol"})
+    return frame[["symbol", "ts", "open", "high", "low", "close", "adj_close", "volume"]].reset_index(drop=True)
+
+
+def recorded_provider(symbol, interval, start, end, asof):
+    """A SyntheticYahoo provider: the recorded daily bars; hourly requests get none."""
+    if symbol not in RECORDED_SYMBOLS:
+        return None
+    bars = recorded_bars()
+    if interval != "1d":
+        return bars.iloc[0:0].drop(columns="symbol")
+    day_start = start.tz_convert(NY).normalize().tz_convert("UTC")
+    mask = (bars["symbol"] == symbol) & (bars["ts"] >= day_start) & (bars["ts"] < end) & (bars["ts"] <= asof)
+    return bars.loc[mask].drop(columns="symbol").reset_index(drop=True)
+
+
+def recorded_session(asof="2013-03-01 21:00Z", faults=None) -> requests.Session:
+    """The offline Yahoo serving the recorded bars instead of synthetic ones; other symbols are
+    unknown."""
+    return _mount(SyntheticYahoo(asof=asof, faults=faults, provider=recorded_provider,
+                                 universe=RECORDED_SYMBOLS, source_name="recorded"))
 
 
 @pytest.mark.parametrize("interval", ["1h", "1d"])
@@ -53,7 +92,6 @@ def test_fault_spec_is_checked():
 
 
 def test_recorded_daily_bars_come_through_unchanged(_yfinance_cache_dir):
-    from mfs.sources.recorded import recorded_bars
     from mfs.sources.yahoo import clear_request_cache
 
     clear_request_cache()

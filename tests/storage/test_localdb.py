@@ -13,7 +13,7 @@ import pytest
 
 from mfs.storage.connection import connect
 from mfs.storage.localdb import LocalCluster
-from tests.conftest import free_port
+from tests.fixtures.database import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from mfs.errors import StorageError
 from mfs.storage import migrations
 from mfs.storage.connection import connect, with_database
-from tests.conftest import DATA_TABLES
+from tests.fixtures.database import DATA_TABLES
 
 
 def _schema_snapshot(url: str) -> tuple:
@@ -75,12 +76,64 @@ def test_failed_migration_changes_nothing(fresh_db: str, sql_copy: Path) -> None
     assert _schema_snapshot(fresh_db) == before
 
 
-def test_edited_applied_migration_is_refused(fresh_db: str, sql_copy: Path) -> None:
+def _recorded_checksum(url: str, version: int) -> str:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (version,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_an_applied_migration_may_change_its_comments_but_not_its_sql(fresh_db: str, sql_copy: Path) -> None:
     migrations.migrate(fresh_db, sql_copy)
-    first = sorted(sql_copy.glob("001_*.sql"))[0]
-    first.write_text(first.read_text() + "\n-- edited\n")
-    with pytest.raises(StorageError, match="was changed after it was applied"):
+    first = min(sql_copy.glob("001_*.sql"))
+    original = first.read_text()
+    recorded = _recorded_checksum(fresh_db, 1)
+    reworded = "-- A reworded header.\n/* and a block comment */\n" + original.replace(";\n", ";   -- a trailing note\n\n", 1)
+    first.write_text(reworded)
+    assert migrations.migrate(fresh_db, sql_copy) == []
+    assert _recorded_checksum(fresh_db, 1) == recorded
+    first.write_text(reworded + "\nCREATE TABLE edited (x int);\n")
+    with pytest.raises(StorageError, match="001_initial was changed after it was applied"):
         migrations.migrate(fresh_db, sql_copy)
+
+
+def test_a_full_text_checksum_recorded_before_is_accepted_and_replaced(fresh_db: str, sql_copy: Path) -> None:
+    migrations.migrate(fresh_db, sql_copy)
+    first = min(sql_copy.glob("001_*.sql"))
+    full_text = hashlib.sha256(first.read_bytes()).hexdigest()
+    conn = connect(fresh_db)
+    with conn.cursor() as cur:  # the record a store made when checksums covered the whole file
+        cur.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1", (full_text,))
+    conn.commit()
+    conn.close()
+    assert migrations.migrate(fresh_db, sql_copy) == []
+    assert _recorded_checksum(fresh_db, 1) == migrations.discover("apache", sql_copy)[0].checksum != full_text
+    first.write_text(first.read_text() + "\n-- a comment added since\n")
+    assert migrations.migrate(fresh_db, sql_copy) == []
+
+
+def test_full_text_checksums_of_files_whose_comments_changed_map_to_their_sql() -> None:
+    current = {m.checksum: m for edition in migrations.EDITIONS for m in migrations.discover(edition)}
+    for full_text, normalised in migrations.FULL_TEXT_CHECKSUMS.items():
+        assert normalised in current, full_text
+        assert current[normalised].accepts(full_text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("SELECT 1;  -- one\n\n  SELECT   2;\n", "SELECT 1; SELECT 2;"),
+    ("-- header\nSELECT/* inline /* nested */ still */1;", "SELECT 1;"),
+    ("SELECT '--  kept', \"a  --b\", 'it''s -- kept';", "SELECT '--  kept', \"a  --b\", 'it''s -- kept';"),
+    ("SELECT E'back\\'slash -- kept';", "SELECT E'back\\'slash -- kept';"),
+    ("DO $$ BEGIN  -- body comment\n  PERFORM 1;\nEND $$;", "DO $$BEGIN PERFORM 1; END$$;"),
+    ("CREATE FUNCTION f() RETURNS text AS $fn$ SELECT '$$ -- x'::text $fn$ LANGUAGE sql;",
+     "CREATE FUNCTION f() RETURNS text AS $fn$SELECT '$$ -- x'::text$fn$ LANGUAGE sql;"),
+    ("-- mfs:no-transaction\nCREATE INDEX x ON t (a);", "-- mfs:no-transaction CREATE INDEX x ON t (a);"),
+])
+def test_the_checksummed_text_drops_comments_and_layout_only(text: str, expected: str) -> None:
+    assert migrations.normalised_sql(text) == expected
 
 
 def test_edition_variants_are_chosen_by_license(tmp_path: Path) -> None:

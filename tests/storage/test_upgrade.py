@@ -24,8 +24,8 @@ from mfs import aggregates, paths
 from mfs.storage import migrations
 from mfs.storage.connection import connect
 from mfs.storage.localdb import PG_BIN, LocalCluster
-from tests.aggregates.conftest import REFERENCE, make_bars, query, write_bars, write_features
-from tests.conftest import free_port
+from tests.aggregates.aggregate_helpers import REFERENCE, make_bars, query, write_bars, write_features
+from tests.fixtures.database import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.edition("timescale")]
 

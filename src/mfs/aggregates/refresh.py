@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -34,6 +34,17 @@ from mfs.storage.sessions import sync_sessions
 REFRESH_LOCK_KEY = 0x6D66735F616767  # "mfs_agg": one refresh at a time per database
 AGGREGATES = ("ohlcv_1d", "ohlcv_1w", "features_1d")  # dependency order (weekly reads daily)
 log = get_logger("mfs.aggregates.refresh")
+
+
+class RefreshResult(TypedDict):
+    """What a refresh did. A dict: ``mfs aggregates refresh --json`` prints it, the full-backfill
+    flow returns it, and its keys are logged as they are."""
+
+    edition: str  # "apache" (trigger-maintained rollups) or "timescale" (continuous aggregates)
+    buckets: dict[str, int]  # per aggregate: buckets written; -1 when the server does not report it
+    removed: dict[str, int]  # per aggregate: rollup rows deleted before rewriting; -1 likewise
+    window: list[str] | None  # [start, end) in ISO UTC when given, None for the pending changes
+    seconds: float
 
 # Weekly buckets from the freshly refreshed daily rollup (every day of a pending week is current
 # there once the daily step ran): the same aggregation as the ohlcv_1w_live view, which reads the
@@ -60,12 +71,11 @@ def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
 
 
 def refresh(start: datetime | str | None = None, end: datetime | str | None = None, *,
-            url: str | None = None) -> dict[str, Any]:
+            url: str | None = None) -> RefreshResult:
     """Recompute the aggregates' invalidated buckets (or every bucket of [start, end) when given).
 
-    Returns ``{"edition", "buckets": {aggregate: buckets written}, "removed": {aggregate: rows
-    deleted before rewriting}, "window", "seconds"}``; a bucket whose bars were all deleted is
-    removed and not written. The community license does not report counts (-1).
+    A bucket whose bars were all deleted is removed and not written. The community license does
+    not report counts (-1).
     """
     lo, hi = _timestamp(start, "start"), _timestamp(end, "end")
     if (lo is None) != (hi is None):
@@ -89,9 +99,9 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
                 cur.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
     finally:
         conn.close()
-    result = {"edition": edition, "buckets": buckets, "removed": removed,
-              "window": None if lo is None else [lo.isoformat(), hi.isoformat()],
-              "seconds": round(time.monotonic() - started, 3)}
+    result: RefreshResult = {"edition": edition, "buckets": buckets, "removed": removed,
+                             "window": None if lo is None else [lo.isoformat(), hi.isoformat()],
+                             "seconds": round(time.monotonic() - started, 3)}
     log.info("aggregates refreshed", **result)
     return result
 

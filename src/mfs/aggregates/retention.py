@@ -7,7 +7,7 @@ same runs as a TimescaleDB retention policy (``mfs.provisioning.apply_policies``
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 import psycopg2.errors
 
@@ -19,15 +19,23 @@ RETAINED_TABLES = ("market_data", "features")
 log = get_logger("mfs.aggregates.retention")
 
 
-def retention(url: str | None = None, retention_days: int | None = None) -> dict[str, Any]:
+class RetentionResult(TypedDict):
+    """What a retention run did. A dict: ``mfs aggregates retention --json`` prints it, the
+    full-backfill flow returns it, and its keys are logged as they are."""
+
+    retention_days: int | None  # None: not configured, nothing dropped
+    dropped: dict[str, list[str]]  # per table: the chunks dropped
+    skipped: dict[str, str]  # per table: why nothing was dropped (the next run retries)
+    seconds: float
+
+
+def retention(url: str | None = None, retention_days: int | None = None) -> RetentionResult:
     """Drop raw chunks entirely older than the retention window; no-op when not configured.
 
     Dropping a chunk needs an exclusive lock on it. A query still reading an old chunk would make
     drop_chunks wait, and every later query touching it would queue behind that wait; so each
     table's drop gives up after ``aggregates.retention_lock_timeout_s`` (the statement is atomic:
     nothing of that table is dropped), is reported in ``skipped`` and retried by the next run.
-
-    Returns ``{"retention_days", "dropped": {table: [chunk, …]}, "skipped": {table: reason}, "seconds"}``.
     """
     cfg = get_config().aggregates
     days = retention_days if retention_days is not None else cfg.retention_days
@@ -52,7 +60,7 @@ def retention(url: str | None = None, retention_days: int | None = None) -> dict
                     dropped[table] = [r[0] for r in cur.fetchall()]
         finally:
             conn.close()
-    result = {"retention_days": days, "dropped": dropped, "skipped": skipped,
-              "seconds": round(time.monotonic() - started, 3)}
+    result: RetentionResult = {"retention_days": days, "dropped": dropped, "skipped": skipped,
+                               "seconds": round(time.monotonic() - started, 3)}
     log.info("retention applied", **result)
     return result

@@ -1,9 +1,11 @@
-"""The replaced design, reproduced faithfully for the benchmark's baseline (mission.md §2, §6).
+"""The benchmark's baseline: the design this store replaced — a fresh interpreter per symbol, the
+``ta`` package and row-by-row executemany.
 
-Run as a script, one fresh interpreter per symbol — ``python baseline_worker.py URL SYMBOL`` —
-it imports what the replaced system imported, reads the symbol's hourly bars, computes the same
-indicators with the ``ta`` package, and writes them with row-by-row ``executemany`` upserts.
-It is deliberately NOT the project's code path: it exists only to be measured against.
+Run as a script, one fresh interpreter per symbol — ``python baseline_worker.py URL SYMBOL TABLE`` —
+it imports pandas, SQLAlchemy, psycopg2 and ``ta``, reads the symbol's hourly bars, computes the
+same indicators with ``ta``, and writes them to TABLE with row-by-row ``executemany`` upserts.
+It is deliberately NOT the project's code path: it exists only to be measured against. ``ta``
+comes with the ``bench`` extra (``pip install 'mfs[bench]'``).
 """
 
 import sys
@@ -80,7 +82,7 @@ def main(url: str, symbol: str, table: str) -> None:
         for ts, values in zip(df["ts"], feats[COLUMNS].itertuples(index=False, name=None))
     ]
     with conn.cursor() as cur:
-        cur.executemany(stmt, rows)  # row by row, as the replaced system did
+        cur.executemany(stmt, rows)  # row by row: the baseline's write path
     conn.commit()
     conn.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mfs.config import get_config
-from mfs.ingest.pipeline import store_bars
+from mfs.ingest.write import store_bars
 from mfs.market import NY
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.fake_yahoo import split_adjusted
@@ -100,10 +100,10 @@ def _rewrite(symbol: str, frame: pd.DataFrame, asof: pd.Timestamp) -> float:
     if report.failed:
         raise RuntimeError(f"benchmark split rewrite failed: {report.failed[0].reason}")
     counts = report.counts()
-    if (counts.get("updated", 0), counts.get("inserted", 0)) != (len(frame), 0) or stored != len(frame):
-        raise RuntimeError(f"benchmark split rewrite of {symbol} updated {counts.get('updated', 0)} and inserted "
-                           f"{counts.get('inserted', 0)} of {len(frame)} bars ({stored} stored; quarantined "
-                           f"{counts.get('quarantined', 0)}: {counts.get('quarantine_reasons', {})})")
+    if (counts.updated, counts.inserted) != (len(frame), 0) or stored != len(frame):
+        raise RuntimeError(f"benchmark split rewrite of {symbol} updated {counts.updated} and inserted "
+                           f"{counts.inserted} of {len(frame)} bars ({stored} stored; quarantined "
+                           f"{counts.quarantined}: {counts.quarantine_reasons})")
     return seconds
 
 

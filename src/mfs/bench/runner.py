@@ -1,8 +1,8 @@
 """The benchmark: ingest, COPY ceiling, feature backfill, incremental hour, aggregate refresh,
-queries, peak memory, and the replaced design side by side — all in one run, on a scratch
-database created and dropped here, fed by the synthetic market. On the community edition also
-storage before and after compression, queries on compressed data and a split rewrite of
-compressed history (mfs.bench.compression).
+queries, peak memory, and the baseline (the design this store replaced) side by side — all in
+one run, on a scratch database created and dropped here, fed by the synthetic market. On the
+community edition also storage before and after compression, queries on compressed data and a
+split rewrite of compressed history (mfs.bench.compression).
 
 Contenders that are compared are run alternately (``rounds`` times) and summarised by medians:
 these 2-core machines are shared and noisy.
@@ -27,7 +27,7 @@ from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.features import compute
 from mfs.features.spec import FEATURES
-from mfs.ingest.pipeline import MARKET_DATA_COLUMNS, store_bars
+from mfs.ingest.write import MARKET_DATA_COLUMNS, store_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.synthetic import synthetic_bars
@@ -126,20 +126,21 @@ def _ingest(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> tuple[float,
     if failed:
         raise RuntimeError(f"benchmark ingest failed for {len(failed)} symbols: {failed[0].reason}")
     counts, bars = report.counts(), sum(len(f) for f in frames.values())
-    if counts.get("inserted", 0) != bars:
-        raise RuntimeError(f"benchmark ingest stored {counts.get('inserted', 0)} of {bars} bars "
-                           f"(quarantined {counts.get('quarantined', 0)}: {counts.get('quarantine_reasons', {})})")
+    if counts.inserted != bars:
+        raise RuntimeError(f"benchmark ingest stored {counts.inserted} of {bars} bars "
+                           f"(quarantined {counts.quarantined}: {counts.quarantine_reasons})")
     return seconds, report
 
 
 def _expect_written(report: RunReport, rows: int, what: str) -> None:
-    written = report.counts().get("written", 0)
+    written = report.counts().written
     if written != rows:
         raise RuntimeError(f"benchmark {what} wrote {written} rows, expected {rows}")
 
 
 def _baseline_round(url: str, symbols: list[str]) -> float:
-    """The replaced design: a fresh interpreter per symbol, ``ta``, row-by-row upserts."""
+    """The baseline, the design this store replaced: a fresh interpreter per symbol, the ``ta``
+    package and row-by-row executemany."""
     began = time.perf_counter()
     for symbol in symbols:
         subprocess.run([sys.executable, str(BASELINE_WORKER), url, symbol, "baseline_features"], check=True)
@@ -221,7 +222,7 @@ def _new_hour_phase(symbols: list[str], asof: pd.Timestamp, last_ts: dict[str, p
 
 
 def _baseline_phase(url: str, subset: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    progress(f"baseline (replaced design) vs ours on {len(subset)} symbols, alternating ×{rounds}")
+    progress(f"baseline (the design this store replaced) vs ours on {len(subset)} symbols, alternating ×{rounds}")
     _create_baseline_table()
     base, ours = [], []
     for _ in range(rounds):

@@ -1,12 +1,16 @@
-"""``mfs bench``: throughput figures side by side with the replaced design, on the store's server
-or on local clusters of either TimescaleDB edition (``--edition``), both in one run if asked."""
+"""``mfs bench``: throughput figures side by side with a baseline — the design this store replaced:
+a fresh interpreter per symbol, the ``ta`` package and row-by-row executemany — on the store's
+server or on local clusters of either TimescaleDB edition (``--edition``), both in one run if asked.
+The baseline needs the ``bench`` extra (``ta``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Any
 
 from mfs.cli.output import print_json, print_table, progress
+from mfs.errors import MfsError
 
 SUMMARY_KEYS = ["ingest_rows_per_s", "copy_rows_per_s", "ingest_vs_copy", "features_backfill_s",
                 "features_incremental_s", "aggregate_refresh_s", "query_daily_1y_ms", "query_latest_ms",
@@ -25,7 +29,8 @@ def _positive(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure ingest, features, aggregates, queries and memory against the replaced design")
+    p = sub.add_parser("bench", help="measure ingest, features, aggregates, queries and memory against a baseline "
+                                     "(the design this store replaced)")
     p.add_argument("--symbols", type=_positive, default=500, help="symbols in the synthetic universe (default 500)")
     p.add_argument("--days", type=_positive, default=365, help="days of hourly history (default 365)")
     p.add_argument("--baseline-symbols", type=_positive, default=20, help="symbols for the side-by-side baseline (default 20)")
@@ -49,6 +54,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("ta") is None:
+        raise MfsError("the benchmark's baseline needs the ta package: pip install 'mfs[bench]'")
     from mfs.bench.runner import run
     from mfs.bench.scratch import edition_server
 

@@ -52,10 +52,10 @@ def print_summary(report: RunReport) -> None:
              f"{r.duration_s:.2f}", r.reason or "") for r in report.results]
     print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
     counts = report.counts()
-    print(f"{report.flow}: {counts.get('symbols_ok', 0)} ok, {counts.get('symbols_failed', 0)} failed; "
-          f"{counts.get('fetched', 0)} bars fetched, {counts.get('inserted', 0)} inserted, "
-          f"{counts.get('updated', 0)} updated, {counts.get('quarantined', 0)} quarantined")
-    for note in report.extra.get("notes", []):
+    print(f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+          f"{counts.fetched} bars fetched, {counts.inserted} inserted, "
+          f"{counts.updated} updated, {counts.quarantined} quarantined")
+    for note in report.notes:
         print(f"note: {note}")
 
 

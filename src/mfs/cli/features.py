@@ -33,9 +33,9 @@ def print_summary(report: RunReport) -> None:
              f"{r.duration_s:.2f}", r.reason or "") for r in report.results]
     print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
     counts = report.counts()
-    print(f"{report.flow}: {counts.get('symbols_ok', 0)} ok, {counts.get('symbols_failed', 0)} failed; "
-          f"{counts.get('fetched', 0)} bars read, {counts.get('written', 0)} feature rows written "
-          f"(feature_version {counts.get('feature_version')}, {counts.get('seconds')} s)")
+    print(f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+          f"{counts.fetched} bars read, {counts.written} feature rows written "
+          f"(feature_version {report.extra.get('feature_version')}, {report.extra.get('seconds')} s)")
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     with run_lock(FEATURES, get_config().orchestration.lock_wait_s):
         report = compute(symbols, args.interval, full=args.full, raise_on_failure=False)
     if args.json:
-        print_json({"run_id": report.run_id, "counts": report.counts(), "results": report.rows()})
+        print_json({"run_id": report.run_id, "counts": report.counts().as_dict(), "results": report.rows()})
     else:
         print_summary(report)
     report.raise_if_failed(get_config().runs.failed_symbol_tolerance)  # RunFailedError: exit 1

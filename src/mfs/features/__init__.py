@@ -1,5 +1,6 @@
-"""Technical indicators per symbol and bar: spec (what), engine (maths), pipeline (one symbol's
-database work), worker (process isolation), run (the orchestrated run). Entry point: ``compute``."""
+"""Technical indicators per symbol and bar: spec (what), engine (maths), batch (one batch of
+symbols' database work), worker (process isolation), run (the orchestrated run). Entry point:
+``compute``."""
 
 from __future__ import annotations
 

@@ -11,18 +11,20 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeoutError
 
-from pebble import CONSTS, ProcessExpired, ProcessPool
+from pebble import CONSTS, ProcessExpired, ProcessFuture, ProcessPool
 
 from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.features import worker
+from mfs.features.batch import SymbolCounts
 from mfs.flow_names import FEATURES
 from mfs.features.spec import FEATURE_VERSION
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
-from mfs.runs import RunReport, SymbolResult, recorded_run
+from mfs.runs import BatchTiming, RunReport, SymbolResult, recorded_run
 from mfs.storage.connection import database_url
 from mfs.symbols import normalize_symbol, normalize_symbols
 
@@ -84,7 +86,7 @@ def compute(
     """Update the features of ``symbols`` (default: the configured list) for ``interval``, or by
     default for every configured interval (``intervals``), one after the other in one run.
 
-    Incremental by default (only stale bars, see pipeline.py); ``full=True`` recomputes every row.
+    Incremental by default (only stale bars, see batch.py); ``full=True`` recomputes every row.
     Symbols are computed in worker processes, in batches of ``features.batch_size`` (one
     transaction each); a batch whose worker dies or runs past ``features.timeout_s`` is rerun one
     symbol per task, so a crash, kill, hang or MemoryError fails that symbol alone. Returns the
@@ -137,49 +139,64 @@ def _compute_interval(pool: ProcessPool, report: RunReport, symbols: list[str], 
     returns the worker pids."""
     fc = get_config().features
     url = database_url()
-    stage = f"features_{interval}"
     size = _batch_size(len(symbols))
 
-    def task(batch: list[str]) -> worker.BatchTask:
-        return worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
+    def schedule(batch: list[str]) -> tuple[list[str], ProcessFuture]:
+        task = worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
                                 tuple((s, fault_map[s]) for s in batch if s in fault_map))
+        return batch, pool.schedule(worker.run_batch, args=(task,), timeout=fc.timeout_s)
 
-    outcome: dict[str, dict | str] = {}
-    pids: set[int] = set()
-    batches = [symbols[i:i + size] for i in range(0, len(symbols), size)]
-    first = [(b, pool.schedule(worker.run_batch, args=(task(b),), timeout=fc.timeout_s)) for b in batches]
+    finished, failures = _run_batches(schedule, [symbols[i:i + size] for i in range(0, len(symbols), size)])
+    _record_outcomes(report, symbols, interval, finished, failures)
+    return {result.pid for result in finished}
+
+
+def _run_batches(schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]],
+                 batches: list[list[str]]) -> tuple[list[worker.BatchResult], dict[str, str]]:
+    """Every batch through its worker; a batch whose worker died or ran out of time is rerun one
+    symbol per task. Returns the finished batches and, per symbol that could not finish, why."""
+    timeout_s = get_config().features.timeout_s
+    finished: list[worker.BatchResult] = []
+    failures: dict[str, str] = {}
     singles = []
-    for batch, future in first:
+    for batch, future in [schedule(b) for b in batches]:
         try:
-            result = future.result()
+            finished.append(future.result())
         except Exception as exc:  # the worker died or the batch ran out of time
             if len(batch) == 1:
-                outcome[batch[0]] = failure_reason(exc, fc.timeout_s)
+                failures[batch[0]] = failure_reason(exc, timeout_s)
                 continue
             log.warning("batch failed; retrying its symbols one by one", symbols=batch,
-                        reason=failure_reason(exc, fc.timeout_s))
-            singles += [([s], pool.schedule(worker.run_batch, args=(task([s]),), timeout=fc.timeout_s))
-                        for s in batch]
-            continue
-        pids.add(result["pid"])
-        outcome.update(result["results"])
+                        reason=failure_reason(exc, timeout_s))
+            singles += [schedule([s]) for s in batch]
     for (symbol,), future in singles:
         try:
-            result = future.result()
+            finished.append(future.result())
         except Exception as exc:
-            outcome[symbol] = failure_reason(exc, fc.timeout_s)
-            continue
-        pids.add(result["pid"])
-        outcome.update(result["results"])
+            failures[symbol] = failure_reason(exc, timeout_s)
+    return finished, failures
+
+
+def _record_outcomes(report: RunReport, symbols: list[str], interval: str, finished: list[worker.BatchResult],
+                     failures: dict[str, str]) -> None:
+    """One SymbolResult per symbol, in the run's order. A batch is timed as a whole (its
+    BatchTiming); each of its symbols' ``duration_s`` is an equal share of it."""
+    stage = f"features_{interval}"
+    outcomes: dict[str, SymbolCounts | str] = dict(failures)
+    share: dict[str, float] = {}
+    for result in finished:
+        outcomes.update(result.outcomes)
+        share.update(dict.fromkeys(result.outcomes, result.seconds / max(len(result.outcomes), 1)))
+        report.batches.append(BatchTiming(stage, tuple(result.outcomes), result.seconds))
     for symbol in symbols:
-        counts = outcome[symbol]
+        counts = outcomes[symbol]
         if isinstance(counts, str):
             with bind_context(symbol=symbol, interval=interval):
                 log.error("features failed", reason=counts)
-            report.results.append(SymbolResult(symbol, stage, "failed", reason=counts))
+            report.results.append(SymbolResult(symbol, stage, "failed", reason=counts,
+                                               duration_s=round(share.get(symbol, 0.0), 4)))
         else:
             report.results.append(SymbolResult(
-                symbol, stage, "ok", fetched=counts["bars_read"], inserted=counts["inserted"],
-                updated=counts["updated"], written=counts["inserted"] + counts["updated"],
-                duration_s=round(counts["seconds"], 4)))
-    return pids
+                symbol, stage, "ok", fetched=counts.bars_read, inserted=counts.inserted,
+                updated=counts.updated, written=counts.inserted + counts.updated,
+                duration_s=round(share[symbol], 4)))

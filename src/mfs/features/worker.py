@@ -11,7 +11,8 @@ state) is inherited the way ``fork`` would.
 
 Each worker opens ONE database connection lazily and keeps it until it exits, so a run holds at
 most ``workers`` + the orchestrator's connection. Only the task description (a few strings) is
-pickled to a worker and a small dict of counts comes back; bars and features never cross a pipe.
+pickled to a worker and a small ``BatchResult`` of counts comes back; bars and features never
+cross a pipe.
 
 Fault injection (reliability tests; ``faults`` of ``mfs.features.compute`` or the environment
 variable MFS_FEATURE_FAULTS='{"SYMBOL": "kind"}'): the worker itself misbehaves for that symbol —
@@ -26,7 +27,7 @@ import os
 import resource
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 FAULT_KINDS = ("segfault", "sigkill", "hang", "memory", "raise")
 
@@ -36,7 +37,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pandas as pd  # noqa: E402  (after the thread limits above)
 
-from mfs.features import engine, pipeline  # noqa: E402
+from mfs.features import engine  # noqa: E402
+from mfs.features.batch import SymbolCounts, update_batch  # noqa: E402
 from mfs.storage.connection import connect  # noqa: E402
 
 # pandas resolves the New York zone name through pytz, whose first lookup stats its ~600 zone
@@ -55,6 +57,15 @@ class BatchTask:
     lookback: int
     database_url: str
     faults: tuple[tuple[str, str], ...] = ()  # (symbol, kind) pairs
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a worker sends back for a batch it finished."""
+
+    pid: int
+    seconds: float  # the batch's wall time in the worker: reads, maths, write and commit
+    outcomes: dict[str, SymbolCounts | str]  # per symbol: its counts, or why it failed
 
 
 def initialize(memory_limit_mb: int) -> None:
@@ -106,12 +117,12 @@ def inject_fault(kind: str) -> None:
         raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
 
 
-def run_batch(task: BatchTask) -> dict:
+def run_batch(task: BatchTask) -> BatchResult:
     """Worker entry point: update a batch of symbols on this worker's connection.
 
-    Returns {"pid": ..., "results": {symbol: counts dict | failure reason}}. A fault that kills
-    the process (segfault, SIGKILL, timeout) loses the whole batch: nothing of it was committed,
-    and the orchestrator reruns its symbols one per task so that only the faulty one fails."""
+    A fault that kills the process (segfault, SIGKILL, timeout) loses the whole batch: nothing
+    of it was committed, and the orchestrator reruns its symbols one per task so that only the
+    faulty one fails."""
     faults = dict(task.faults)
 
     def before(symbol: str) -> None:
@@ -119,13 +130,14 @@ def run_batch(task: BatchTask) -> dict:
             inject_fault(faults[symbol])
 
     try:
-        results = pipeline.update_batch(_connection(task.database_url), list(task.symbols), task.interval,
-                                        full=task.full, lookback=task.lookback, before_symbol=before)
+        conn = _connection(task.database_url)
+        began = time.perf_counter()  # after connecting: a new worker's first task would pay for it
+        outcomes = update_batch(conn, list(task.symbols), task.interval, full=task.full, lookback=task.lookback,
+                                before_symbol=before)
     except BaseException:
         _close_connection()  # a broken transaction or socket must not leak into the next task
         raise
-    return {"pid": os.getpid(),
-            "results": {s: r if isinstance(r, str) else asdict(r) for s, r in results.items()}}
+    return BatchResult(os.getpid(), time.perf_counter() - began, outcomes)
 
 
 def context() -> multiprocessing.context.BaseContext:

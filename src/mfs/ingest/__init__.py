@@ -1,5 +1,6 @@
-"""Ingestion: Yahoo bars validated, quarantined when bad, upserted into ``market_data``."""
+"""Ingestion: Yahoo bars validated, quarantined when bad, upserted into ``market_data``: ``run``
+(collect, backfill: a whole run), ``write`` (the write path), ``validate``, ``history``."""
 
-from mfs.ingest.pipeline import backfill, collect
+from mfs.ingest.run import backfill, collect
 
 __all__ = ["backfill", "collect"]

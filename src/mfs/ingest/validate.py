@@ -24,17 +24,17 @@ timezone — raises ValidationError naming the problem: the caller fails that sy
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from mfs.calendar import hourly_bar_starts, sessions
-from mfs.market import BAR_COLUMNS, NY, PRICE_COLUMNS
 from mfs.errors import ValidationError
-
+from mfs.market import BAR_COLUMNS, NY, PRICE_COLUMNS
 
 
 @dataclass
@@ -102,6 +102,108 @@ def _numbers(bars: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.nda
     return values, wrong
 
 
+@dataclass(frozen=True)
+class _Bars:
+    """One response's bars, sorted by time, with their numbers parsed once for all the checks."""
+
+    frame: pd.DataFrame
+    interval: str
+    max_jump: float
+    asof: pd.Timestamp | None
+    prices: np.ndarray  # rows of (open, high, low, close)
+    volume: np.ndarray
+    adj: np.ndarray
+    wrong_type: np.ndarray  # a cell held something that is not a number at all
+
+
+# A check gets the bars and which of them still stand (failed no earlier check) and returns the
+# bars it fails with a detail text per bar, or None when it has nothing to say about these bars.
+Found = tuple[np.ndarray, Callable[[int], str]]
+Check = Callable[[_Bars, np.ndarray], Found | None]
+_NUMBER_COLUMNS = [*PRICE_COLUMNS, "volume", "adj_close"]
+
+
+def _duplicate_ts(b: _Bars, standing: np.ndarray) -> Found | None:
+    return b.frame["ts"].duplicated().to_numpy(), lambda i: "a bar with this timestamp came earlier in the response"
+
+
+def _wrong_type(b: _Bars, standing: np.ndarray) -> Found | None:
+    bars = b.frame
+    return b.wrong_type, lambda i: "not a number: " + ", ".join(
+        f"{k}={bars[k].iloc[i]!r}" for k in _NUMBER_COLUMNS
+        if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number)))
+
+
+def _not_finite(b: _Bars, standing: np.ndarray) -> Found | None:
+    prices, volume = b.prices, b.volume
+    return ~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume), lambda i: "missing or non-finite " + ", ".join(
+        k for k, v in zip([*PRICE_COLUMNS, "volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v))
+
+
+def _non_positive(b: _Bars, standing: np.ndarray) -> Found | None:
+    prices, adj = b.prices, b.adj
+    return (prices <= 0).any(axis=1) | (np.isfinite(adj) & (adj <= 0)), lambda i: "price ≤ 0: " + ", ".join(
+        f"{k}={v}" for k, v in zip([*PRICE_COLUMNS, "adj_close"], list(prices[i]) + [adj[i]]) if v <= 0)
+
+
+def _range(b: _Bars, standing: np.ndarray) -> Found | None:
+    o, h, lo, c = b.prices.T
+    return ((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h),
+            lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}")
+
+
+def _bad_volume(b: _Bars, standing: np.ndarray) -> Found | None:
+    volume = b.volume
+    return (volume < 0) | (np.floor(volume) != volume), lambda i: f"volume {volume[i]} is negative or not an integer"
+
+
+def _future(b: _Bars, standing: np.ndarray) -> Found | None:
+    if b.asof is None:
+        return None
+    ts, clock = b.frame["ts"], pd.Timestamp(b.asof).isoformat()
+    return (ts > b.asof).to_numpy(), lambda i: f"{ts.iloc[i].isoformat()} starts after the run's clock {clock}"
+
+
+def _outside_session(b: _Bars, standing: np.ndarray) -> Found | None:
+    # Session labels for the span of the bars still standing (a bar dated 2100 is already out).
+    ts = b.frame["ts"]
+    expected = _expected_labels(b.interval, ts[standing]) if standing.any() else pd.DatetimeIndex([], tz="UTC")
+    what = "an NYSE hourly bar start (09:30…15:30 New York on a session)" if b.interval == "1h" else "an NYSE session date"
+    return ~pd.DatetimeIndex(ts).isin(expected), lambda i: f"{ts.iloc[i].isoformat()} is not {what}"
+
+
+def _absurd_jump(b: _Bars, standing: np.ndarray) -> Found | None:
+    # Compared with the previous *accepted* close, so one bad bar does not also condemn the good
+    # bar after it.
+    c, limit = b.prices[:, 3], b.max_jump
+    if standing.all() and not (np.abs(c[1:] / c[:-1] - 1) > limit).any():
+        return None  # the common case, without the row loop below
+    jumped = np.zeros(len(c), dtype=bool)
+    previous_of: dict[int, float] = {}
+    previous = None
+    for i in np.flatnonzero(standing).tolist():
+        if previous is not None and abs(c[i] / previous - 1) > limit:
+            jumped[i], previous_of[i] = True, previous
+            continue
+        previous = c[i]
+    return jumped, lambda i: (f"close {c[i]} is {abs(c[i] / previous_of[i] - 1):.0%} from the previous close "
+                              f"{previous_of[i]} (limit {limit:.0%})")
+
+
+# In the module docstring's order: a bar is quarantined for the first check it fails.
+CHECKS: list[tuple[str, Check]] = [
+    ("duplicate_ts", _duplicate_ts),
+    ("wrong_type", _wrong_type),
+    ("not_finite", _not_finite),
+    ("non_positive", _non_positive),
+    ("range", _range),
+    ("bad_volume", _bad_volume),
+    ("future", _future),
+    ("outside_session", _outside_session),
+    ("absurd_jump", _absurd_jump),
+]
+
+
 def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: pd.Timestamp | None = None) -> Validated:
     """Split ``bars`` (columns ts, open, high, low, close, adj_close, volume) into good bars and
     quarantine records. ``ts`` must be timezone-aware (UTC); bars starting after ``asof`` (when
@@ -109,64 +211,31 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: p
     _check_frame(bars)
     if bars.empty:
         return Validated(good=bars.copy())
-    bars = bars.sort_values("ts", kind="stable").reset_index(drop=True)
-    n = len(bars)
-    code = np.array([""] * n, dtype=object)
-    detail = np.array([""] * n, dtype=object)
-
-    def flag(mask: np.ndarray, name: str, text) -> None:
-        new = mask & (code == "")
+    frame = bars.sort_values("ts", kind="stable").reset_index(drop=True)
+    numbers, wrong_type = _numbers(frame, _NUMBER_COLUMNS)
+    parsed = _Bars(frame, interval, max_jump, asof, numbers[:, :4], numbers[:, 4], numbers[:, 5], wrong_type)
+    code = np.array([""] * len(frame), dtype=object)
+    detail = np.array([""] * len(frame), dtype=object)
+    standing = np.ones(len(frame), dtype=bool)
+    for name, check in CHECKS:
+        found = check(parsed, standing)
+        if found is None:
+            continue
+        mask, text = found
+        new = mask & standing
         code[new] = name
-        for i in np.flatnonzero(new):
+        for i in np.flatnonzero(new).tolist():
             detail[i] = text(i)
+        standing &= ~new
 
-    numbers, wrong_type = _numbers(bars, [*PRICE_COLUMNS, "volume", "adj_close"])
-    prices, volume, adj = numbers[:, :4], numbers[:, 4], numbers[:, 5]
-    o, h, lo, c = prices.T
-
-    flag(bars["ts"].duplicated().to_numpy(), "duplicate_ts", lambda i: "a bar with this timestamp came earlier in the response")
-    flag(wrong_type, "wrong_type", lambda i: "not a number: " + ", ".join(
-        f"{k}={bars[k].iloc[i]!r}" for k in [*PRICE_COLUMNS, "volume", "adj_close"]
-        if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number))))
-    flag(~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume), "not_finite",
-         lambda i: "missing or non-finite " + ", ".join(
-             k for k, v in zip([*PRICE_COLUMNS, "volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v)))
-    flag((prices <= 0).any(axis=1) | (np.isfinite(adj) & (adj <= 0)), "non_positive",
-         lambda i: "price ≤ 0: " + ", ".join(f"{k}={v}" for k, v in zip([*PRICE_COLUMNS, "adj_close"], list(prices[i]) + [adj[i]]) if v <= 0))
-    flag((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h), "range",
-         lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}")
-    flag((volume < 0) | (np.floor(volume) != volume), "bad_volume", lambda i: f"volume {volume[i]} is negative or not an integer")
-    if asof is not None:
-        flag((bars["ts"] > asof).to_numpy(), "future",
-             lambda i: f"{bars['ts'].iloc[i].isoformat()} starts after the run's clock {pd.Timestamp(asof).isoformat()}")
-    # Session labels for the span of the bars still standing (a bar dated 2100 is already out).
-    standing = bars["ts"][code == ""]
-    expected = _expected_labels(interval, standing) if len(standing) else pd.DatetimeIndex([], tz="UTC")
-    outside = ~pd.DatetimeIndex(bars["ts"]).isin(expected)
-    what = "an NYSE hourly bar start (09:30…15:30 New York on a session)" if interval == "1h" else "an NYSE session date"
-    flag(outside, "outside_session", lambda i: f"{bars['ts'].iloc[i].isoformat()} is not {what}")
-
-    # Absurd jump: compared with the previous *accepted* close, so one bad bar does not also
-    # condemn the good bar after it.
-    clean = code == ""
-    if clean.all() and not (np.abs(c[1:] / c[:-1] - 1) > max_jump).any():
-        return Validated(good=_typed(bars))  # the common case, without the row loop below
-    previous = None
-    for i in range(n):
-        if code[i]:
-            continue
-        if previous is not None and abs(c[i] / previous - 1) > max_jump:
-            code[i] = "absurd_jump"
-            detail[i] = f"close {c[i]} is {abs(c[i] / previous - 1):.0%} from the previous close {previous} (limit {max_jump:.0%})"
-            continue
-        previous = c[i]
-
-    bad = code != ""
+    bad = ~standing
+    if not bad.any():
+        return Validated(good=_typed(frame))
     rejected = [
-        {"ts": bars["ts"].iloc[i], "raw": _raw(bars.iloc[i]), "code": code[i], "reason": f"{code[i]}: {detail[i]}"}
+        {"ts": frame["ts"].iloc[i], "raw": _raw(frame.iloc[i]), "code": code[i], "reason": f"{code[i]}: {detail[i]}"}
         for i in np.flatnonzero(bad)
     ]
-    return Validated(good=_typed(bars.loc[~bad].reset_index(drop=True)), rejected=rejected)
+    return Validated(good=_typed(frame.loc[~bad].reset_index(drop=True)), rejected=rejected)
 
 
 def _typed(good: pd.DataFrame) -> pd.DataFrame:

@@ -11,10 +11,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mfs.logs import mask_secrets
-from mfs.runs import RunReport
-
-TABLE_COLUMNS = ("symbol", "stage", "status", "bars fetched", "bars inserted", "bars updated",
-                 "bars quarantined", "feature rows", "duration s", "reason")
+from mfs.runs import BatchTiming, RunReport, SymbolResult
 
 
 def artifact_key(flow: str, kind: str) -> str:
@@ -22,11 +19,28 @@ def artifact_key(flow: str, kind: str) -> str:
     return f"{flow}-{kind}".replace("_", "-").lower()
 
 
+def _timing(result: SymbolResult, batches: dict[tuple[str, str], BatchTiming]) -> tuple[float | None, str]:
+    """The seconds to show for a result and what they measured. A features worker times its
+    batch of symbols as a whole (one transaction), not each symbol: the batch's seconds are
+    shown, labelled as such; a symbol rerun alone is timed alone."""
+    if not result.stage.startswith("features"):
+        return round(result.duration_s, 3), ("this symbol's fetch and validation, "
+                                             "plus an equal share of its batch's write")
+    batch = batches.get((result.stage, result.symbol))
+    if batch is None:  # its worker died or ran out of time: nothing was measured
+        return None, ""
+    if len(batch.symbols) == 1:
+        return round(batch.seconds, 3), "this symbol"
+    return round(batch.seconds, 3), f"its batch of {len(batch.symbols)} symbols (one worker task)"
+
+
 def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
     rows = []
     for report in reports:
+        batches = {(b.stage, s): b for b in report.batches for s in b.symbols}
         for r in report.results:
             is_features = r.stage.startswith("features")
+            seconds, measured = _timing(r, batches)
             rows.append({
                 "symbol": r.symbol, "stage": r.stage, "status": r.status,
                 "bars fetched": 0 if is_features else r.fetched,
@@ -34,7 +48,8 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
                 "bars updated": 0 if is_features else r.updated,
                 "bars quarantined": r.quarantined,
                 "feature rows": r.written if is_features else 0,
-                "duration s": round(r.duration_s, 3),
+                "seconds": seconds,
+                "seconds measured": measured,
                 "reason": r.reason or "",  # masked when the run was recorded (mfs.runs)
             })
     return rows
@@ -49,11 +64,11 @@ def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: s
         c = report.counts()
         lines.append(
             f"- **{report.flow}** (run `{report.run_id}`): symbol × interval results "
-            f"{c.get('symbols_ok', 0)} ok, {c.get('symbols_failed', 0)} failed, {c.get('symbols_skipped', 0)} skipped; "
-            f"fetched {c.get('fetched', 0)}, inserted {c.get('inserted', 0)}, updated {c.get('updated', 0)}, "
-            f"quarantined {c.get('quarantined', 0)}, written {c.get('written', 0)}"
+            f"{c.symbols_ok} ok, {c.symbols_failed} failed, {c.symbols_skipped} skipped; "
+            f"fetched {c.fetched}, inserted {c.inserted}, updated {c.updated}, "
+            f"quarantined {c.quarantined}, written {c.written}"
         )
-    notes = [note for report in reports for note in report.extra.get("notes", [])]
+    notes = [note for report in reports for note in report.notes]
     if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
         lines += ["", "**Notes:**", ""] + [f"- {note}" for note in notes[:50]]
     if failed:

@@ -1,5 +1,5 @@
-"""What a flow asks of Prefect at run time: its run id, the market gate, retry options, timeouts,
-and scale-out by shards.
+"""What a flow asks of Prefect at run time: its run id, the market gate, timeouts, and scale-out
+by shards. (No task retries: ``mfs.ingest`` retries each Yahoo request itself.)
 
 Scale-out uses Prefect itself: a parent run splits its symbols into N subsets and submits one
 run of the same deployment per subset to the work pool (``run_deployment``); whichever workers
@@ -20,7 +20,7 @@ from prefect.states import Completed, State
 
 from mfs.calendar import market_gate
 from mfs.config import get_config
-from mfs.errors import ConfigError, RunFailedError, SourceError, SymbolNotFoundError
+from mfs.errors import ConfigError, RunFailedError
 from mfs.flow_names import CONFIG_KEYS
 from mfs.logs import get_logger
 from mfs.orchestration.artifacts import publish_shards
@@ -63,32 +63,6 @@ def market_closed_state(asof: dt.datetime | None = None, flow: str | None = None
         start_run(run_id, flow, {"asof": str(when)})
         finish_run(run_id, "market_closed", {}, reason)
     return Completed(name=MARKET_CLOSED, message=reason)
-
-
-def _transient(_task: Any, _task_run: Any, state: State) -> bool:
-    """Retry a fetch only when trying again can help: rate limits, timeouts, network errors.
-    Unknown symbols and bad configuration fail at once."""
-    try:
-        state.result(raise_on_failure=True)
-    except (SymbolNotFoundError, ConfigError):
-        return False
-    except (SourceError, OSError, TimeoutError):
-        return True
-    except BaseException:  # noqa: BLE001 - anything else is a bug: retrying hides it
-        return False
-    return False
-
-
-def fetch_retry_options() -> dict[str, Any]:
-    """Exponential backoff with jitter for the Yahoo fetch task, read from config at run time
-    (tests set MFS_ORCHESTRATION__RETRY_DELAY_S=0: Prefect's retry delays really sleep)."""
-    cfg = get_config().orchestration
-    return {
-        "retries": cfg.fetch_retries,
-        "retry_delay_seconds": [cfg.retry_delay_s * 2**i for i in range(cfg.fetch_retries)] or 0,
-        "retry_jitter_factor": cfg.retry_jitter,
-        "retry_condition_fn": _transient,
-    }
 
 
 def split_symbols(symbols: list[str], shards: int) -> list[list[str]]:

@@ -2,8 +2,8 @@
 in the background with logs and pid files in ``.mfs/prefect/``.
 
 Why a module and not shell: ``scripts/run``, ``scripts/stop``, the ``mfs stack`` verbs and the
-end-to-end tests must start and stop the same things the same way. Facts it relies on
-(mission.md §4): telemetry must be switched off or a lookup fails and logs errors; PREFECT_HOME's
+end-to-end tests must start and stop the same things the same way. Facts of Prefect 3.8.8 it
+relies on: telemetry must be switched off or a lookup fails and logs errors; PREFECT_HOME's
 parent must exist; the 3.8.8 worker often ignores the first SIGTERM, so workers are stopped
 before the server and signalled again after a grace period.
 """

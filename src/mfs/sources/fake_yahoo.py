@@ -352,14 +352,3 @@ def synthetic_session(asof=None, faults=None) -> requests.Session:
     session follows the clock); ``faults`` as documented in this module.
     """
     return _mount(SyntheticYahoo(asof=asof, faults=faults))
-
-
-def recorded_session(asof=None, faults=None) -> requests.Session:
-    """The offline Yahoo serving real recorded daily bars (bokeh_sampledata: AAPL, GOOG, IBM,
-    MSFT, 2000-01-03 … 2013-03-01, public domain) instead of synthetic ones. Hourly requests
-    get an empty result; other symbols are unknown. ``asof`` defaults to 2013-03-01 21:00 UTC."""
-    from mfs.sources.recorded import RECORDED_SYMBOLS, recorded_provider
-
-    adapter = SyntheticYahoo(asof=asof if asof is not None else "2013-03-01 21:00Z", faults=faults,
-                             provider=recorded_provider, universe=RECORDED_SYMBOLS, source_name="recorded")
-    return _mount(adapter)

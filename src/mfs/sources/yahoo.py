@@ -2,10 +2,10 @@
 
 One symbol per request with ``Ticker.history`` and ``yf.config.debug.hide_exceptions = False``:
 ``yf.download`` never raises for a bad symbol (it logs "possibly delisted" and returns NaN
-columns, mission.md §5), and we must report each symbol's own failure with Yahoo's reason.
+columns), and we must report each symbol's own failure with Yahoo's reason.
 ``auto_adjust=False`` keeps both the traded close and Yahoo's adjusted close.
 
-Errors are classified for the retry loop in ``mfs.ingest.pipeline``: RateLimitedError and
+Errors are classified for the retry loop in ``mfs.ingest.run``: RateLimitedError and
 TransientSourceError are retried with backoff; SymbolNotFoundError and other SourceErrors are
 final. Timestamps leave this module in UTC: hourly bars labelled by their start, daily bars by
 ``mfs.calendar.daily_bar_label`` (the session date's New York midnight).

@@ -2,7 +2,8 @@
 
 One pool per process and URL (SQLAlchemy's QueuePool, ``max_overflow=0``), so a process never
 holds more than ``database.pool_size`` connections. ``connection()`` always gives the connection
-back — the replaced system leaked one per ``with conn:`` block and died after 10–15 symbols.
+back, on success and on error; psycopg2's own ``with conn:`` ends the transaction but leaves the
+connection open, so a connection opened per such block leaks one per block.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ builds on storage and the aggregates)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from mfs.errors import StorageError
 from mfs.logs import get_logger
@@ -12,6 +12,54 @@ from mfs.storage.connection import connect, database_url, external_url, masked
 from mfs.storage.localdb import default_cluster
 
 log = get_logger("mfs.storage.lifecycle")
+
+
+# What ``store_status`` returns: dicts, as ``mfs status --json`` prints them (scripts read the keys).
+class LocalCluster(TypedDict):
+    data_dir: str
+    port: int
+    running: bool
+
+
+class TimescaleInfo(TypedDict):
+    version: str | None  # None: the extension is not installed
+    license: str | None  # the server's timescaledb.license
+    store_edition: str | None  # the edition this store's schema was built for
+
+
+class Hypertable(TypedDict):
+    name: str
+    chunks: int
+
+
+class ContinuousAggregate(TypedDict):
+    name: str
+    real_time: bool
+    watermark: str | None  # materialized up to (ISO); None: never refreshed
+
+
+class Job(TypedDict):
+    id: int
+    kind: str  # refresh, compression, retention
+    relation: str
+    every: str
+    last_run: str | None
+    last_status: str
+    next_start: str | None
+    failures: int
+
+
+class StoreStatus(TypedDict):
+    url: str  # password masked
+    external: bool  # MFS_DATABASE_URL names a server that is not ours
+    local_cluster: NotRequired[LocalCluster]  # only for the local cluster
+    server_version: str
+    timescaledb: TimescaleInfo
+    continuous_aggregates: NotRequired[list[ContinuousAggregate]]  # the community edition's only
+    jobs: NotRequired[list[Job]]  # likewise
+    migrations: list[str]
+    hypertables: list[Hypertable]
+    row_counts: dict[str, int]
 
 
 def edition_note(url: str) -> str | None:
@@ -38,7 +86,7 @@ def down() -> str:
     return "local cluster stopped"
 
 
-def _continuous_aggregates(cur) -> list[dict[str, Any]]:
+def _continuous_aggregates(cur) -> list[ContinuousAggregate]:
     """Each continuous aggregate, real-time or not, and its refresh watermark (materialized up to)."""
     cur.execute(
         # A never-refreshed aggregate's watermark is the smallest timestamp: reported as NULL.
@@ -55,7 +103,7 @@ def _continuous_aggregates(cur) -> list[dict[str, Any]]:
             for name, mat_only, mark in cur.fetchall()]
 
 
-def _jobs(cur) -> list[dict[str, Any]]:
+def _jobs(cur) -> list[Job]:
     """TimescaleDB's scheduled jobs (refresh, compression, retention policies) and their last run."""
     cur.execute(
         """SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval::text,
@@ -72,45 +120,61 @@ def _jobs(cur) -> list[dict[str, Any]]:
             for job_id, proc, relation, every, last, status, nxt, failures in cur.fetchall()]
 
 
-def store_status(url: str | None = None) -> dict[str, Any]:
+def _local_cluster() -> LocalCluster:
+    cluster = default_cluster()
+    if not cluster.running():
+        raise StorageError("the local cluster is not running: start it with `mfs db up`")
+    return {"data_dir": str(cluster.data_dir), "port": cluster.port, "running": True}
+
+
+def _timescaledb(conn, cur) -> TimescaleInfo:
+    cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    row = cur.fetchone()
+    if not row:
+        return {"version": None, "license": None, "store_edition": None}
+    return {"version": row[0], "license": migrations.license(conn), "store_edition": migrations.edition(conn)}
+
+
+def _hypertables(cur) -> list[Hypertable]:
+    cur.execute(
+        """SELECT h.hypertable_name, h.num_chunks,
+                  (SELECT count(*) FROM show_chunks(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass))
+           FROM timescaledb_information.hypertables h ORDER BY 1"""
+    )
+    return [{"name": name, "chunks": chunks} for name, chunks, _ in cur.fetchall()]
+
+
+def _row_counts(cur) -> dict[str, int]:
+    counts = {}
+    for table in ("symbols", "market_data", "features", "quarantine", "pipeline_runs"):
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if cur.fetchone()[0]:
+            cur.execute(f"SELECT count(*) FROM {table}")  # names from the fixed list above
+            counts[table] = cur.fetchone()[0]
+    return counts
+
+
+def store_status(url: str | None = None) -> StoreStatus:
     """Server and TimescaleDB versions, edition, migrations, hypertables and row counts."""
     url = url or database_url()
-    info: dict[str, Any] = {"url": masked(url), "external": external_url() is not None}
-    if not info["external"]:
-        cluster = default_cluster()
-        info["local_cluster"] = {"data_dir": str(cluster.data_dir), "port": cluster.port, "running": cluster.running()}
-        if not cluster.running():
-            raise StorageError("the local cluster is not running: start it with `mfs db up`")
+    external = external_url() is not None
+    cluster = None if external else _local_cluster()
     conn = connect(url, application_name="mfs-status")
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")
-            info["server_version"] = cur.fetchone()[0]
-            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-            row = cur.fetchone()
-            info["timescaledb"] = {"version": row[0] if row else None,
-                                   "license": migrations.license(conn) if row else None,
-                                   "store_edition": migrations.edition(conn) if row else None}
-            if row and info["timescaledb"]["store_edition"] == "timescale":
+            server_version = cur.fetchone()[0]
+            tsdb = _timescaledb(conn, cur)
+            info: StoreStatus = {
+                "url": masked(url), "external": external, "server_version": server_version, "timescaledb": tsdb,
+                "migrations": [f"{v:03d}_{n}" for v, (n, _c) in migrations.applied(conn).items()],
+                "hypertables": _hypertables(cur) if tsdb["version"] else [], "row_counts": _row_counts(cur),
+            }
+            if tsdb["store_edition"] == "timescale":
                 info["continuous_aggregates"] = _continuous_aggregates(cur)
                 info["jobs"] = _jobs(cur)
-            info["migrations"] = [f"{v:03d}_{n}" for v, (n, _c) in migrations.applied(conn).items()]
-            hypertables = []
-            if row:
-                cur.execute(
-                    """SELECT h.hypertable_name, h.num_chunks,
-                              (SELECT count(*) FROM show_chunks(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass))
-                       FROM timescaledb_information.hypertables h ORDER BY 1"""
-                )
-                hypertables = [{"name": name, "chunks": chunks} for name, chunks, _ in cur.fetchall()]
-            info["hypertables"] = hypertables
-            counts = {}
-            for table in ("symbols", "market_data", "features", "quarantine", "pipeline_runs"):
-                cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-                if cur.fetchone()[0]:
-                    cur.execute(f"SELECT count(*) FROM {table}")  # names from the fixed list above
-                    counts[table] = cur.fetchone()[0]
-            info["row_counts"] = counts
     finally:
         conn.close()
+    if cluster is not None:
+        info["local_cluster"] = cluster
     return info

@@ -12,7 +12,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -187,18 +186,6 @@ class LocalCluster:
         """Stop and delete the cluster's folder (tests' throwaway clusters)."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def wait_ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            ready = subprocess.run(
-                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False
-            )
-            if ready.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise StorageError(f"PostgreSQL on 127.0.0.1:{self.port} is not accepting connections")
-            time.sleep(0.2)
 
 
 def default_cluster() -> LocalCluster:

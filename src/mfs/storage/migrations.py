@@ -3,10 +3,22 @@
 File names: ``NNN_name.sql`` runs on every TimescaleDB edition; ``NNN_name.apache.sql`` and
 ``NNN_name.timescale.sql`` are the two variants of one migration, chosen by
 ``SHOW timescaledb.license``. A migration and its ``schema_migrations`` row commit together, so a
-failure leaves both the schema and the record as they were. A file whose text changed after it
-was applied is refused (the DDL in ``sql/`` is the truth; the replaced system's drifted).
-A file starting with ``-- mfs:no-transaction`` runs statement by statement in autocommit (for
-TimescaleDB commands that refuse transactions); keep such files to one idempotent statement each.
+failure leaves both the schema and the record as they were. A file whose SQL changed after it
+was applied is refused: the DDL in ``sql/`` is the schema of every store, so a change is a new
+numbered migration. A file starting with ``-- mfs:no-transaction`` runs statement by statement in
+autocommit (for TimescaleDB commands that refuse transactions); keep such files to one idempotent
+statement each.
+
+The checksum ignores comments and layout (``normalised_sql``), so an applied file's comments may
+be corrected. It is the SHA-256 of the SQL with every ``--`` comment (whole-line or trailing) and
+every ``/* */`` comment removed and each run of whitespace made one space — outside string
+literals and quoted identifiers, which are kept byte for byte. A dollar-quoted body
+(``$$ … $$``, ``$fn$ … $fn$``) is normalised as code: these files use dollar quotes only for
+function and ``DO`` bodies, whose ``--`` and ``/* */`` are comments too, so a dollar-quoted *data*
+literal's comment-like text or spacing is not protected. ``-- mfs:`` directive lines are kept
+(they change how a file runs). A store records that checksum; one recorded before holds the
+SHA-256 of the file's bytes, accepted while the file is byte-identical (``FULL_TEXT_CHECKSUMS``
+for files whose comments changed since) and replaced by the normalised one on the next migrate.
 """
 
 from __future__ import annotations
@@ -27,6 +39,16 @@ from mfs.storage.connection import connect, libpq_url, masked, with_database
 FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>apache|timescale))?\.sql$")
 EDITIONS = ("apache", "timescale")
 LOCK_KEY = 0x6D66735F6D6967  # "mfs_mig": one migrator at a time per database
+DIRECTIVE = "-- mfs:"
+# Full-text checksums (SHA-256 of the file's bytes, what stores recorded until checksums ignored
+# comments) of files whose comments have changed since, each mapped to the normalised checksum of
+# the same text: such a record is accepted as long as the file's SQL is still that text's SQL.
+FULL_TEXT_CHECKSUMS = {
+    "cd076e3453f8f98e5f1e53fc45ecff3607aa4ce45553f06008ac8f95144c735f":
+        "730a166fa980b92a226bfb0058de7a28fe71c83665567708ab7a2edf2494831e",  # 031_ohlcv_aggregates.apache.sql
+}
+_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_IDENT_CHAR = re.compile(r"[\w$]")
 log = get_logger("mfs.storage.migrations")
 
 
@@ -42,11 +64,81 @@ class Migration:
 
     @property
     def checksum(self) -> str:
+        """SHA-256 of the file's SQL without comments and layout (see the module docstring)."""
+        return hashlib.sha256(normalised_sql(self.text).encode()).hexdigest()
+
+    @property
+    def full_text_checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def accepts(self, recorded: str) -> bool:
+        """Whether a store's recorded checksum matches this file's SQL."""
+        return recorded in (self.checksum, self.full_text_checksum) or FULL_TEXT_CHECKSUMS.get(recorded) == self.checksum
 
     @property
     def transactional(self) -> bool:
-        return not self.text.lstrip().startswith("-- mfs:no-transaction")
+        return not self.text.lstrip().startswith(DIRECTIVE + "no-transaction")
+
+
+def normalised_sql(text: str) -> str:
+    """``text`` without comments, each run of whitespace one space; string literals, quoted
+    identifiers and ``-- mfs:`` directives kept as written, dollar-quoted bodies normalised."""
+    out: list[str] = []
+    space = False  # whitespace or a comment since the last token
+    i, n = 0, len(text)
+
+    def emit(token: str) -> None:
+        nonlocal space
+        if space and out:
+            out.append(" ")
+        space = False
+        out.append(token)
+
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            space, i = True, i + 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            if text.startswith(DIRECTIVE, i):
+                emit(text[i:end].rstrip())
+            space, i = True, end
+        elif text.startswith("/*", i):  # PostgreSQL nests block comments
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            space = True
+        elif c in "'\"":
+            # E'...' takes backslash escapes; everywhere a doubled quote is the quote itself.
+            backslash = c == "'" and i > 0 and text[i - 1] in "eE" and (i < 2 or not _IDENT_CHAR.match(text[i - 2]))
+            j = i + 1
+            while j < n:
+                if backslash and text[j] == "\\":
+                    j += 2
+                elif text[j] != c:
+                    j += 1
+                elif text.startswith(c * 2, j):
+                    j += 2
+                else:
+                    j += 1
+                    break
+            emit(text[i:j])
+            i = j
+        elif c == "$" and not (i > 0 and _IDENT_CHAR.match(text[i - 1])) and (tag := _DOLLAR_TAG.match(text, i)):
+            close = text.find(tag.group(), tag.end())
+            body_end = n if close < 0 else close
+            emit(tag.group() + normalised_sql(text[tag.end():body_end]) + ("" if close < 0 else tag.group()))
+            i = n if close < 0 else close + len(tag.group())
+        else:
+            emit(c)
+            i += 1
+    return "".join(out)
 
 
 def discover(edition: str, directory: Path | None = None) -> list[Migration]:
@@ -215,11 +307,18 @@ def _apply_pending(conn, ed: str, directory: Path | None) -> list[str]:
     for mig in discover(ed, directory):
         label = f"{mig.version:03d}_{mig.name}"
         if mig.version in done:
-            if done[mig.version][1] != mig.checksum:
+            recorded = done[mig.version][1]
+            if not mig.accepts(recorded):
                 raise StorageError(
                     f"migration {label} was changed after it was applied ({mig.path.name}); "
                     "add a new numbered migration instead of editing an applied one"
                 )
+            if recorded != mig.checksum:  # a full-text checksum: record the normalised one
+                with conn.cursor() as cur:
+                    cur.execute("UPDATE schema_migrations SET checksum = %s WHERE version = %s",
+                                (mig.checksum, mig.version))
+                conn.commit()
+                log.debug("migration checksum recorded without comments", migration=label)
             continue
         log.info("applying migration", migration=label, edition=ed)
         record = (

@@ -1,9 +1,10 @@
 """A batch of symbols' feature update: find what is stale, read bars with their look-back,
 compute, write.
 
-Runs inside a worker process on that worker's single connection (see worker.py); a batch is one
-REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchors and the write all
-see one snapshot of committed data, and a reader never sees half a symbol.
+Runs inside a worker process on that worker's single connection (see worker.py, which times the
+batch as a whole: its symbols share the reads and the write, so they are not timed one by one); a
+batch is one REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchors and
+the write all see one snapshot of committed data, and a reader never sees half a symbol.
 
 Incremental rule (documented in docs/features.md): recompute from the EARLIEST bar that has no feature
 row of the current FEATURE_VERSION, or whose ``market_data.ingested_at`` differs from the
@@ -16,9 +17,10 @@ value of the first look-back bar, so the rows written equal a full recompute.
 from __future__ import annotations
 
 import io
-import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,7 +72,6 @@ class SymbolCounts:
     deleted: int = 0
     start: str | None = None  # first bar (re)computed, ISO UTC; None when nothing was stale
     anchored: bool = False  # OBV continued from a stored row (incremental window)
-    seconds: float = 0.0
 
 
 def _to_utc(pg_us: np.ndarray) -> pd.DatetimeIndex:
@@ -145,6 +146,15 @@ def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan) -> di
     return data
 
 
+class _Computed(NamedTuple):
+    """A symbol whose feature rows were computed and are to be written."""
+
+    symbol: str
+    columns: dict  # the feature rows, column by column (the names of WRITE_COLUMNS)
+    plan: Plan
+    counts: SymbolCounts  # its entry in the batch's result, completed by the write
+
+
 def update_batch(conn, symbols: list[str], interval: str, *, full: bool, lookback: int,
                  before_symbol: Callable[[str], None] | None = None) -> dict[str, SymbolCounts | str]:
     """Recompute the stale feature rows of ``symbols`` in ONE transaction (a batch of a few dozen
@@ -154,69 +164,98 @@ def update_batch(conn, symbols: list[str], interval: str, *, full: bool, lookbac
     as a string and is not written; the others are. A database error fails the whole batch (the
     caller retries its symbols one by one). ``before_symbol`` runs before each symbol's maths.
     """
-    t0 = time.perf_counter()
-    n = len(symbols)
-    out: dict[str, SymbolCounts | str] = {}
     try:
         with conn.cursor() as cur:
             key = (list(symbols), interval)
-            bar_states = _split(_copy_records(
-                cur, "SELECT w.k::int4, t.ts, t.ingested_at " + _BATCH.format(table="market_data"), key, _BAR_STATE), n)
-            row_states = _split(_copy_records(
-                cur, "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity'), "
-                "coalesce(t.obv, 'NaN') " + _BATCH.format(table="features"), key, _ROW_STATE), n)
+            bar_states, row_states = _read_states(cur, key)
             plans = [plan_symbol(b, r, full=full, lookback=lookback) for b, r in zip(bar_states, row_states)]
-            orphans = [(s, int(t)) for s, p in zip(symbols, plans) for t in p.orphans]
-            if orphans:
-                # A row whose bar no longer exists (deleted or relabelled) would be served forever.
-                cur.execute("DELETE FROM features f USING unnest(%s::text[], %s::bigint[]) AS o(symbol, us) "
-                            "WHERE f.symbol = o.symbol AND f.interval = %s "
-                            "AND f.ts = to_timestamp(o.us / 1e6::float8 + 946684800)",
-                            ([s for s, _ in orphans], [t for _, t in orphans], interval))
-            todo = [i for i, p in enumerate(plans) if p.start is not None]
-            since = min((plans[i].bar_ts[plans[i].first] for i in todo), default=None)
-            windows = _split(_copy_records(
-                cur, "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at "
-                + _BATCH.format(table="market_data") + " WHERE t.ts >= to_timestamp(%s / 1e6::float8 + 946684800)",
-                key + (int(since),), _BAR_RECORD), n) if todo else [None] * n
-            parts, upsert_needed = [], False
-            for i, symbol in enumerate(symbols):
-                plan, counts = plans[i], SymbolCounts(deleted=sum(1 for s, _ in orphans if s == symbol))
+            deleted = _delete_orphans(cur, symbols, interval, plans)
+            windows = _read_windows(cur, key, plans)
+            out: dict[str, SymbolCounts | str] = {}
+            computed: list[_Computed] = []
+            for symbol, plan, window in zip(symbols, plans, windows):
+                counts = SymbolCounts(deleted=deleted[symbol])
                 out[symbol] = counts
-                if plan.start is None:
+                if plan.start is None or window is None:  # nothing stale
                     continue
-                rec = windows[i]
-                rec = rec[np.searchsorted(rec["ts"].astype(np.int64), plan.bar_ts[plan.first]):]
-                try:
-                    if before_symbol:
-                        before_symbol(symbol)
-                    data = _features_for(symbol, interval, rec, plan)
-                except Exception as exc:  # noqa: BLE001 — recorded as this symbol's failure, never hidden
-                    out[symbol] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    continue
-                counts.bars_read, counts.staged = len(rec), len(data["ts"])
-                counts.start, counts.anchored = data["ts"][0].isoformat(), plan.anchor is not None
-                upsert_needed |= plan.rows_from_start > 0
-                parts.append((symbol, data, plan))
-            if parts:
-                data = {c.name: _concat([d[c.name] for _, d, _ in parts]) for c in WRITE_COLUMNS}
-                # Only new bars everywhere (a backfill, the next hour): a plain INSERT, nothing to compare.
-                upsert(cur, "features", WRITE_COLUMNS, data, key=KEY, touch={"computed_at": "now()"},
-                       new_keys_only=not upsert_needed)
-                if upsert_needed:
-                    _split_counts(cur, interval, parts, out)
+                outcome = _compute_symbol(symbol, interval, window, plan, counts, before_symbol)
+                if isinstance(outcome, str):
+                    out[symbol] = outcome
                 else:
-                    for symbol, d, _ in parts:
-                        out[symbol].inserted = len(d["ts"])
+                    computed.append(outcome)
+            if computed:
+                _write_features(cur, interval, computed)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    share = (time.perf_counter() - t0) / max(n, 1)
-    for counts in out.values():
-        if isinstance(counts, SymbolCounts):
-            counts.seconds = share
     return out
+
+
+def _read_states(cur, key: tuple[list[str], str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per symbol: every bar's (ts, ingested_at) and every feature row's state, ordered by ts."""
+    n = len(key[0])
+    bar_states = _split(_copy_records(
+        cur, "SELECT w.k::int4, t.ts, t.ingested_at " + _BATCH.format(table="market_data"), key, _BAR_STATE), n)
+    row_states = _split(_copy_records(
+        cur, "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity'), "
+        "coalesce(t.obv, 'NaN') " + _BATCH.format(table="features"), key, _ROW_STATE), n)
+    return bar_states, row_states
+
+
+def _delete_orphans(cur, symbols: list[str], interval: str, plans: list[Plan]) -> Counter:
+    """Delete the feature rows whose bar no longer exists; returns how many per symbol."""
+    orphans = [(s, int(t)) for s, p in zip(symbols, plans) for t in p.orphans]
+    if orphans:
+        # A row whose bar no longer exists (deleted or relabelled) would be served forever.
+        cur.execute("DELETE FROM features f USING unnest(%s::text[], %s::bigint[]) AS o(symbol, us) "
+                    "WHERE f.symbol = o.symbol AND f.interval = %s "
+                    "AND f.ts = to_timestamp(o.us / 1e6::float8 + 946684800)",
+                    ([s for s, _ in orphans], [t for _, t in orphans], interval))
+    return Counter(s for s, _ in orphans)
+
+
+def _read_windows(cur, key: tuple[list[str], str], plans: list[Plan]) -> list[np.ndarray] | list[None]:
+    """Per symbol, its bars from the earliest bar any symbol of the batch must read (one query for
+    the batch); all None when nothing is stale."""
+    n = len(key[0])
+    todo = [p for p in plans if p.start is not None]
+    if not todo:
+        return [None] * n
+    since = min(p.bar_ts[p.first] for p in todo)
+    return _split(_copy_records(
+        cur, "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at "
+        + _BATCH.format(table="market_data") + " WHERE t.ts >= to_timestamp(%s / 1e6::float8 + 946684800)",
+        key + (int(since),), _BAR_RECORD), n)
+
+
+def _compute_symbol(symbol: str, interval: str, window: np.ndarray, plan: Plan, counts: SymbolCounts,
+                    before_symbol: Callable[[str], None] | None) -> _Computed | str:
+    """One symbol's feature rows from its bars (``counts`` filled in), or why they failed."""
+    rec = window[np.searchsorted(window["ts"].astype(np.int64), plan.bar_ts[plan.first]):]
+    try:
+        if before_symbol:
+            before_symbol(symbol)
+        data = _features_for(symbol, interval, rec, plan)
+    except Exception as exc:  # noqa: BLE001 — recorded as this symbol's failure, never hidden
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    counts.bars_read, counts.staged = len(rec), len(data["ts"])
+    counts.start, counts.anchored = data["ts"][0].isoformat(), plan.anchor is not None
+    return _Computed(symbol, data, plan, counts)
+
+
+def _write_features(cur, interval: str, computed: list[_Computed]) -> None:
+    """One write for the batch's computed rows; fills in each symbol's inserted/updated."""
+    upsert_needed = any(c.plan.rows_from_start > 0 for c in computed)
+    data = {col.name: _concat([c.columns[col.name] for c in computed]) for col in WRITE_COLUMNS}
+    # Only new bars everywhere (a backfill, the next hour): a plain INSERT, nothing to compare.
+    upsert(cur, "features", WRITE_COLUMNS, data, key=KEY, touch={"computed_at": "now()"},
+           new_keys_only=not upsert_needed)
+    if upsert_needed:
+        _split_counts(cur, interval, computed)
+    else:
+        for c in computed:
+            c.counts.inserted = len(c.columns["ts"])
 
 
 def _concat(chunks: list) -> object:
@@ -227,14 +266,13 @@ def _concat(chunks: list) -> object:
     return np.concatenate(chunks)
 
 
-def _split_counts(cur, interval: str, parts: list, out: dict) -> None:
+def _split_counts(cur, interval: str, computed: list[_Computed]) -> None:
     """Per-symbol inserted/updated after one batch upsert. Bars without a row are inserts (the
     plan knows how many rows existed); rows this transaction touched carry computed_at = now()
     (unchanged rows keep their old computed_at), so touched - inserted = updated."""
     cur.execute("SELECT symbol, count(*) FROM features WHERE symbol = ANY(%s) AND interval = %s "
-                "AND computed_at = now() GROUP BY symbol", ([s for s, _, _ in parts], interval))
+                "AND computed_at = now() GROUP BY symbol", ([c.symbol for c in computed], interval))
     touched = dict(cur.fetchall())
-    for symbol, data, plan in parts:
-        counts = out[symbol]
-        counts.inserted = len(data["ts"]) - plan.rows_from_start
-        counts.updated = touched.get(symbol, 0) - counts.inserted
+    for c in computed:
+        c.counts.inserted = len(c.columns["ts"]) - c.plan.rows_from_start
+        c.counts.updated = touched.get(c.symbol, 0) - c.counts.inserted

@@ -1,0 +1,248 @@
+"""Collect and backfill, a whole run: Yahoo bars → validation → quarantine + idempotent upsert
+into market_data (the write path is ``mfs.ingest.write``).
+
+Per run: symbols are fetched in batches of ``ingest.batch_size``, at most ``ingest.max_concurrency``
+requests at a time. A symbol that still fails — or that Yahoo does not know — is one failed
+``SymbolResult`` with the reason; the others go on. Every error of a symbol's fetch is caught
+here, so nothing above (a Prefect task) sees one: this is the only retry layer.
+
+Retries are per request, never per run: a 429, a timeout or a damaged payload is retried with
+exponential backoff and full jitter, at most ``ingest.max_attempts`` times (``fetch_with_retry``);
+retrying the whole run instead would fetch every symbol again. The loop is our own dozen lines:
+``tenacity`` would express it, but it is not among the project's locked dependencies
+(requirements.lock), and adding one for a single bounded loop would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mfs.calendar import latest_expected_bar
+from mfs.config import get_config
+from mfs.flow_names import BACKFILL, COLLECT
+from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
+from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
+from mfs.ingest.validate import Validated, validate_bars
+from mfs.ingest.write import write_batch
+from mfs.logs import bind_context, get_logger
+from mfs.market import BAR_COLUMNS, INTERVALS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS
+from mfs.runs import RunReport, SymbolResult, recorded_run
+from mfs.sources import yahoo
+from mfs.symbols import normalize_symbols
+
+log = get_logger("mfs.ingest")
+RETRYABLE = (RateLimitedError, yahoo.TransientSourceError)
+
+
+def _session_and_source(session, offline: bool):
+    if session is None:
+        if offline:
+            from mfs.sources.fake_yahoo import synthetic_session
+
+            session = synthetic_session()
+        else:
+            session = yahoo.default_session()
+    adapter = getattr(session, "synthetic_yahoo", None)
+    source = adapter.source_name if adapter is not None else "yahoo"
+    asof = adapter.asof if adapter is not None else pd.Timestamp.now(tz="UTC")
+    return session, source, asof
+
+
+def window_start(asof: pd.Timestamp, days: int) -> pd.Timestamp:
+    """New York midnight ``days`` calendar days before ``asof``: whole sessions, in UTC."""
+    day = (asof.tz_convert(NY) - pd.Timedelta(days=days)).tz_localize(None).normalize()
+    return day.tz_localize(NY).tz_convert("UTC")
+
+
+def fetch_with_retry(symbol: str, interval: str, start: pd.Timestamp, session, *,
+                     sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """``yahoo.fetch_history`` with bounded attempts and exponential backoff with full jitter."""
+    cfg = get_config().ingest
+    last: SourceError | None = None
+    for attempt in range(1, cfg.max_attempts + 1):
+        try:
+            return yahoo.fetch_history(symbol, interval, start, session=session, timeout=cfg.request_timeout_s)
+        except RETRYABLE as exc:
+            last = exc
+            if attempt == cfg.max_attempts:
+                break
+            cap = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** (attempt - 1))
+            delay = random.uniform(0, cap)
+            log.warning("retrying after a transient source error", symbol=symbol, attempt=attempt,
+                        delay_s=round(delay, 3), error=str(exc))
+            sleep(delay)
+    assert last is not None
+    raise type(last)(f"{last} — still failing after {cfg.max_attempts} attempts "
+                     f"(exponential backoff from {cfg.backoff_initial_s} s up to {cfg.backoff_max_s} s)") from last
+
+
+def _bars_expected(interval: str, start: pd.Timestamp, asof: pd.Timestamp) -> bool:
+    latest = latest_expected_bar(asof, interval)
+    return latest is not None and latest >= start
+
+
+def bars_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in BAR_COLUMNS}).astype({"ts": "datetime64[ns, UTC]", "volume": np.int64})
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """One symbol's fetch and validation."""
+
+    checked: Validated | None  # None when the fetch or the validation failed: ``error`` says why
+    fetched: int  # bars Yahoo returned
+    error: str | None
+    seconds: float  # measured for this symbol: its requests (retries included) and validation
+    note: str | None = None  # the history was re-adjusted by Yahoo and fetched again
+
+
+def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float,
+               stored: StoredSeries | None = None, floor: pd.Timestamp | None = None) -> FetchOutcome:
+    """Fetch and validate one symbol; every error becomes the outcome's ``error``.
+
+    ``stored`` (what the store holds of the series) moves the start back over missed runs and,
+    when Yahoo has re-adjusted the history since, makes the fetch reach back to the series'
+    first stored bar, so the whole stored history is rewritten in the new adjustment
+    (``mfs.ingest.history``); ``note`` then says so."""
+    began = time.monotonic()
+
+    def outcome(checked: Validated | None, fetched: int, error: str | None, note: str | None = None):
+        return FetchOutcome(checked, fetched, error, time.monotonic() - began, note)
+
+    note = None
+    with bind_context(symbol=symbol):
+        start = resume_start(start, stored, floor)
+        try:
+            bars = fetch_with_retry(symbol, interval, start, session)
+            change = readjustment(bars, stored)
+            if change:
+                log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=change)
+                if (begin := history_start(stored, floor)) < start:
+                    start, bars = begin, fetch_with_retry(symbol, interval, begin, session)
+                note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
+        except yahoo.NoBarsError as exc:
+            if _bars_expected(interval, start, asof):
+                log.error("fetch failed", interval=interval, reason=str(exc))
+                return outcome(None, 0, str(exc))
+            # No session in the window (a short window over a weekend or holiday): nothing to do.
+            log.info("no session in the window, no bars expected", interval=interval)
+            return outcome(Validated(good=bars_frame()), 0, None)
+        except MfsError as exc:
+            log.error("fetch failed", interval=interval, reason=str(exc))
+            return outcome(None, 0, str(exc))
+        except Exception as exc:  # a yfinance bug for one symbol must not take the others down
+            log.exception("fetch failed unexpectedly", interval=interval)
+            return outcome(None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}")
+        try:
+            checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
+        except ValidationError as exc:
+            log.error("bars cannot be validated", interval=interval, reason=str(exc))
+            return outcome(None, len(bars), f"{symbol}: {exc}")
+        return outcome(checked, len(bars), None, note)
+
+
+def _symbol_result(symbol: str, stage: str, interval: str, fetched: FetchOutcome) -> SymbolResult:
+    result = SymbolResult(symbol=symbol, stage=stage, fetched=fetched.fetched, duration_s=fetched.seconds)
+    if fetched.checked is None:
+        result.status, result.reason = "failed", fetched.error
+        return result
+    result.quarantined = len(fetched.checked.rejected)
+    result.quarantine_reasons = fetched.checked.reasons
+    if fetched.checked.rejected:
+        log.warning("bars quarantined", symbol=symbol, interval=interval, reasons=fetched.checked.reasons)
+    return result
+
+
+def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, session, source: str,
+            asof: pd.Timestamp) -> None:
+    cfg = get_config().ingest
+    start = window_start(asof, days)
+    stage = f"collect_{interval}"
+    log.info("ingest window", interval=interval, start=start.isoformat(), asof=asof.isoformat(),
+             symbols=len(symbols), source=source)
+    yahoo.clear_request_cache()
+    floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
+    stored = stored_series(interval, symbols, start, floor)
+    with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
+        for first in range(0, len(symbols), cfg.batch_size):
+            batch = symbols[first:first + cfg.batch_size]
+            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, asof, session,
+                                   cfg.max_jump, stored.get(s), floor) for s in batch]
+            to_write = []
+            for symbol, future in zip(batch, futures):
+                fetched = future.result()
+                if fetched.note:
+                    report.notes.append(fetched.note)
+                result = _symbol_result(symbol, stage, interval, fetched)
+                report.results.append(result)
+                if fetched.checked is not None:
+                    to_write.append((result, fetched.checked))
+            write_batch(to_write, interval, source, report.run_id)
+
+
+def _symbols(symbols) -> list[str]:
+    chosen = normalize_symbols(symbols) if symbols else list(get_config().symbols)
+    return list(dict.fromkeys(chosen))
+
+
+def collect(symbols: list[str] | None = None, interval: str | None = None, *, days: int | None = None,
+            offline: bool = False, session=None, run_id: str | None = None,
+            raise_on_failure: bool = True) -> RunReport:
+    """Fetch the last ``days`` (config ``ingest.incremental_days``) of bars for ``symbols``
+    (config ``symbols``) and upsert them: ``interval`` ("1h" or "1d"), or by default every
+    configured interval (``intervals``), one after the other in one run. A symbol's fetch reaches
+    further back when its stored bars stop before the window or Yahoo re-adjusted its history
+    (``mfs.ingest.history``). Flow name "collect"."""
+    cfg = get_config()
+    if interval is not None and interval not in INTERVALS:
+        raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    intervals = [interval] if interval else list(cfg.intervals)
+    days = cfg.ingest.incremental_days if days is None else int(days)
+    if days <= 0:
+        raise ValidationError(f"days must be > 0, got {days}")
+    if "1h" in intervals and days > MAX_HOURLY_DAYS:
+        raise ValidationError(f"Yahoo serves hourly bars for the last {YAHOO_HOURLY_DAYS} days only; {days} days asked "
+                              f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)")
+    chosen = _symbols(symbols)
+    session, source, asof = _session_and_source(session, offline)
+    params = {"symbols": chosen, "intervals": intervals, "days": days, "source": source, "asof": asof.isoformat()}
+    with recorded_run(COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+                      raise_on_failure=raise_on_failure) as report:
+        for each in intervals:
+            _ingest(report, chosen, each, days, session, source, asof)
+    return report
+
+
+def backfill(symbols=None, *, days: int | None = None, offline=False, session=None, run_id=None,
+             raise_on_failure=True) -> RunReport:
+    """Load ``days`` (config ``ingest.backfill_days``) of history for every configured interval.
+    Hourly history is capped at Yahoo's 730-day limit (with a warning and a note in the report).
+    Flow name "backfill"."""
+    cfg = get_config()
+    days = cfg.ingest.backfill_days if days is None else int(days)
+    if days <= 0:
+        raise ValidationError(f"days must be > 0, got {days}")
+    chosen = _symbols(symbols)
+    session, source, asof = _session_and_source(session, offline)
+    params = {"symbols": chosen, "intervals": list(cfg.intervals), "days": days, "source": source,
+              "asof": asof.isoformat()}
+    with recorded_run(BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
+                      raise_on_failure=raise_on_failure) as report:
+        for interval in cfg.intervals:
+            span = days
+            if interval == "1h" and days > MAX_HOURLY_DAYS:
+                span = MAX_HOURLY_DAYS
+                note = (f"hourly history limited to the last {MAX_HOURLY_DAYS} days by Yahoo "
+                        f"({YAHOO_HOURLY_DAYS}-day limit); {days} days asked, daily bars cover all of them")
+                log.warning(note)
+                report.notes.append(note)
+            _ingest(report, chosen, interval, span, session, source, asof)
+    return report

@@ -1,0 +1,187 @@
+"""The ingest write path: validated bars → quarantine + idempotent upsert into ``market_data``.
+
+Each batch is written in one transaction (a reader never sees half a batch): the whole batch in
+one upsert (one COPY); only if that fails is it written again symbol by symbol, each in a
+savepoint, so one symbol's write error cannot take its neighbours down. Writes happen on the
+calling thread only, so a run holds one database connection.
+
+``store_bars`` is the entry for bars that are already parsed (the benchmark, sources other than
+Yahoo): the validation, quarantine and write of ``collect``, without fetching.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import psycopg2
+from psycopg2.extras import Json, execute_values
+
+from mfs.config import get_config
+from mfs.errors import MfsError, ValidationError
+from mfs.ingest.validate import Validated, validate_bars
+from mfs.logs import get_logger
+from mfs.runs import RunReport, SymbolResult
+from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
+from mfs.storage.connection import connection
+
+log = get_logger("mfs.ingest")
+MARKET_DATA_COLUMNS = [
+    Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
+    Column("open", "float8"), Column("high", "float8"), Column("low", "float8"), Column("close", "float8"),
+    Column("adj_close", "float8"), Column("volume", "int8"), Column("source", "text"),
+]
+MARKET_DATA_KEY = ["symbol", "interval", "ts"]
+
+
+def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
+    # Rejected bars are few (usually none): a plain multi-row INSERT, not the COPY path.
+    if not checked.rejected:
+        return
+    execute_values(
+        cur,
+        "INSERT INTO quarantine (source, symbol, interval, ts, raw, reason, run_id) VALUES %s",
+        [(source, symbol, interval, r["ts"].to_pydatetime(), Json(r["raw"]), r["reason"], run_id)
+         for r in checked.rejected],
+    )
+
+
+def _bar_arrays(symbol: str, good: pd.DataFrame, interval: str, source: str) -> dict[str, object]:
+    n = len(good)
+    return {
+        "symbol": np.full(n, symbol, dtype=object), "interval": np.full(n, interval, dtype=object),
+        "ts": pd.DatetimeIndex(good["ts"]), "open": good["open"].to_numpy(float),
+        "high": good["high"].to_numpy(float), "low": good["low"].to_numpy(float),
+        "close": good["close"].to_numpy(float), "adj_close": good["adj_close"].to_numpy(float),
+        "volume": good["volume"].to_numpy(np.int64), "source": np.full(n, source, dtype=object),
+    }
+
+
+def _concat(parts: list[dict[str, object]]) -> dict[str, object]:
+    return {k: (pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC") if k == "ts"
+                else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+
+def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
+    """The good bars of a batch as one set of columns with its COPY payload."""
+    parts = [_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
+    return encode_rows(MARKET_DATA_COLUMNS, _concat(parts), key=MARKET_DATA_KEY)
+
+
+def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
+    return upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
+                  touch={"ingested_at": "now()"}, append_by=("symbol", "interval"), count_by="symbol")
+
+
+def write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str,
+                rows: EncodedRows | None = None) -> None:
+    """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
+    ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
+    symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
+    neighbours down. Each symbol's ``duration_s`` gets an equal share of the write's seconds."""
+    if not results:
+        return
+    began = time.monotonic()
+    with connection() as conn, conn.cursor() as cur:
+        stored: list[str] = []
+        cur.execute("SAVEPOINT batch_write")
+        try:
+            counts = _upsert_bars(cur, rows if rows is not None else _batch_rows(results, interval, source))
+            for result, checked in results:
+                _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
+                result.inserted, result.updated = (counts.by or {}).get(result.symbol, (0, 0))
+                result.written = result.inserted + result.updated
+                stored.append(result.symbol)
+            cur.execute("RELEASE SAVEPOINT batch_write")
+        except (psycopg2.Error, MfsError):
+            if conn.closed:  # the server went away: the whole batch is lost, not one symbol
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT batch_write")
+            stored = _write_one_by_one(conn, cur, results, interval, source, run_id)
+        share = (time.monotonic() - began) / len(results)
+        for result, _checked in results:
+            result.duration_s += share
+        if stored:
+            # A few names: one statement (the COPY staging path costs two temp-table truncates).
+            cur.execute("INSERT INTO symbols (symbol, active) SELECT unnest(%s::text[]), true "
+                        "ON CONFLICT (symbol) DO UPDATE SET active = true WHERE NOT symbols.active", (stored,))
+
+
+def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
+    stored = []
+    for result, checked in results:
+        cur.execute("SAVEPOINT symbol_write")
+        try:
+            counts = _upsert_bars(cur, _bar_arrays(result.symbol, checked.good, interval, source))
+            _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
+            cur.execute("RELEASE SAVEPOINT symbol_write")
+        except (psycopg2.Error, MfsError) as exc:
+            if conn.closed:
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT symbol_write")
+            result.status, result.reason = "failed", f"{result.symbol}: write failed: {str(exc).strip()}"
+            log.error("write failed", symbol=result.symbol, reason=result.reason)
+            continue
+        result.inserted, result.updated = counts.inserted, counts.updated
+        result.written = counts.inserted + counts.updated
+        stored.append(result.symbol)
+    return stored
+
+
+def _validate_batch(batch: list[tuple[str, pd.DataFrame]], interval: str, source: str, asof: pd.Timestamp):
+    """Validate a batch of parsed frames: (every symbol's result, the (result, bars) to write,
+    their encoded rows or None when encoding failed)."""
+    max_jump = get_config().ingest.max_jump
+    stage = f"collect_{interval}"
+    results, checked_batch = [], []
+    for symbol, bars in batch:
+        began = time.monotonic()
+        try:
+            checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
+        except ValidationError as exc:
+            results.append(SymbolResult(symbol=symbol, stage=stage, status="failed", fetched=len(bars),
+                                        reason=f"{symbol}: {exc}", duration_s=time.monotonic() - began))
+            continue
+        results.append(SymbolResult(symbol=symbol, stage=stage, fetched=len(bars),
+                                    quarantined=len(checked.rejected), quarantine_reasons=checked.reasons,
+                                    duration_s=time.monotonic() - began))
+        checked_batch.append((results[-1], checked))
+    rows = None
+    if checked_batch:
+        try:
+            rows = _batch_rows(checked_batch, interval, source)
+        except MfsError:  # write_batch encodes again and fails only the symbol at fault
+            rows = None
+    return results, checked_batch, rows
+
+
+def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str,
+               asof: pd.Timestamp | None = None) -> None:
+    """Validate and store bars that are already parsed (one frame per symbol, the columns of
+    ``mfs.ingest.run.bars_frame``): the same validation, quarantine and write path as
+    ``collect``, without fetching. Bars after ``asof`` (default: now) are quarantined as
+    ``future``; a frame that cannot be validated (a column missing, naive timestamps) fails its
+    symbol with the reason. Used by the benchmark and by sources other than Yahoo.
+
+    Pipelined: the next batch is validated and encoded on a helper thread while the current
+    batch's COPY runs (the server does that work; the client thread only waits on the socket)."""
+    batch_size = get_config().ingest.batch_size
+    asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
+    items = list(frames.items())
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
+        def validate_next(index: int):
+            return pool.submit(contextvars.copy_context().run, _validate_batch, batches[index], interval, source, asof)
+
+        pending = validate_next(0)
+        for index in range(len(batches)):
+            results, to_write, rows = pending.result()
+            if index + 1 < len(batches):
+                pending = validate_next(index + 1)
+            report.results.extend(results)
+            write_batch(to_write, interval, source, report.run_id, rows)

@@ -1,0 +1,117 @@
+"""Helpers of the aggregate tests (imported by module path, e.g. by tests/storage and tests/ingest too):
+synthetic hourly bars and features written through the real write path (``mfs.storage.bulk.upsert``)
+on the real NYSE calendar, and from-scratch reference queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfs import calendar
+from mfs.market import NY
+from mfs.storage import bulk
+from mfs.storage.connection import connect
+
+BAR_COLUMNS = [bulk.Column("symbol", "text"), bulk.Column("interval", "text"), bulk.Column("ts", "timestamptz"),
+               bulk.Column("open", "float8"), bulk.Column("high", "float8"), bulk.Column("low", "float8"),
+               bulk.Column("close", "float8"), bulk.Column("volume", "int8")]
+FEATURE_SUBSET = ["return_1", "sma_5", "rsi_14", "obv", "hour_et", "dow_et"]
+
+
+def make_bars(symbol: str, start: str, end: str, seed: int = 0, scale: float = 1.0) -> pd.DataFrame:
+    """Valid hourly bars (Yahoo labels) of every session from ``start`` to ``end``."""
+    ts = calendar.hourly_bar_starts(start, end)
+    rng = np.random.default_rng(seed)
+    close = 100 * scale * np.exp(np.cumsum(rng.normal(0, 0.004, len(ts))))
+    open_ = close * np.exp(rng.normal(0, 0.002, len(ts)))
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.003, len(ts)))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.003, len(ts)))
+    volume = rng.integers(1_000, 1_000_000, len(ts))
+    return pd.DataFrame({"symbol": symbol, "interval": "1h", "ts": ts, "open": open_, "high": high,
+                         "low": low, "close": close, "volume": volume})
+
+
+def write_bars(url: str, bars: pd.DataFrame) -> bulk.UpsertCounts:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            data = {c.name: bars[c.name].to_numpy() for c in BAR_COLUMNS}
+            data["ts"] = pd.DatetimeIndex(bars["ts"])
+            counts = bulk.upsert(cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"],
+                                 touch={"ingested_at": "now()"})
+        conn.commit()
+        return counts
+    finally:
+        conn.close()
+
+
+def write_features(url: str, bars: pd.DataFrame, version: int = 1) -> bulk.UpsertCounts:
+    """A few feature columns derived from the bars (values only need to differ per bar; the
+    last bar of every third day has a NULL rsi_14, so "last value" must keep the NULL)."""
+    ts = pd.DatetimeIndex(bars["ts"])
+    ny = ts.tz_convert(NY)
+    rsi = (bars["close"].to_numpy() % 100).copy()
+    last_of_day = ~pd.Series(ny.date).duplicated(keep="last").to_numpy()
+    rsi[last_of_day & (ny.day % 3 == 0)] = np.nan
+    data = {"symbol": bars["symbol"].to_numpy(), "interval": bars["interval"].to_numpy(), "ts": ts,
+            "feature_version": np.full(len(bars), version),
+            "return_1": bars["close"].pct_change().to_numpy(), "sma_5": bars["close"].rolling(5).mean().to_numpy(),
+            "rsi_14": rsi, "obv": bars["volume"].cumsum().to_numpy(dtype=float),
+            "hour_et": ny.hour.to_numpy(), "dow_et": ny.dayofweek.to_numpy()}
+    columns = [bulk.Column("symbol", "text"), bulk.Column("interval", "text"), bulk.Column("ts", "timestamptz"),
+               bulk.Column("feature_version", "int4")] + [
+        bulk.Column(c, "int2" if c.endswith("_et") else "float8") for c in FEATURE_SUBSET]
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            counts = bulk.upsert(cur, "features", columns, data, key=["symbol", "interval", "ts"],
+                                 touch={"computed_at": "now()"})
+        conn.commit()
+        return counts
+    finally:
+        conn.close()
+
+
+def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def execute(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run and commit one statement (``query`` only reads)."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def columns_of(url: str, relation: str) -> list[str]:
+    rows = query(url, """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+                         AND NOT attisdropped ORDER BY attnum""", (relation,))
+    return [r[0] for r in rows]
+
+
+# From-scratch references over the raw hypertables: the definition every aggregate must equal.
+REFERENCE = {
+    "ohlcv_1d": """SELECT symbol, time_bucket('1 day', ts, 'America/New_York') AS day,
+                          first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint, count(*)
+                   FROM market_data WHERE interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2""",
+    "ohlcv_1w": """SELECT symbol, time_bucket('1 week', ts, 'America/New_York') AS week,
+                          first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint, count(*)
+                   FROM market_data WHERE interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2""",
+}
+
+
+def features_reference(url: str) -> str:
+    cols = [c for c in columns_of(url, "features_1d") if c not in ("symbol", "day", "last_ts")]
+    exprs = ", ".join(f"last({c}, ts)" for c in cols)
+    return f"""SELECT symbol, time_bucket('1 day', ts, 'America/New_York'), max(ts), {exprs}
+               FROM features WHERE interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2"""
