@@ -19,8 +19,10 @@ def main() -> int:
     api_url = os.environ.get("PREFECT_API_URL")
     stack = PrefectStack.remote(api_url) if api_url else PrefectStack.default()
     result = deploy(stack)
-    print(f"deployed {', '.join(result['deployments'])} to work pool {result['work_pool']} at {stack.api_url}; "
-          f"{result['alerts'][0]}")
+    print(
+        f"deployed {', '.join(result['deployments'])} to work pool {result['work_pool']} at {stack.api_url}; "
+        f"{result['alerts'][0]}"
+    )
     return 0
 
 

@@ -16,9 +16,16 @@ from mfs.orchestration.runtime import flow_timeout, market_closed_state, offline
 
 
 @flow(name=COLLECT, timeout_seconds=flow_timeout(COLLECT))
-def collect(symbols: list[str] | None = None, interval: str | None = None, days: int | None = None,
-            offline: bool = False, shards: int = 1, market_hours_only: bool = True,
-            asof: dt.datetime | None = None, shard_of: str | None = None) -> dict | State:
+def collect(
+    symbols: list[str] | None = None,
+    interval: str | None = None,
+    days: int | None = None,
+    offline: bool = False,
+    shards: int = 1,
+    market_hours_only: bool = True,
+    asof: dt.datetime | None = None,
+    shard_of: str | None = None,
+) -> dict | State:
     """symbols: default from config; interval: 1h or 1d, default every configured interval;
     days: default ingest.incremental_days; offline: synthetic Yahoo; shards: split into N runs of
     this deployment for the work pool; market_hours_only: end "Market closed" outside NYSE

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from prefect import task
 
+from mfs.aggregates.refresh import RefreshResult
+from mfs.aggregates.retention import RetentionResult
 from mfs.config import get_config
 from mfs.orchestration.artifacts import publish
 from mfs.orchestration.runtime import current_run_id
@@ -13,8 +15,14 @@ from mfs.runs import RunReport
 
 
 @task(name="fetch-yahoo-bars")
-def fetch_bars(symbols: list[str] | None, interval: str | None, days: int | None, offline: bool,
-               run_id: str | None, backfill: bool = False) -> RunReport:
+def fetch_bars(
+    symbols: list[str] | None,
+    interval: str | None,
+    days: int | None,
+    offline: bool,
+    run_id: str | None,
+    backfill: bool = False,
+) -> RunReport:
     """Yahoo → validated bars → market_data; failed symbols are in the report. Not retried as a
     task: ``mfs.ingest`` retries each request itself and never raises a Yahoo error, and a task
     retry would fetch every symbol again."""
@@ -33,14 +41,14 @@ def compute_features(symbols: list[str] | None, interval: str | None, full: bool
 
 
 @task(name="refresh-aggregates")
-def refresh_aggregates() -> dict:
+def refresh_aggregates() -> RefreshResult:
     from mfs import aggregates
 
     return aggregates.refresh()
 
 
 @task(name="apply-retention")
-def apply_retention() -> dict:
+def apply_retention() -> RetentionResult:
     """Drop raw chunks older than aggregates.retention_days (a no-op when it is not set)."""
     from mfs import aggregates
 

@@ -16,9 +16,16 @@ from mfs.orchestration.runtime import flow_timeout, market_closed_state, run_sha
 
 
 @flow(name=FEATURES, timeout_seconds=flow_timeout(FEATURES))
-def features(symbols: list[str] | None = None, interval: str | None = None, full: bool = False, shards: int = 1,
-             market_hours_only: bool = True, asof: dt.datetime | None = None, shard_of: str | None = None,
-             wait_for_collect: bool = True) -> dict | State:
+def features(
+    symbols: list[str] | None = None,
+    interval: str | None = None,
+    full: bool = False,
+    shards: int = 1,
+    market_hours_only: bool = True,
+    asof: dt.datetime | None = None,
+    shard_of: str | None = None,
+    wait_for_collect: bool = True,
+) -> dict | State:
     """interval: 1h or 1d, default every configured interval; full: recompute all history
     instead of new bars; wait_for_collect: start only once a collection still writing bars has
     finished (scheduled five minutes after each collection, which can take longer than that)."""
@@ -29,7 +36,8 @@ def features(symbols: list[str] | None = None, interval: str | None = None, full
         wait_for_release(COLLECT, wait_s)
     if shards > 1:
         with run_lock(FEATURES, wait_s):
-            return run_shards({"symbols": symbols, "interval": interval, "full": full,
-                               "wait_for_collect": False}, shards)
+            return run_shards(
+                {"symbols": symbols, "interval": interval, "full": full, "wait_for_collect": False}, shards
+            )
     with nullcontext() if shard_of else run_lock(FEATURES, wait_s):
         return judged(FEATURES, lambda run_id: compute_features(symbols, interval, full, run_id))

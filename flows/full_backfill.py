@@ -17,8 +17,9 @@ from mfs.orchestration.runtime import flow_timeout, offline_requested
 def backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
     """Bars for `days` (default ingest.backfill_days) of history, hourly and daily."""
     with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
-        return judged(BACKFILL, lambda run_id: fetch_bars(symbols, None, days, offline_requested(offline),
-                                                          run_id, backfill=True))
+        return judged(
+            BACKFILL, lambda run_id: fetch_bars(symbols, None, days, offline_requested(offline), run_id, backfill=True)
+        )
 
 
 @flow(name=FULL_BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))

@@ -70,7 +70,10 @@ def test_env_overrides_one_key_of_a_mapping() -> None:
     [
         # YAML true is a bool, and the sections stay strict: no lax coercion to 1
         ({"MFS_INGEST__MAX_ATTEMPTS": "true"}, "ingest.max_attempts = True: Input should be a valid integer"),
-        ({"MFS_INTERVALS": "[1h"}, "intervals = '[1h': Input should be a valid list (from environment variable MFS_INTERVALS)"),
+        (
+            {"MFS_INTERVALS": "[1h"},
+            "intervals = '[1h': Input should be a valid list (from environment variable MFS_INTERVALS)",
+        ),
         ({"MFS_SYMBOLS": "A B"}, "symbols[0] = 'A B': not a valid ticker"),
         ({"MFS_SYMBOLS__X": "1"}, "symbols = {'x': '1'}"),
     ],
@@ -107,8 +110,9 @@ def test_symbol_rules() -> None:
     ],
 )
 def test_cli_exits_non_zero_on_bad_config(env: dict, needle: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "mfs.cli.main", "db", "url"], env=dict(os.environ, **env),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mfs.cli.main", "db", "url"], env=dict(os.environ, **env), capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert needle in result.stderr
     assert "Traceback" not in result.stderr

@@ -29,8 +29,9 @@ with bind_context(run_id="r-42", flow="collect", symbol="AAPL"):
 
 
 def run_snippet(**env: str) -> list[dict]:
-    result = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True,
-                            env=dict(os.environ, **env))
+    result = subprocess.run(
+        [sys.executable, "-c", SNIPPET], capture_output=True, text=True, env=dict(os.environ, **env)
+    )
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
 
@@ -72,11 +73,18 @@ def plain_handler() -> Iterator[io.StringIO]:
 def test_a_plain_handler_gets_a_readable_line_with_key_values_and_context(plain_handler) -> None:
     log = get_logger("mfs.test")
     with bind_context(run_id="r-42", flow="backfill", symbol="AAPL"):
-        log.info("ingest window", interval="1h", start=dt.datetime(2025, 12, 1, 5, tzinfo=dt.timezone.utc),
-                 symbols=10, counts={"inserted": 3}, reason="no bars")
+        log.info(
+            "ingest window",
+            interval="1h",
+            start=dt.datetime(2025, 12, 1, 5, tzinfo=dt.UTC),
+            symbols=10,
+            counts={"inserted": 3},
+            reason="no bars",
+        )
     assert plain_handler.getvalue() == (
         'ingest window: interval=1h start=2025-12-01T05:00:00+00:00 symbols=10 counts={"inserted":3}'
-        ' reason="no bars" (flow=backfill run_id=r-42 symbol=AAPL)\n')
+        ' reason="no bars" (flow=backfill run_id=r-42 symbol=AAPL)\n'
+    )
 
 
 def test_secrets_stay_masked_in_the_readable_message(plain_handler) -> None:

@@ -38,8 +38,15 @@ SECRET_ENV = {
     "MFS_ALERT_WEBHOOK_URL": "webhook receiving alerts on failed or slow runs",
 }
 RUNTIME_ENV = {
-    "MFS_LOG_LEVEL", "MFS_CONFIG", "MFS_STATE_DIR", "MFS_PROJECT_ROOT", "MFS_SYNTHETIC_ASOF",
-    "MFS_OFFLINE", "MFS_TEST_DATABASE_URL", "MFS_TEST_EDITION", "MFS_LOG_FORMAT",
+    "MFS_LOG_LEVEL",
+    "MFS_CONFIG",
+    "MFS_STATE_DIR",
+    "MFS_PROJECT_ROOT",
+    "MFS_SYNTHETIC_ASOF",
+    "MFS_OFFLINE",
+    "MFS_TEST_DATABASE_URL",
+    "MFS_TEST_EDITION",
+    "MFS_LOG_FORMAT",
     "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
 }
 
@@ -55,8 +62,9 @@ class DatabaseConfig(Section):
     pool_size: int = Field(4, ge=1, le=64, description="connections per process, at most")
     connect_timeout_s: int = Field(10, gt=0)
     edition: Literal["timescale", "apache"] = Field(
-        "timescale", description="TimescaleDB license a new local cluster runs: 'timescale' (community: continuous "
-                                 "aggregates, compression, policies) or 'apache' (as on hosts that ship only the Apache edition)"
+        "timescale",
+        description="TimescaleDB license a new local cluster runs: 'timescale' (community: continuous "
+        "aggregates, compression, policies) or 'apache' (as on hosts that ship only the Apache edition)",
     )
 
 
@@ -69,16 +77,33 @@ class IngestConfig(Section):
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0)
-    max_jump: float = Field(0.5, gt=0, description="reject a bar whose close moves more than this fraction from the previous close")
+    max_jump: float = Field(
+        0.5, gt=0, description="reject a bar whose close moves more than this fraction from the previous close"
+    )
 
 
 class FeaturesConfig(Section):
-    lookback_bars: int = Field(450, ge=400, description="bars read before the first new bar (≥ longest window + warm-up)")
-    timeout_s: float = Field(30.0, gt=0, description="per-task timeout; a batch past it is rerun one symbol per task, each with this timeout")
+    lookback_bars: int = Field(
+        450, ge=400, description="bars read before the first new bar (≥ longest window + warm-up)"
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="per-task timeout; a batch past it is rerun one symbol per task, each with this timeout"
+    )
     workers: int = Field(2, gt=0, le=64)
-    max_tasks_per_worker: int = Field(50, gt=0, description="recycle a worker process after this many tasks (batches of symbols)")
-    batch_size: int = Field(25, gt=0, le=500, description="symbols per worker task and transaction; a failed batch is retried symbol by symbol")
-    worker_memory_mb: int = Field(2048, ge=0, description="address-space limit of a worker process (0 = none); beyond it a symbol fails with MemoryError")
+    max_tasks_per_worker: int = Field(
+        50, gt=0, description="recycle a worker process after this many tasks (batches of symbols)"
+    )
+    batch_size: int = Field(
+        25,
+        gt=0,
+        le=500,
+        description="symbols per worker task and transaction; a failed batch is retried symbol by symbol",
+    )
+    worker_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="address-space limit of a worker process (0 = none); beyond it a symbol fails with MemoryError",
+    )
 
 
 class RunsConfig(Section):
@@ -115,8 +140,10 @@ class AggregatesConfig(Section):
         None, gt=0, description="drop raw bars and features older than this (aggregates keep history); null keeps all"
     )
     retention_lock_timeout_s: float = Field(
-        5.0, gt=0, description="retention gives up on a table whose old chunks a query still reads after this long "
-                               "(instead of queueing every later query behind its lock); the next run retries"
+        5.0,
+        gt=0,
+        description="retention gives up on a table whose old chunks a query still reads after this long "
+        "(instead of queueing every later query behind its lock); the next run retries",
     )
 
 
@@ -148,7 +175,7 @@ class Config(BaseSettings):
             raise PydanticCustomError("invalid_symbol", "{message}", {"message": str(exc)}) from None
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_unused):  # type: ignore[override]
+    def settings_customise_sources(cls, settings_cls, init_settings, **_unused):
         # Keyword arguments over environment over YAML over field defaults; no .env files or secret
         # directories. load_config names the file and the environment (tests pass their own).
         path, environ = _SOURCES.get() or (paths.config_path(), os.environ)
@@ -162,8 +189,11 @@ _SOURCES: ContextVar[tuple[Path, Mapping[str, str]] | None] = ContextVar("mfs_co
 
 def _overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """The MFS_* variables that override YAML keys: not secrets, not runtime switches."""
-    return {name: value for name, value in environ.items()
-            if name.startswith("MFS_") and name not in SECRET_ENV and name not in RUNTIME_ENV}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("MFS_") and name not in SECRET_ENV and name not in RUNTIME_ENV
+    }
 
 
 def _yaml_values(value: Any) -> Any:
@@ -193,7 +223,7 @@ class _EnvSource(EnvSettingsSource):
         # pydantic-settings ignores variables naming no field; handing them on lets extra="forbid"
         # refuse them in the same message as any other error.
         for name, raw in self.env_vars.items():
-            key = name[len(self.env_prefix):].split(self.env_nested_delimiter)[0]
+            key = name[len(self.env_prefix) :].split(self.env_nested_delimiter)[0]
             if key not in self.settings_cls.model_fields:
                 data.setdefault(key, raw)
         # symbols is a comma list (MFS_SYMBOLS=AAPL,MSFT), not YAML
@@ -221,7 +251,7 @@ def _origin(loc: str, env_origins: dict[str, str], path: Path) -> str:
     return next((env_origins[key] for key in keys if key in env_origins), str(path))
 
 
-def _describe(error: dict, env_origins: dict[str, str], path: Path) -> str:
+def _describe(error: Mapping[str, Any], env_origins: dict[str, str], path: Path) -> str:
     loc = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         msg = f"{loc}: unknown configuration key"
@@ -242,8 +272,9 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
     try:
         return Config()
     except ValidationError as exc:
-        env_origins = {".".join(name[4:].lower().split("__")): f"environment variable {name}"
-                       for name in _overrides(environ)}
+        env_origins = {
+            ".".join(name[4:].lower().split("__")): f"environment variable {name}" for name in _overrides(environ)
+        }
         lines = [_describe(e, env_origins, path) for e in exc.errors(include_url=False)]
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
     finally:

@@ -3,9 +3,9 @@ run-lock names, and the keys of their per-flow settings."""
 
 from __future__ import annotations
 
-COLLECT = "collect"            # recent bars (deployment yahoo-hourly); also the lock every bar writer takes
-FEATURES = "features"          # indicators for new bars (deployment features-hourly)
-BACKFILL = "backfill"          # history of bars: `mfs backfill`, and the first stage of full-backfill
+COLLECT = "collect"  # recent bars (deployment yahoo-hourly); also the lock every bar writer takes
+FEATURES = "features"  # indicators for new bars (deployment features-hourly)
+BACKFILL = "backfill"  # history of bars: `mfs backfill`, and the first stage of full-backfill
 FULL_BACKFILL = "full-backfill"  # history, every feature, the aggregates (by hand)
 
 # Keys of runs.expected_runtime_s and orchestration.timeout_s (YAML keys, hence underscores).

@@ -20,11 +20,12 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 _DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<at>@)")
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
@@ -41,7 +42,7 @@ def mask_secrets(text: str) -> str:
     return _KV_PASSWORD.sub(r"\g<head>***", text)
 
 
-def _mask_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_processor(_logger: Any, _name: str, event: EventDict) -> EventDict:
     for key, value in event.items():
         if isinstance(value, str):
             event[key] = mask_secrets(value)
@@ -51,7 +52,7 @@ def _mask_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str
 
 
 # Shared by structlog calls and by plain stdlib records logged under ``mfs``.
-_SHARED = [
+_SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
@@ -77,7 +78,7 @@ def _value_text(value: Any) -> str:
     return text
 
 
-def render_message(event_dict: dict[str, Any]) -> str:
+def render_message(event_dict: Mapping[str, Any]) -> str:
     """The readable message: ``event: own=values (context=values)``, then any traceback.
 
     Keys passed in the call keep their order (as written); bound context keys (run_id, flow,
@@ -99,27 +100,31 @@ def render_message(event_dict: dict[str, Any]) -> str:
     return text
 
 
-def _to_stdlib(_logger: Any, _name: str, event_dict: dict[str, Any]) -> tuple[tuple[str], dict[str, Any]]:
+def _to_stdlib(_logger: Any, _name: str, event_dict: EventDict) -> tuple[tuple[str], dict[str, Any]]:
     """Final structlog processor: the arguments of the stdlib logging call. The traceback is
     already (masked) text in the message, so exc_info=False, also against ``Logger.exception``'s
     default: handlers we do not own would append the raw, unmasked traceback."""
     return (render_message(event_dict),), {"extra": {EVENT_ATTR: event_dict}, "exc_info": False}
 
 
-def _record_to_event(logger: Any, name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _record_to_event(logger: Any, name: str, event_dict: EventDict) -> EventDict:
     """ProcessorFormatter pre-chain: a record from a structlog call brings its event dict, already
     processed; a plain stdlib record (``logging.getLogger("mfs.x")``) goes through the shared chain."""
     record = event_dict["_record"]
     structured = getattr(record, EVENT_ATTR, None)
     if isinstance(structured, dict):
         return {**structured, "_record": record, "_from_structlog": True}
-    for processor in _SHARED:
-        event_dict = processor(logger, name, event_dict)
+    for processor in _SHARED:  # each of them returns the (mutable) event dict it was given
+        event_dict = processor(logger, name, event_dict)  # type: ignore[assignment]
     return event_dict
 
 
 def _stderr_handler(json_output: bool) -> logging.Handler:
-    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -34,4 +34,4 @@ def check_interval(interval: str) -> Interval:
     """``interval`` if it is one of INTERVALS; ValueError naming the allowed ones otherwise."""
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
-    return interval  # type: ignore[return-value]
+    return interval

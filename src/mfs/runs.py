@@ -77,12 +77,20 @@ class RunCounts:
         for r in results:
             reasons.update(r.quarantine_reasons)
         statuses = Counter(r.status for r in results)
-        return cls(result_count=len(results), fetched=sum(r.fetched for r in results),
-                   inserted=sum(r.inserted for r in results), updated=sum(r.updated for r in results),
-                   quarantined=sum(r.quarantined for r in results), written=sum(r.written for r in results),
-                   symbols_ok=statuses["ok"], symbols_failed=statuses["failed"],
-                   symbols_skipped=statuses["skipped"], quarantine_reasons=dict(reasons),
-                   notes=list(report.notes), extra=dict(report.extra))
+        return cls(
+            result_count=len(results),
+            fetched=sum(r.fetched for r in results),
+            inserted=sum(r.inserted for r in results),
+            updated=sum(r.updated for r in results),
+            quarantined=sum(r.quarantined for r in results),
+            written=sum(r.written for r in results),
+            symbols_ok=statuses["ok"],
+            symbols_failed=statuses["failed"],
+            symbols_skipped=statuses["skipped"],
+            quarantine_reasons=dict(reasons),
+            notes=list(report.notes),
+            extra=dict(report.extra),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The keys readers of pipeline_runs.counts know: row totals once there is a result, a
@@ -90,8 +98,13 @@ class RunCounts:
         there are any, then the run-level facts."""
         out: dict[str, Any] = {}
         if self.result_count:
-            out.update(fetched=self.fetched, inserted=self.inserted, updated=self.updated,
-                       quarantined=self.quarantined, written=self.written)
+            out.update(
+                fetched=self.fetched,
+                inserted=self.inserted,
+                updated=self.updated,
+                quarantined=self.quarantined,
+                written=self.written,
+            )
         for status in ("ok", "failed", "skipped"):
             if n := getattr(self, f"symbols_{status}"):
                 out[f"symbols_{status}"] = n
@@ -165,8 +178,22 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
                  rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
                  rows_quarantined = EXCLUDED.rows_quarantined, rows_written = EXCLUDED.rows_written,
                  duration_s = EXCLUDED.duration_s, recorded_at = now()""",
-            [(run_id, r.symbol, r.stage, r.status, r.reason, r.fetched, r.inserted,
-              r.updated, r.quarantined, r.written, r.duration_s) for r in results],
+            [
+                (
+                    run_id,
+                    r.symbol,
+                    r.stage,
+                    r.status,
+                    r.reason,
+                    r.fetched,
+                    r.inserted,
+                    r.updated,
+                    r.quarantined,
+                    r.written,
+                    r.duration_s,
+                )
+                for r in results
+            ],
         )
 
 
@@ -200,12 +227,13 @@ def _record_outcome(report: RunReport, status: str, error: str | None, *, attemp
             if attempt == attempts - 1:
                 raise
             log.warning("recording the run failed; retrying", run_id=report.run_id, reason=str(exc))
-            time.sleep(0.5 * 2 ** attempt)  # 0.5 … 8 s
+            time.sleep(0.5 * 2**attempt)  # 0.5 … 8 s
 
 
 @contextmanager
-def recorded_run(flow: str, parameters: dict[str, Any], run_id: str | None = None,
-                 tolerance: int = 0, raise_on_failure: bool = True) -> Iterator[RunReport]:
+def recorded_run(
+    flow: str, parameters: dict[str, Any], run_id: str | None = None, tolerance: int = 0, raise_on_failure: bool = True
+) -> Iterator[RunReport]:
     """Record a run from start to finish. Symbol results appended to the report are written at
     the end; failed symbols beyond ``tolerance`` make the run 'failed' and raise RunFailedError.
     With ``raise_on_failure=False`` the caller (a Prefect flow publishing its artifact first)

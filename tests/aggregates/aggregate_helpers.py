@@ -12,9 +12,16 @@ from mfs.market import NY
 from mfs.storage import bulk
 from mfs.storage.connection import connect
 
-BAR_COLUMNS = [bulk.Column("symbol", "text"), bulk.Column("interval", "text"), bulk.Column("ts", "timestamptz"),
-               bulk.Column("open", "float8"), bulk.Column("high", "float8"), bulk.Column("low", "float8"),
-               bulk.Column("close", "float8"), bulk.Column("volume", "int8")]
+BAR_COLUMNS = [
+    bulk.Column("symbol", "text"),
+    bulk.Column("interval", "text"),
+    bulk.Column("ts", "timestamptz"),
+    bulk.Column("open", "float8"),
+    bulk.Column("high", "float8"),
+    bulk.Column("low", "float8"),
+    bulk.Column("close", "float8"),
+    bulk.Column("volume", "int8"),
+]
 FEATURE_SUBSET = ["return_1", "sma_5", "rsi_14", "obv", "hour_et", "dow_et"]
 
 
@@ -27,8 +34,18 @@ def make_bars(symbol: str, start: str, end: str, seed: int = 0, scale: float = 1
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.003, len(ts)))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.003, len(ts)))
     volume = rng.integers(1_000, 1_000_000, len(ts))
-    return pd.DataFrame({"symbol": symbol, "interval": "1h", "ts": ts, "open": open_, "high": high,
-                         "low": low, "close": close, "volume": volume})
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "interval": "1h",
+            "ts": ts,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+        }
+    )
 
 
 def write_bars(url: str, bars: pd.DataFrame) -> bulk.UpsertCounts:
@@ -37,8 +54,9 @@ def write_bars(url: str, bars: pd.DataFrame) -> bulk.UpsertCounts:
         with conn.cursor() as cur:
             data = {c.name: bars[c.name].to_numpy() for c in BAR_COLUMNS}
             data["ts"] = pd.DatetimeIndex(bars["ts"])
-            counts = bulk.upsert(cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"],
-                                 touch={"ingested_at": "now()"})
+            counts = bulk.upsert(
+                cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"}
+            )
         conn.commit()
         return counts
     finally:
@@ -53,19 +71,30 @@ def write_features(url: str, bars: pd.DataFrame, version: int = 1) -> bulk.Upser
     rsi = (bars["close"].to_numpy() % 100).copy()
     last_of_day = ~pd.Series(ny.date).duplicated(keep="last").to_numpy()
     rsi[last_of_day & (ny.day % 3 == 0)] = np.nan
-    data = {"symbol": bars["symbol"].to_numpy(), "interval": bars["interval"].to_numpy(), "ts": ts,
-            "feature_version": np.full(len(bars), version),
-            "return_1": bars["close"].pct_change().to_numpy(), "sma_5": bars["close"].rolling(5).mean().to_numpy(),
-            "rsi_14": rsi, "obv": bars["volume"].cumsum().to_numpy(dtype=float),
-            "hour_et": ny.hour.to_numpy(), "dow_et": ny.dayofweek.to_numpy()}
-    columns = [bulk.Column("symbol", "text"), bulk.Column("interval", "text"), bulk.Column("ts", "timestamptz"),
-               bulk.Column("feature_version", "int4")] + [
-        bulk.Column(c, "int2" if c.endswith("_et") else "float8") for c in FEATURE_SUBSET]
+    data = {
+        "symbol": bars["symbol"].to_numpy(),
+        "interval": bars["interval"].to_numpy(),
+        "ts": ts,
+        "feature_version": np.full(len(bars), version),
+        "return_1": bars["close"].pct_change().to_numpy(),
+        "sma_5": bars["close"].rolling(5).mean().to_numpy(),
+        "rsi_14": rsi,
+        "obv": bars["volume"].cumsum().to_numpy(dtype=float),
+        "hour_et": ny.hour.to_numpy(),
+        "dow_et": ny.dayofweek.to_numpy(),
+    }
+    columns = [
+        bulk.Column("symbol", "text"),
+        bulk.Column("interval", "text"),
+        bulk.Column("ts", "timestamptz"),
+        bulk.Column("feature_version", "int4"),
+    ] + [bulk.Column(c, "int2" if c.endswith("_et") else "float8") for c in FEATURE_SUBSET]
     conn = connect(url)
     try:
         with conn.cursor() as cur:
-            counts = bulk.upsert(cur, "features", columns, data, key=["symbol", "interval", "ts"],
-                                 touch={"computed_at": "now()"})
+            counts = bulk.upsert(
+                cur, "features", columns, data, key=["symbol", "interval", "ts"], touch={"computed_at": "now()"}
+            )
         conn.commit()
         return counts
     finally:
@@ -94,8 +123,12 @@ def execute(url: str, statement: str, params: tuple = ()) -> list[tuple]:
 
 
 def columns_of(url: str, relation: str) -> list[str]:
-    rows = query(url, """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
-                         AND NOT attisdropped ORDER BY attnum""", (relation,))
+    rows = query(
+        url,
+        """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+                         AND NOT attisdropped ORDER BY attnum""",
+        (relation,),
+    )
     return [r[0] for r in rows]
 
 

@@ -50,4 +50,5 @@ def assert_aggregates_match() -> Callable[[str], None]:
             assert got == want, f"{name} differs from GROUP BY over market_data"
         got = query(url, "SELECT * FROM features_1d ORDER BY symbol, day")
         assert got == query(url, features_reference(url)), "features_1d differs from GROUP BY over features"
+
     return check

@@ -57,8 +57,11 @@ def test_ingest_backfill_correction_delete_match_group_by(agg_db, edition, asser
 
     # An upsert correction of one bar: new high, close and volume.
     bar = make_bars("MSFT", "2024-03-13", "2024-03-13", seed=1, scale=2).iloc[[3]].copy()
-    old = query(agg_db, "SELECT high, close, volume FROM market_data WHERE symbol = 'MSFT' AND ts = %s",
-                (bar["ts"].iloc[0].to_pydatetime(),))[0]
+    old = query(
+        agg_db,
+        "SELECT high, close, volume FROM market_data WHERE symbol = 'MSFT' AND ts = %s",
+        (bar["ts"].iloc[0].to_pydatetime(),),
+    )[0]
     bar["close"], bar["high"], bar["volume"] = old[0] * 1.5, old[0] * 1.6, old[2] + 12345
     bar["open"], bar["low"] = old[0] * 1.4, old[0] * 1.3
     assert write_bars(agg_db, bar).updated == 1
@@ -66,20 +69,32 @@ def test_ingest_backfill_correction_delete_match_group_by(agg_db, edition, asser
     aggregates.refresh()
     assert_aggregates_match(agg_db)
     assert query(agg_db, "SELECT high, volume FROM ohlcv_1d WHERE symbol = 'MSFT' AND day = '2024-03-13 04:00+00'") == [
-        (pytest.approx(old[0] * 1.6), query(agg_db, """SELECT sum(volume) FROM market_data WHERE symbol = 'MSFT'
-            AND interval = '1h' AND ts >= '2024-03-13 04:00+00' AND ts < '2024-03-14 04:00+00'""")[0][0])]
+        (
+            pytest.approx(old[0] * 1.6),
+            query(
+                agg_db,
+                """SELECT sum(volume) FROM market_data WHERE symbol = 'MSFT'
+            AND interval = '1h' AND ts >= '2024-03-13 04:00+00' AND ts < '2024-03-14 04:00+00'""",
+            )[0][0],
+        )
+    ]
 
     # Deleting a whole day (and its features) removes its buckets; nothing stale remains.
     for table in ("market_data", "features"):
-        query_delete(agg_db, f"DELETE FROM {table} WHERE symbol = 'AAPL' AND ts >= '2024-12-02 05:00+00' AND ts < '2024-12-03 05:00+00'")
+        query_delete(
+            agg_db,
+            f"DELETE FROM {table} WHERE symbol = 'AAPL' AND ts >= '2024-12-02 05:00+00' AND ts < '2024-12-03 05:00+00'",
+        )
     before_refresh()
     aggregates.refresh()
     assert_aggregates_match(agg_db)
-    assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'AAPL' AND day = '2024-12-02 05:00+00'") == [(0,)]
+    assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'AAPL' AND day = '2024-12-02 05:00+00'") == [
+        (0,)
+    ]
 
 
 def query_delete(url: str, statement: str) -> None:
-    
+
     conn = connect(url)
     with conn.cursor() as cur:
         cur.execute(statement)
@@ -92,21 +107,33 @@ def test_half_day_and_dst_week_buckets(agg_db) -> None:
     _ingest(agg_db)
     aggregates.refresh()
     # 2024-11-29 closes at 13:00: four bars (09:30 … 12:30), in the day that starts at NY midnight (EST).
-    row = query(agg_db, "SELECT day, bar_count FROM ohlcv_1d WHERE symbol = 'AAPL' AND day >= '2024-11-29' AND day < '2024-11-30'")
+    row = query(
+        agg_db,
+        "SELECT day, bar_count FROM ohlcv_1d WHERE symbol = 'AAPL' AND day >= '2024-11-29' AND day < '2024-11-30'",
+    )
     assert row == [(pd.Timestamp("2024-11-29 05:00", tz="UTC"), 4)]
     # Thanksgiving week: Mon–Wed 7 bars, Thursday closed, Friday 4.
-    assert query(agg_db, "SELECT week, bar_count FROM ohlcv_1w WHERE symbol = 'AAPL' AND week = '2024-11-25 05:00+00'") == [
-        (pd.Timestamp("2024-11-25 05:00", tz="UTC"), 25)]
+    assert query(
+        agg_db, "SELECT week, bar_count FROM ohlcv_1w WHERE symbol = 'AAPL' AND week = '2024-11-25 05:00+00'"
+    ) == [(pd.Timestamp("2024-11-25 05:00", tz="UTC"), 25)]
     # DST starts Sunday 2024-03-10: the week of Monday 03-11 starts at 04:00 UTC (EDT), the one
     # before at 05:00 UTC (EST); each holds exactly its five sessions of seven bars.
-    weeks = query(agg_db, """SELECT week, bar_count FROM ohlcv_1w WHERE symbol = 'MSFT'
-                             AND week BETWEEN '2024-03-04' AND '2024-03-12' ORDER BY week""")
+    weeks = query(
+        agg_db,
+        """SELECT week, bar_count FROM ohlcv_1w WHERE symbol = 'MSFT'
+                             AND week BETWEEN '2024-03-04' AND '2024-03-12' ORDER BY week""",
+    )
     assert weeks == [(pd.Timestamp("2024-03-04 05:00", tz="UTC"), 35), (pd.Timestamp("2024-03-11 04:00", tz="UTC"), 35)]
-    days = query(agg_db, """SELECT day FROM ohlcv_1d WHERE symbol = 'MSFT' AND day >= '2024-03-07' AND day < '2024-03-13'
-                            ORDER BY day""")
+    days = query(
+        agg_db,
+        """SELECT day FROM ohlcv_1d WHERE symbol = 'MSFT' AND day >= '2024-03-07' AND day < '2024-03-13'
+                            ORDER BY day""",
+    )
     assert [d[0].strftime("%m-%d %H:%M") for d in days] == ["03-07 05:00", "03-08 05:00", "03-11 04:00", "03-12 04:00"]
     # The 09:30 EDT bar of 03-11 is at 13:30 UTC and opens that day.
-    first = query(agg_db, "SELECT open FROM market_data WHERE symbol = 'MSFT' AND interval = '1h' AND ts = '2024-03-11 13:30+00'")
+    first = query(
+        agg_db, "SELECT open FROM market_data WHERE symbol = 'MSFT' AND interval = '1h' AND ts = '2024-03-11 13:30+00'"
+    )
     assert query(agg_db, "SELECT open FROM ohlcv_1d WHERE symbol = 'MSFT' AND day = '2024-03-11 04:00+00'") == first
 
 
@@ -153,19 +180,28 @@ def test_refresh_rejects_a_bad_window(agg_db) -> None:
 def test_community_license_continuous_aggregates(agg_db) -> None:
     """The same public names are real continuous aggregates with real-time aggregation, and the
     policies come from config (ingest window uncompressed, retention configurable)."""
-    caggs = query(agg_db, """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
-                             ORDER BY 1""")
+    caggs = query(
+        agg_db,
+        """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
+                             ORDER BY 1""",
+    )
     assert caggs == [("features_1d", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
     assert provisioning.apply_policies(agg_db) == "applied"
     assert provisioning.apply_policies(agg_db) == "unchanged"
-    jobs = query(agg_db, """SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs
-                            WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')""")
+    jobs = query(
+        agg_db,
+        """SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs
+                            WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')""",
+    )
     assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3
     try:
         compress = [j[2] for j in jobs if j[0] == "policy_compression"]
         assert len(compress) == 2 and all(c["compress_after"] == "8 days" for c in compress)
-        retention = query(agg_db, """SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs
-                                     WHERE proc_name = 'policy_retention' ORDER BY 1""")
+        retention = query(
+            agg_db,
+            """SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs
+                                     WHERE proc_name = 'policy_retention' ORDER BY 1""",
+        )
         days = get_config().aggregates.retention_days
         assert retention == [("features", f"{days} days"), ("market_data", f"{days} days")]
     finally:  # the session database is shared: no background compression or retention under later tests
@@ -184,8 +220,10 @@ def test_bars_deleted_in_the_current_week_leave_every_aggregate(agg_db, assert_a
     aggregates.refresh()
     execute(agg_db, "TRUNCATE market_data, features")  # a store emptied to be reloaded
     aggregates.refresh()
-    assert query(agg_db, "SELECT (SELECT count(*) FROM ohlcv_1d), (SELECT count(*) FROM ohlcv_1w), "
-                         "(SELECT count(*) FROM features_1d)") == [(0, 0, 0)]
+    assert query(
+        agg_db,
+        "SELECT (SELECT count(*) FROM ohlcv_1d), (SELECT count(*) FROM ohlcv_1w), (SELECT count(*) FROM features_1d)",
+    ) == [(0, 0, 0)]
     this_week = make_bars("MSFT", monday.date(), (monday + pd.Timedelta(days=4)).date(), seed=4)
     write_bars(agg_db, this_week)
     aggregates.refresh()

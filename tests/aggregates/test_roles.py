@@ -15,8 +15,20 @@ from mfs import aggregates, provisioning
 from mfs.storage.connection import connect
 from tests.aggregates.aggregate_helpers import execute, make_bars, query, write_bars
 
-SERVING = {"market_data", "features", "symbols", "market_sessions", "ohlcv_1d", "ohlcv_1w", "features_1d",
-           "latest_features", "data_freshness", "missing_sessions", "stored_series", "expected_bars"}
+SERVING = {
+    "market_data",
+    "features",
+    "symbols",
+    "market_sessions",
+    "ohlcv_1d",
+    "ohlcv_1w",
+    "features_1d",
+    "latest_features",
+    "data_freshness",
+    "missing_sessions",
+    "stored_series",
+    "expected_bars",
+}
 
 
 def _as_role(url: str, role: str, password: str) -> str:
@@ -40,8 +52,12 @@ def test_no_password_in_the_environment_changes_nothing(agg_db, monkeypatch) -> 
 
 def materialized_rows(url: str, aggregate: str) -> int:
     """Rows a continuous aggregate has materialized (its real-time part not counted)."""
-    (table,), = query(url, """SELECT quote_ident(materialization_hypertable_schema) || '.' || quote_ident(materialization_hypertable_name)
-                              FROM timescaledb_information.continuous_aggregates WHERE view_name = %s""", (aggregate,))
+    ((table,),) = query(
+        url,
+        """SELECT quote_ident(materialization_hypertable_schema) || '.' || quote_ident(materialization_hypertable_name)
+                              FROM timescaledb_information.continuous_aggregates WHERE view_name = %s""",
+        (aggregate,),
+    )
     return query(url, f"SELECT count(*) FROM {table}")[0][0]  # a name from TimescaleDB's catalog
 
 
@@ -49,9 +65,15 @@ def internal_relations(url: str, edition: str) -> list[str]:
     """The aggregates' internal state, which only the owner side may read."""
     if edition == "apache":
         return ["aggregate_invalidations", "ohlcv_1d_rollup", "features_1d_rollup"]
-    return [r[0] for r in query(url, """SELECT quote_ident(materialization_hypertable_schema) || '.'
+    return [
+        r[0]
+        for r in query(
+            url,
+            """SELECT quote_ident(materialization_hypertable_schema) || '.'
                                                || quote_ident(materialization_hypertable_name)
-                                        FROM timescaledb_information.continuous_aggregates ORDER BY 1""")]
+                                        FROM timescaledb_information.continuous_aggregates ORDER BY 1""",
+        )
+    ]
 
 
 def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None:
@@ -75,8 +97,13 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None
                                   OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))""")
             assert cur.fetchone()[0] == 0
             internal = [f"SELECT * FROM {name}" for name in internal_relations(agg_db, edition)]
-            for statement in ("SELECT * FROM quarantine", "SELECT * FROM pipeline_runs", "SELECT * FROM symbol_runs",
-                              "SELECT * FROM schema_migrations", *internal):
+            for statement in (
+                "SELECT * FROM quarantine",
+                "SELECT * FROM pipeline_runs",
+                "SELECT * FROM symbol_runs",
+                "SELECT * FROM schema_migrations",
+                *internal,
+            ):
                 with pytest.raises(errors.InsufficientPrivilege):
                     cur.execute(statement)
             for statement in (
@@ -121,8 +148,13 @@ def test_a_refused_refresh_is_one_line_from_the_shell(agg_db, edition) -> None:
         with query_admin.cursor() as cur:
             cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s IN ROLE mfs_reader", (password,))  # generated name
         env = dict(os.environ, MFS_DATABASE_URL=_as_role(agg_db, role, password))
-        result = subprocess.run([sys.executable, "-m", "mfs.cli.main", "aggregates", "refresh"], env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "mfs.cli.main", "aggregates", "refresh"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         with query_admin.cursor() as cur:
             cur.execute(f"DROP ROLE IF EXISTS {role}")
@@ -143,25 +175,39 @@ def test_the_writer_runs_every_pipeline_step_from_the_shell(role_urls, agg_db, e
     import sys
 
     asof = "2025-11-25 21:10Z"  # after the close: every bar final
-    env = dict(os.environ, MFS_DATABASE_URL=role_urls["mfs_writer"], MFS_SYNTHETIC_ASOF=asof,
-               MFS_INGEST__BACKOFF_INITIAL_S="0.001", MFS_INGEST__BACKOFF_MAX_S="0.005")
+    env = dict(
+        os.environ,
+        MFS_DATABASE_URL=role_urls["mfs_writer"],
+        MFS_SYNTHETIC_ASOF=asof,
+        MFS_INGEST__BACKOFF_INITIAL_S="0.001",
+        MFS_INGEST__BACKOFF_MAX_S="0.005",
+    )
 
     def mfs(*args: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "mfs.cli.main", *args], env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "mfs.cli.main", *args], env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, (args, done.stderr[-2000:])
 
     mfs("backfill", "--offline", "--symbols", "AAPL,MSFT", "--days", "60")
     if edition == "timescale":
-        compressed = execute(agg_db, """SELECT count(compress_chunk(c, if_not_compressed => true))
-                                      FROM show_chunks('market_data', older_than => %s::timestamptz - interval '8 days') c""",
-                           (asof,))
+        compressed = execute(
+            agg_db,
+            """SELECT count(compress_chunk(c, if_not_compressed => true))
+               FROM show_chunks('market_data', older_than => %s::timestamptz - interval '8 days') c""",
+            (asof,),
+        )
         assert compressed[0][0] >= 1
-    for verb in (("collect", "--offline", "--symbols", "AAPL,MSFT"), ("features", "--symbols", "AAPL,MSFT"),
-                 ("aggregates", "refresh")):
+    for verb in (
+        ("collect", "--offline", "--symbols", "AAPL,MSFT"),
+        ("features", "--symbols", "AAPL,MSFT"),
+        ("aggregates", "refresh"),
+    ):
         mfs(*verb)
     assert query(agg_db, "SELECT count(DISTINCT symbol) FROM features_1d") == [(2,)]
-    assert query(agg_db, "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed")[0][0] >= 1 \
+    assert (
+        query(agg_db, "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed")[0][0] >= 1
         or edition == "apache"
+    )
     if edition == "timescale":
         assert materialized_rows(agg_db, "features_1d") > 0

@@ -55,8 +55,14 @@ def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_cloc
     now = pd.Timestamp.now(tz="UTC")
     expected = calendar.latest_expected_bar(now, "1h")
 
-    fresh = {r[0]: r[1:] for r in query(agg_db, """SELECT symbol, newest_bar, expected_bar, lag, up_to_date
-                                                    FROM data_freshness WHERE interval = '1h'""")}
+    fresh = {
+        r[0]: r[1:]
+        for r in query(
+            agg_db,
+            """SELECT symbol, newest_bar, expected_bar, lag, up_to_date
+                                                    FROM data_freshness WHERE interval = '1h'""",
+        )
+    }
     assert fresh["AAPL"] == (aapl["ts"].max(), expected, pd.Timedelta(0), True)
     assert fresh["MSFT"][0] == msft["ts"].max() and fresh["MSFT"][1] == expected
     assert fresh["MSFT"][2] == expected - msft["ts"].max() and fresh["MSFT"][3] is False
@@ -68,14 +74,22 @@ def test_freshness_and_missing_sessions_follow_the_calendar(agg_db, settled_cloc
 
 def test_daily_bar_freshness_and_latest_features(agg_db, settled_clock) -> None:
     sync_sessions()
-    aapl, days = _recent_bars("AAPL", 10)
+    aapl, _days = _recent_bars("AAPL", 10)
     write_bars(agg_db, aapl)
     write_features(agg_db, aapl)
     daily = aapl.groupby(pd.DatetimeIndex(aapl["ts"]).tz_convert(NY).normalize().tz_localize(None)).agg(
-        open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"), volume=("volume", "sum"))
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+    )
     daily = daily.assign(symbol="AAPL", interval="1d", ts=[calendar.daily_bar_label(d) for d in daily.index])
     write_bars(agg_db, daily.reset_index(drop=True))
-    row = query(agg_db, "SELECT newest_bar, expected_bar, up_to_date FROM data_freshness WHERE symbol = 'AAPL' AND interval = '1d'")
+    row = query(
+        agg_db,
+        "SELECT newest_bar, expected_bar, up_to_date FROM data_freshness WHERE symbol = 'AAPL' AND interval = '1d'",
+    )
     label = calendar.latest_expected_bar(pd.Timestamp.now(tz="UTC"), "1d")
     assert row == [(label, label, True)]
     latest = query(agg_db, "SELECT symbol, interval, ts, obv FROM latest_features")
@@ -99,8 +113,10 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
     password = secrets.token_urlsafe(16)
     monkeypatch.setenv("MFS_READER_PASSWORD", password)
     provisioning.sync_role_passwords(agg_db)
-    reader = connect(make_url(agg_db).set(username="mfs_reader", password=password).render_as_string(hide_password=False),
-                     autocommit=True)
+    reader = connect(
+        make_url(agg_db).set(username="mfs_reader", password=password).render_as_string(hide_password=False),
+        autocommit=True,
+    )
     try:
         with reader.cursor() as cur:
             for block in blocks:

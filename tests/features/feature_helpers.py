@@ -10,9 +10,17 @@ from mfs import calendar
 from mfs.features.spec import FEATURE_NAMES
 from mfs.storage.bulk import Column, upsert
 
-BAR_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
-               Column("open", "float8"), Column("high", "float8"), Column("low", "float8"),
-               Column("close", "float8"), Column("volume", "int8"), Column("source", "text")]
+BAR_COLUMNS = [
+    Column("symbol", "text"),
+    Column("interval", "text"),
+    Column("ts", "timestamptz"),
+    Column("open", "float8"),
+    Column("high", "float8"),
+    Column("low", "float8"),
+    Column("close", "float8"),
+    Column("volume", "int8"),
+    Column("source", "text"),
+]
 
 
 def bar_labels(n: int, interval: str = "1h", start: str = "2023-01-03") -> pd.DatetimeIndex:
@@ -22,7 +30,9 @@ def bar_labels(n: int, interval: str = "1h", start: str = "2023-01-03") -> pd.Da
     if interval == "1h":
         labels = calendar.hourly_bar_starts(start, end.strftime("%Y-%m-%d"))
     else:
-        labels = pd.DatetimeIndex([calendar.daily_bar_label(d) for d in calendar.sessions(start, end.strftime("%Y-%m-%d"))])
+        labels = pd.DatetimeIndex(
+            [calendar.daily_bar_label(d) for d in calendar.sessions(start, end.strftime("%Y-%m-%d"))]
+        )
     assert len(labels) >= n, (len(labels), n)
     return labels[:n]
 
@@ -36,15 +46,31 @@ def make_bars(n: int, seed: int = 0, interval: str = "1h", start: str = "2023-01
     high = np.maximum(open_, close) + np.round(np.abs(rng.normal(0, 0.2, n)), 2)
     low = np.maximum(np.minimum(open_, close) - np.round(np.abs(rng.normal(0, 0.2, n)), 2), 0.01)
     volume = rng.integers(1_000, 1_000_000, n)
-    return pd.DataFrame({"ts": bar_labels(n, interval, start), "open": open_, "high": high, "low": low,
-                         "close": close, "volume": volume})
+    return pd.DataFrame(
+        {
+            "ts": bar_labels(n, interval, start),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+        }
+    )
 
 
 def insert_bars(conn, symbol: str, interval: str, bars: pd.DataFrame) -> None:
     n = len(bars)
-    data = {"symbol": [symbol] * n, "interval": [interval] * n, "ts": pd.DatetimeIndex(bars["ts"]),
-            "open": bars["open"].to_numpy(), "high": bars["high"].to_numpy(), "low": bars["low"].to_numpy(),
-            "close": bars["close"].to_numpy(), "volume": bars["volume"].to_numpy(), "source": ["test"] * n}
+    data = {
+        "symbol": [symbol] * n,
+        "interval": [interval] * n,
+        "ts": pd.DatetimeIndex(bars["ts"]),
+        "open": bars["open"].to_numpy(),
+        "high": bars["high"].to_numpy(),
+        "low": bars["low"].to_numpy(),
+        "close": bars["close"].to_numpy(),
+        "volume": bars["volume"].to_numpy(),
+        "source": ["test"] * n,
+    }
     with conn.cursor() as cur:
         upsert(cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"})
     conn.commit()
@@ -53,13 +79,14 @@ def insert_bars(conn, symbol: str, interval: str, bars: pd.DataFrame) -> None:
 def read_features(conn, symbol: str, interval: str = "1h") -> pd.DataFrame:
     cols = ", ".join(FEATURE_NAMES)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT ts, feature_version, computed_at, bar_ingested_at, {cols} FROM features "
-                    "WHERE symbol = %s AND interval = %s ORDER BY ts", (symbol, interval))
+        cur.execute(
+            f"SELECT ts, feature_version, computed_at, bar_ingested_at, {cols} FROM features "
+            "WHERE symbol = %s AND interval = %s ORDER BY ts",
+            (symbol, interval),
+        )
         rows = cur.fetchall()
         names = [d[0] for d in cur.description]
     df = pd.DataFrame(rows, columns=names)
     for name in FEATURE_NAMES:
         df[name] = df[name].astype(np.float64)  # NULL -> NaN
     return df
-
-

@@ -40,8 +40,15 @@ def real_bars(symbol: str) -> pd.DataFrame:
 
 
 def compute(df: pd.DataFrame, **kw) -> dict[str, np.ndarray]:
-    return engine.compute(df["ts"], df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(),
-                          df["close"].to_numpy(), df["volume"].to_numpy(), **kw)
+    return engine.compute(
+        df["ts"],
+        df["open"].to_numpy(),
+        df["high"].to_numpy(),
+        df["low"].to_numpy(),
+        df["close"].to_numpy(),
+        df["volume"].to_numpy(),
+        **kw,
+    )
 
 
 def assert_close(ours, ref, start: int, name: str) -> None:
@@ -53,7 +60,9 @@ def assert_close(ours, ref, start: int, name: str) -> None:
     scale = np.maximum(np.abs(ref[m]), np.median(np.abs(ref[m])))
     diff = np.abs(ours[m] - ref[m])
     err = np.divide(diff, scale, out=np.where(diff == 0, 0.0, np.inf), where=scale > 0)
-    assert err.max() <= RTOL, f"{name}: max scaled relative error {err.max():.3g} at row {start + np.flatnonzero(m)[err.argmax()]}"
+    assert err.max() <= RTOL, (
+        f"{name}: max scaled relative error {err.max():.3g} at row {start + np.flatnonzero(m)[err.argmax()]}"
+    )
 
 
 @pytest.fixture(scope="module", params=REAL)
@@ -64,12 +73,13 @@ def real(request):
 
 # --- independent reference implementations (numpy/pandas, written from the definitions) ---------
 
+
 def ref_ema(x: np.ndarray, n: int, first: int = 0) -> np.ndarray:
     """EMA seeded with the SMA of the n values ending at first + n - 1."""
     out = np.full(len(x), np.nan)
     alpha = 2.0 / (n + 1)
     seed = first + n - 1
-    out[seed] = x[first:seed + 1].mean()
+    out[seed] = x[first : seed + 1].mean()
     for i in range(seed + 1, len(x)):
         out[i] = alpha * x[i] + (1 - alpha) * out[i - 1]
     return out
@@ -79,14 +89,14 @@ def ref_wilder(x: np.ndarray, n: int, first: int) -> np.ndarray:
     """Wilder average: mean of x[first:first+n] at first+n-1, then (prev*(n-1) + x)/n."""
     out = np.full(len(x), np.nan)
     seed = first + n - 1
-    out[seed] = x[first:seed + 1].mean()
+    out[seed] = x[first : seed + 1].mean()
     for i in range(seed + 1, len(x)):
         out[i] = (out[i - 1] * (n - 1) + x[i]) / n
     return out
 
 
 def references(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    o, h, lo, c, v = (df[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
+    _o, h, lo, c, v = (df[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
     s = pd.Series(c)
     prev = s.shift(1).to_numpy()
     ref: dict[str, np.ndarray] = {}
@@ -157,12 +167,12 @@ def test_every_indicator_equals_an_independent_computation_on_real_bars(real):
 
 
 def test_warmup_rows_are_nan_and_every_later_row_has_a_value(real):
-    df, ours = real
+    _df, ours = real
     for f in FEATURES:
         values = ours[f.name].astype(float)
         assert np.isnan(values[: f.warmup]).all(), f"{f.name}: value inside its warm-up"
-        assert not np.isnan(values[f.warmup:]).any(), f"{f.name}: NULL after its warm-up on real bars"
-        assert np.isfinite(values[f.warmup:]).all()
+        assert not np.isnan(values[f.warmup :]).any(), f"{f.name}: NULL after its warm-up on real bars"
+        assert np.isfinite(values[f.warmup :]).all()
 
 
 def ta_indicators(df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -177,13 +187,21 @@ def ta_indicators(df: pd.DataFrame) -> dict[str, np.ndarray]:
         "log_return_1": ta.others.DailyLogReturnIndicator(c).daily_log_return() / 100,
         "ema_12": ta.trend.EMAIndicator(c, 12).ema_indicator(),
         "ema_26": ta.trend.EMAIndicator(c, 26).ema_indicator(),
-        "macd": macd.macd(), "macd_signal": macd.macd_signal(), "macd_hist": macd.macd_diff(),
+        "macd": macd.macd(),
+        "macd_signal": macd.macd_signal(),
+        "macd_hist": macd.macd_diff(),
         "rsi_14": ta.momentum.RSIIndicator(c, 14).rsi(),
-        "bb_upper": bb.bollinger_hband(), "bb_lower": bb.bollinger_lband(),
-        "bb_width": bb.bollinger_wband() / 100, "bb_pctb": bb.bollinger_pband(),
-        "atr_14": atr, "natr_14": 100 * atr / c,
-        "adx_14": adx.adx(), "plus_di_14": adx.adx_pos(), "minus_di_14": adx.adx_neg(),
-        "stoch_k": stoch.stoch(), "stoch_d": stoch.stoch_signal(),
+        "bb_upper": bb.bollinger_hband(),
+        "bb_lower": bb.bollinger_lband(),
+        "bb_width": bb.bollinger_wband() / 100,
+        "bb_pctb": bb.bollinger_pband(),
+        "atr_14": atr,
+        "natr_14": 100 * atr / c,
+        "adx_14": adx.adx(),
+        "plus_di_14": adx.adx_pos(),
+        "minus_di_14": adx.adx_neg(),
+        "stoch_k": stoch.stoch(),
+        "stoch_d": stoch.stoch_signal(),
         "willr_14": ta.momentum.WilliamsRIndicator(h, lo, c, 14).williams_r(),
         "cci_20": ta.trend.CCIIndicator(h, lo, c, 20).cci(),
         "obv": ta.volume.OnBalanceVolumeIndicator(c, v).on_balance_volume(),
@@ -198,11 +216,30 @@ def ta_indicators(df: pd.DataFrame) -> dict[str, np.ndarray]:
 
 # Indicators whose `ta` version is seeded differently (pandas ewm from the first value, or its own
 # Wilder seed) and therefore agrees only once the seed is forgotten.
-SEEDED_DIFFERENTLY = {"ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "atr_14", "natr_14",
-                      "adx_14", "plus_di_14", "minus_di_14"}
+SEEDED_DIFFERENTLY = {
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "atr_14",
+    "natr_14",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+}
 # Not in `ta` at all; covered by the independent references above.
-NOT_IN_TA = {"return_5", "return_20", "volatility_20", "volume_sma_20", "volume_ratio_20", "range_pct",
-             "hour_et", "dow_et"}
+NOT_IN_TA = {
+    "return_5",
+    "return_20",
+    "volatility_20",
+    "volume_sma_20",
+    "volume_ratio_20",
+    "range_pct",
+    "hour_et",
+    "dow_et",
+}
 
 
 def test_agrees_with_ta_except_the_documented_differences(real):
@@ -254,9 +291,16 @@ def test_mfi_typical_price_ties_carry_no_flow_in_both():
     close[20:30] = close[19]  # typical-price ties
     high, low = close + 0.05, close - 0.05
     high[20:30], low[20:30] = high[19], low[19]
-    df = pd.DataFrame({"ts": pd.date_range("2024-01-02 14:30", periods=n, freq="h", tz="UTC"),
-                       "open": close, "high": high, "low": low, "close": close,
-                       "volume": rng.integers(100, 1000, n).astype(float)})
+    df = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-02 14:30", periods=n, freq="h", tz="UTC"),
+            "open": close,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.integers(100, 1000, n).astype(float),
+        }
+    )
     ours = compute(df)
     theirs = ta.volume.MFIIndicator(df.high, df.low, df.close, df.volume, 14).money_flow_index().to_numpy()
     assert_close(ours["mfi_14"], theirs, 14, "mfi_14 with ties")
@@ -269,26 +313,45 @@ def direct_talib(df: pd.DataFrame) -> dict[str, np.ndarray]:
     macd = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
     stoch = talib.STOCHF(h, lo, c, fastk_period=14, fastd_period=3, fastd_matype=0)
     return {
-        "return_1": talib.ROCP(c, timeperiod=1), "return_5": talib.ROCP(c, timeperiod=5),
+        "return_1": talib.ROCP(c, timeperiod=1),
+        "return_5": talib.ROCP(c, timeperiod=5),
         "return_20": talib.ROCP(c, timeperiod=20),
         **{f"sma_{k}": talib.SMA(c, timeperiod=k) for k in (5, 10, 20, 50, 200)},
-        "ema_12": talib.EMA(c, timeperiod=12), "ema_26": talib.EMA(c, timeperiod=26),
-        "macd": macd[0], "macd_signal": macd[1], "macd_hist": macd[2],
+        "ema_12": talib.EMA(c, timeperiod=12),
+        "ema_26": talib.EMA(c, timeperiod=26),
+        "macd": macd[0],
+        "macd_signal": macd[1],
+        "macd_hist": macd[2],
         "rsi_14": talib.RSI(c, timeperiod=14),
-        "atr_14": talib.ATR(h, lo, c, timeperiod=14), "natr_14": talib.NATR(h, lo, c, timeperiod=14),
-        "adx_14": talib.ADX(h, lo, c, timeperiod=14), "plus_di_14": talib.PLUS_DI(h, lo, c, timeperiod=14),
+        "atr_14": talib.ATR(h, lo, c, timeperiod=14),
+        "natr_14": talib.NATR(h, lo, c, timeperiod=14),
+        "adx_14": talib.ADX(h, lo, c, timeperiod=14),
+        "plus_di_14": talib.PLUS_DI(h, lo, c, timeperiod=14),
         "minus_di_14": talib.MINUS_DI(h, lo, c, timeperiod=14),
-        "stoch_k": stoch[0], "stoch_d": stoch[1],
-        "willr_14": talib.WILLR(h, lo, c, timeperiod=14), "cci_20": talib.CCI(h, lo, c, timeperiod=20),
-        "obv": talib.OBV(c, v), "mfi_14": talib.MFI(h, lo, c, v, timeperiod=14),
-        "roc_10": talib.ROC(c, timeperiod=10), "volume_sma_20": talib.SMA(v, timeperiod=20),
+        "stoch_k": stoch[0],
+        "stoch_d": stoch[1],
+        "willr_14": talib.WILLR(h, lo, c, timeperiod=14),
+        "cci_20": talib.CCI(h, lo, c, timeperiod=20),
+        "obv": talib.OBV(c, v),
+        "mfi_14": talib.MFI(h, lo, c, v, timeperiod=14),
+        "roc_10": talib.ROC(c, timeperiod=10),
+        "volume_sma_20": talib.SMA(v, timeperiod=20),
     }
 
 
 # The engine turns TA-Lib's 0 for an undefined value into NULL on these; every other TA-Lib column
 # is stored exactly as TA-Lib returns it.
-NULLED_WHEN_DEGENERATE = {"rsi_14", "stoch_k", "stoch_d", "willr_14", "cci_20", "adx_14", "plus_di_14",
-                          "minus_di_14", "mfi_14"}
+NULLED_WHEN_DEGENERATE = {
+    "rsi_14",
+    "stoch_k",
+    "stoch_d",
+    "willr_14",
+    "cci_20",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+    "mfi_14",
+}
 
 
 def degenerate_hourly() -> pd.DataFrame:
@@ -329,19 +392,38 @@ def test_the_spec_warmup_of_a_talib_column_is_talib_lookback():
 
 # --- degenerate input -----------------------------------------------------------------------------
 
+
 def frame(close, high=None, low=None, volume=None) -> pd.DataFrame:
     close = np.asarray(close, dtype=float)
     n = len(close)
-    return pd.DataFrame({"ts": pd.date_range("2024-01-02 14:30", periods=n, freq="h", tz="UTC"),
-                         "open": close, "high": close if high is None else high,
-                         "low": close if low is None else low, "close": close,
-                         "volume": np.full(n, 1000.0) if volume is None else volume})
+    return pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-02 14:30", periods=n, freq="h", tz="UTC"),
+            "open": close,
+            "high": close if high is None else high,
+            "low": close if low is None else low,
+            "close": close,
+            "volume": np.full(n, 1000.0) if volume is None else volume,
+        }
+    )
 
 
 def test_constant_prices_and_zero_volume_give_nulls_never_inf_or_fake_zeros():
     out = compute(frame(np.full(300, 42.0), volume=np.zeros(300)))
-    undefined = ["rsi_14", "bb_pctb", "plus_di_14", "minus_di_14", "adx_14", "stoch_k", "stoch_d", "willr_14",
-                 "cci_20", "mfi_14", "vwap_20", "volume_ratio_20"]
+    undefined = [
+        "rsi_14",
+        "bb_pctb",
+        "plus_di_14",
+        "minus_di_14",
+        "adx_14",
+        "stoch_k",
+        "stoch_d",
+        "willr_14",
+        "cci_20",
+        "mfi_14",
+        "vwap_20",
+        "volume_ratio_20",
+    ]
     for name in undefined:
         assert np.isnan(out[name]).all(), f"{name}: must be NULL on constant prices / zero volume"
     # Defined values stay what they are: no movement is a real 0, the average of 42 is 42.
@@ -364,9 +446,15 @@ def test_short_histories_and_gaps_never_crash():
     assert not np.isnan(compute(df)["sma_20"][60])
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("close", np.nan, "non-finite"), ("high", np.inf, "non-finite"), ("low", 0.0, "must be > 0"),
-    ("volume", -1.0, "negative volume")])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("close", np.nan, "non-finite"),
+        ("high", np.inf, "non-finite"),
+        ("low", 0.0, "must be > 0"),
+        ("volume", -1.0, "negative volume"),
+    ],
+)
 def test_bad_input_is_a_clear_error(column, value, message):
     df = frame(np.full(30, 10.0))
     df.loc[5, column] = value

@@ -17,8 +17,13 @@ from tests.features.feature_helpers import insert_bars, make_bars, read_features
 pytestmark = pytest.mark.faults
 
 FAULTS = {"SEGV": "segfault", "KILL": "sigkill", "HANG": "hang", "OOM": "memory", "BOOM": "raise"}
-REASONS = {"SEGV": "worker killed by SIGSEGV", "KILL": "worker killed by SIGKILL", "HANG": "timed out after 3 s",
-           "OOM": "MemoryError", "BOOM": "RuntimeError: injected failure"}
+REASONS = {
+    "SEGV": "worker killed by SIGSEGV",
+    "KILL": "worker killed by SIGKILL",
+    "HANG": "timed out after 3 s",
+    "OOM": "MemoryError",
+    "BOOM": "RuntimeError: injected failure",
+}
 GOOD = ["GOOD1", "GOOD2", "GOOD3"]
 
 
@@ -44,8 +49,10 @@ def test_each_fault_fails_only_its_symbol_and_the_run_reports_it(conn, config_en
         cur.execute("SELECT status, error_summary FROM pipeline_runs WHERE run_id = %s", (report.run_id,))
         status, summary = cur.fetchone()
         assert status == "failed" and "SIGSEGV" in summary
-        cur.execute("SELECT symbol, status, reason FROM symbol_runs WHERE run_id = %s AND stage = 'features_1h'",
-                    (report.run_id,))
+        cur.execute(
+            "SELECT symbol, status, reason FROM symbol_runs WHERE run_id = %s AND stage = 'features_1h'",
+            (report.run_id,),
+        )
         recorded = {s: (st, r) for s, st, r in cur.fetchall()}
         # Nothing half-written for the failed symbols: their transaction never committed.
         cur.execute("SELECT count(*) FROM features WHERE symbol = ANY(%s)", (list(FAULTS),))
@@ -59,7 +66,7 @@ def test_faults_from_the_environment_fail_the_run(conn, monkeypatch):
     insert_bars(conn, "ENVOK", "1h", make_bars(50, seed=1))
     insert_bars(conn, "ENVBAD", "1h", make_bars(50, seed=2))
     monkeypatch.setenv("MFS_FEATURE_FAULTS", '{"ENVBAD": "raise"}')
-    with pytest.raises(RunFailedError, match="ENVBAD.*injected failure"):
+    with pytest.raises(RunFailedError, match=r"ENVBAD.*injected failure"):
         compute(["ENVOK", "ENVBAD"], "1h")
     assert len(read_features(conn, "ENVOK")) == 50
 
@@ -85,8 +92,12 @@ def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, config_
     def sample():
         with watcher.cursor() as cur:
             while not stop.is_set():
-                cur.execute("SELECT count(*) FILTER (WHERE application_name = 'mfs-features-worker'), count(*) "
-                            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'", (dbname,))
+                cur.execute(
+                    "SELECT count(*) FILTER (WHERE application_name = 'mfs-features-worker'), count(*) "
+                    "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'",
+                    (dbname,),
+                )
                 w, total = cur.fetchone()
                 peak["workers"], peak["total"] = max(peak["workers"], w), max(peak["total"], total)
                 stop.wait(0.005)

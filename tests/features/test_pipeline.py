@@ -34,8 +34,14 @@ def assert_rows_equal(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def expected_from_engine(bars: pd.DataFrame) -> pd.DataFrame:
-    out = engine.compute(bars["ts"], bars["open"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy(),
-                         bars["close"].to_numpy(), bars["volume"].to_numpy().astype(float))
+    out = engine.compute(
+        bars["ts"],
+        bars["open"].to_numpy(),
+        bars["high"].to_numpy(),
+        bars["low"].to_numpy(),
+        bars["close"].to_numpy(),
+        bars["volume"].to_numpy().astype(float),
+    )
     df = pd.DataFrame({k: v.astype(float) for k, v in out.items()})
     df.insert(0, "ts", pd.DatetimeIndex(bars["ts"]))
     return df
@@ -53,9 +59,11 @@ def test_full_run_stores_every_bar_with_version_and_null_warmup(conn):
     with conn.cursor() as cur:  # warm-up is NULL in the table — not 0, not NaN
         for f in FEATURES:
             if f.warmup:
-                cur.execute(f"SELECT count(*) FILTER (WHERE {f.name} IS NULL), count(*) FILTER (WHERE {f.name} = 'NaN') "
-                            f"FROM features WHERE symbol = 'AAA' AND ts < (SELECT ts FROM features WHERE symbol = 'AAA' "
-                            f"ORDER BY ts OFFSET {f.warmup} LIMIT 1)")
+                cur.execute(
+                    f"SELECT count(*) FILTER (WHERE {f.name} IS NULL), count(*) FILTER (WHERE {f.name} = 'NaN') "
+                    f"FROM features WHERE symbol = 'AAA' AND ts < (SELECT ts FROM features WHERE symbol = 'AAA' "
+                    f"ORDER BY ts OFFSET {f.warmup} LIMIT 1)"
+                )
                 assert cur.fetchone() == (f.warmup, 0), f.name
     # Nothing new: a second run reads nothing and writes nothing.
     again = compute(["AAA"], "1h").results[0]
@@ -140,9 +148,13 @@ def test_a_row_of_another_feature_version_is_recomputed_and_full_recomputes_all(
     insert_bars(conn, "VER", "1h", bars)
     compute(["VER"], "1h")
     with conn.cursor() as cur:
-        cur.execute("UPDATE features SET feature_version = 0, sma_5 = -1 WHERE symbol = 'VER' AND ts >= %s",
-                    (bars["ts"][440].to_pydatetime(),))
-        cur.execute("INSERT INTO features (symbol, interval, ts, feature_version) VALUES ('VER', '1h', '2001-01-01', 1)")
+        cur.execute(
+            "UPDATE features SET feature_version = 0, sma_5 = -1 WHERE symbol = 'VER' AND ts >= %s",
+            (bars["ts"][440].to_pydatetime(),),
+        )
+        cur.execute(
+            "INSERT INTO features (symbol, interval, ts, feature_version) VALUES ('VER', '1h', '2001-01-01', 1)"
+        )
     conn.commit()
     result = compute(["VER"], "1h").results[0]
     assert result.updated == 10
@@ -182,8 +194,10 @@ def test_one_batch_mixes_new_changed_and_bad_symbols_and_counts_each(conn):
     # finite check is lifted for this test only, and put back (validated) afterwards.
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE market_data DROP CONSTRAINT market_data_prices_finite")
-        cur.execute("UPDATE market_data SET close = 'NaN', high = 'NaN' WHERE symbol = 'MIXBAD' AND ts = %s",
-                    (bad["ts"][100].to_pydatetime(),))
+        cur.execute(
+            "UPDATE market_data SET close = 'NaN', high = 'NaN' WHERE symbol = 'MIXBAD' AND ts = %s",
+            (bad["ts"][100].to_pydatetime(),),
+        )
     conn.commit()
     try:
         report = compute(["MIXA", "MIXB", "MIXBAD"], "1h", raise_on_failure=False)

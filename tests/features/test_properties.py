@@ -14,8 +14,15 @@ from tests.features.feature_helpers import make_bars
 
 def run(bars, start=0, anchor=None):
     b = bars.iloc[start:]
-    return engine.compute(b["ts"], b["open"].to_numpy(), b["high"].to_numpy(), b["low"].to_numpy(),
-                          b["close"].to_numpy(), b["volume"].to_numpy().astype(float), obv_anchor=anchor)
+    return engine.compute(
+        b["ts"],
+        b["open"].to_numpy(),
+        b["high"].to_numpy(),
+        b["low"].to_numpy(),
+        b["close"].to_numpy(),
+        b["volume"].to_numpy().astype(float),
+        obv_anchor=anchor,
+    )
 
 
 BARS = {seed: make_bars(1500, seed=seed) for seed in range(4)}
@@ -36,7 +43,7 @@ def test_a_lookback_window_with_obv_anchor_equals_the_full_history(seed, start, 
     first = max(start - lookback, 0)
     window = run(BARS[seed], first, anchor=FULL[seed]["obv"][first] if first else None)
     for name in FEATURE_NAMES:
-        got, want = window[name][start - first:].astype(float), FULL[seed][name][start:].astype(float)
+        got, want = window[name][start - first :].astype(float), FULL[seed][name][start:].astype(float)
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
         m = ~np.isnan(want)
         if m.any():

@@ -9,11 +9,44 @@ from mfs.features.spec import FEATURE_NAMES, FEATURES, MAX_WARMUP
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_ORDER = [
-    "return_1", "return_5", "return_20", "log_return_1", "sma_5", "sma_10", "sma_20", "sma_50",
-    "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "bb_upper",
-    "bb_lower", "bb_width", "bb_pctb", "atr_14", "natr_14", "adx_14", "plus_di_14", "minus_di_14",
-    "stoch_k", "stoch_d", "willr_14", "cci_20", "obv", "mfi_14", "vwap_20", "roc_10",
-    "volatility_20", "volume_sma_20", "volume_ratio_20", "range_pct", "hour_et", "dow_et",
+    "return_1",
+    "return_5",
+    "return_20",
+    "log_return_1",
+    "sma_5",
+    "sma_10",
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "bb_upper",
+    "bb_lower",
+    "bb_width",
+    "bb_pctb",
+    "atr_14",
+    "natr_14",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+    "stoch_k",
+    "stoch_d",
+    "willr_14",
+    "cci_20",
+    "obv",
+    "mfi_14",
+    "vwap_20",
+    "roc_10",
+    "volatility_20",
+    "volume_sma_20",
+    "volume_ratio_20",
+    "range_pct",
+    "hour_et",
+    "dow_et",
 ]
 
 
@@ -43,4 +76,6 @@ def test_live_features_table_has_the_spec_columns(conn):
     fixed = ["symbol", "interval", "ts", "feature_version", "computed_at"]
     assert [c for c, _ in cols[: len(fixed)]] == fixed
     # 021 appends bar_ingested_at (which version of the bar a row was computed from)
-    assert cols[len(fixed):] == [(f.name, f.sql_type) for f in FEATURES] + [("bar_ingested_at", "timestamp with time zone")]
+    assert cols[len(fixed) :] == [(f.name, f.sql_type) for f in FEATURES] + [
+        ("bar_ingested_at", "timestamp with time zone")
+    ]

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 
 def table_of(flow_run_id, key: str) -> dict[tuple[str, str], dict]:
     with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key={"any_": [key]}, flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key={"any_": [key]}, flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     return {(row["symbol"], row["stage"]): row for row in data}
 
@@ -43,6 +44,6 @@ def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatc
 
 
 def test_features_outside_market_hours_end_market_closed(db):
-    saturday = dt.datetime(2026, 11, 28, 15, tzinfo=dt.timezone.utc)
+    saturday = dt.datetime(2026, 11, 28, 15, tzinfo=dt.UTC)
     state = features(asof=saturday, return_state=True)
     assert state.is_completed() and state.name == "Market closed", state

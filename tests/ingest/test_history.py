@@ -11,6 +11,7 @@ import pytest
 from mfs.aggregates import refresh
 from mfs.config import get_config
 from mfs.features import compute
+from mfs.features.spec import FEATURE_NAMES
 from mfs.ingest import backfill, collect
 from mfs.ingest.run import window_start
 from mfs.market import MAX_HOURLY_DAYS
@@ -18,7 +19,6 @@ from mfs.orchestration.artifacts import summary_markdown
 from mfs.sources.fake_yahoo import split_adjusted
 from mfs.sources.synthetic import synthetic_bars
 from tests.aggregates.aggregate_helpers import REFERENCE, features_reference
-from mfs.features.spec import FEATURE_NAMES
 from tests.ingest.test_pipeline import rows, scalar
 
 VALUES = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
@@ -42,8 +42,9 @@ def stored(conn, symbol: str, interval: str) -> pd.DataFrame:
 
 def assert_same(mine: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert len(mine) == len(expected) > 0
-    pd.testing.assert_frame_equal(mine.astype({"volume": "int64"}), expected.astype({"volume": "int64"}),
-                                  check_exact=True, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        mine.astype({"volume": "int64"}), expected.astype({"volume": "int64"}), check_exact=True, check_dtype=False
+    )
 
 
 def test_a_dividend_after_missed_runs_readjusts_the_whole_stored_history(conn, fake_yahoo):
@@ -143,15 +144,14 @@ def test_a_split_rewrites_compressed_history_and_the_aggregates_catch_up(conn, d
         assert_same(stored(conn, "PEP", interval), served("PEP", interval, first[interval], after, split))
     assert sorted(n.split(":")[0] for n in report.notes) == ["PEP 1d", "PEP 1h"]
     ko = stored(conn, "KO", "1h")
-    pd.testing.assert_frame_equal(ko.iloc[:len(untouched) - 2], untouched.iloc[:-2])  # but the partial bars
+    pd.testing.assert_frame_equal(ko.iloc[: len(untouched) - 2], untouched.iloc[:-2])  # but the partial bars
     for name, reference in REFERENCE.items():
         key = "day" if name == "ohlcv_1d" else "week"
         assert query_all(conn, f"SELECT * FROM {name} ORDER BY symbol, {key}") == query_all(conn, reference), name
 
     compute(["PEP", "KO"])
     refresh()
-    assert query_all(conn, "SELECT * FROM features_1d ORDER BY symbol, day") == \
-        query_all(conn, features_reference(db))
+    assert query_all(conn, "SELECT * FROM features_1d ORDER BY symbol, day") == query_all(conn, features_reference(db))
     incremental = feature_rows(conn)
     compute(["PEP", "KO"], full=True)
     full = feature_rows(conn)

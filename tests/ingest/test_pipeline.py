@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfs.market import NY
 from mfs.cli.main import main
 from mfs.errors import RunFailedError, ValidationError
 from mfs.ingest import backfill, collect
+from mfs.market import NY
 from mfs.sources.synthetic import synthetic_bars
 
 ASOF = pd.Timestamp("2025-11-28 16:10", tz="UTC")  # day after Thanksgiving, a half day, 11:10 NY
@@ -19,9 +19,12 @@ CHECKSUM = """SELECT md5(string_agg(m::text, '|' ORDER BY symbol, interval, ts))
 
 def rows(conn, interval: str, symbol: str | None = None) -> pd.DataFrame:
     with conn.cursor() as cur:
-        cur.execute("""SELECT symbol, ts, open, high, low, close, adj_close, volume, source, ingested_at
+        cur.execute(
+            """SELECT symbol, ts, open, high, low, close, adj_close, volume, source, ingested_at
                        FROM market_data WHERE interval = %s AND (%s IS NULL OR symbol = %s)
-                       ORDER BY symbol, ts""", (interval, symbol, symbol))
+                       ORDER BY symbol, ts""",
+            (interval, symbol, symbol),
+        )
         cols = [d[0] for d in cur.description]
         frame = pd.DataFrame(cur.fetchall(), columns=cols)
     conn.commit()
@@ -82,8 +85,14 @@ def test_hourly_bars_around_dst_and_half_days(conn, fake_yahoo):
     assert days["2025-11-28"][0] == 2  # 09:30 done, 10:30 partial at 11:10 NY
     assert all(minutes == ["30"] for _n, _f, minutes in days.values())
     collect(["JPM"], "1h", days=3, session=fake_yahoo(asof="2025-11-28 23:00Z"))
-    assert scalar(conn, """SELECT count(*) FROM market_data WHERE symbol = 'JPM' AND interval = '1h'
-                           AND (ts AT TIME ZONE 'America/New_York')::date = '2025-11-28'""") == 4
+    assert (
+        scalar(
+            conn,
+            """SELECT count(*) FROM market_data WHERE symbol = 'JPM' AND interval = '1h'
+                           AND (ts AT TIME ZONE 'America/New_York')::date = '2025-11-28'""",
+        )
+        == 4
+    )
 
 
 def test_rerun_changes_nothing_and_next_run_finishes_the_partial_bar(conn, fake_yahoo):
@@ -102,7 +111,9 @@ def test_rerun_changes_nothing_and_next_run_finishes_the_partial_bar(conn, fake_
     final = now.loc[partial["ts"]]
     assert final["volume"] > partial["volume"]
     assert final["ingested_at"] >= partial["ingested_at"]  # touched (this machine's clock is coarse)
-    expected = synthetic_bars("AAPL", "1h", partial["ts"], partial["ts"] + pd.Timedelta(hours=1), asof="2025-11-28 23:00Z")
+    expected = synthetic_bars(
+        "AAPL", "1h", partial["ts"], partial["ts"] + pd.Timedelta(hours=1), asof="2025-11-28 23:00Z"
+    )
     assert final["close"] == expected["close"].iloc[0]  # the 10:30 bar is final by 12:45 NY
     untouched = now[now.index < partial["ts"]]
     assert (untouched["ingested_at"] <= partial["ingested_at"]).all()
@@ -115,7 +126,9 @@ def test_unknown_symbol_fails_alone_and_the_command_exits_non_zero(conn, fake_ya
     assert {r.symbol for r in report.results if r.status == "ok"} == {"AAPL", "MSFT"}
     assert scalar(conn, "SELECT count(DISTINCT symbol) FROM market_data") == 2
     assert scalar(conn, "SELECT status FROM pipeline_runs WHERE run_id = %s", report.run_id) == "failed"
-    assert "delisted" in scalar(conn, "SELECT reason FROM symbol_runs WHERE run_id = %s AND symbol = 'ZZZZQ'", report.run_id)
+    assert "delisted" in scalar(
+        conn, "SELECT reason FROM symbol_runs WHERE run_id = %s AND symbol = 'ZZZZQ'", report.run_id
+    )
     with pytest.raises(RunFailedError, match="ZZZZQ"):
         collect(["AAPL", "ZZZZQ"], "1d", days=10, session=fake_yahoo(asof=ASOF))
 
@@ -133,7 +146,11 @@ def test_rate_limit_then_success_is_retried_and_stored(conn, fake_yahoo):
     report = collect(["AAPL", "MSFT"], "1d", days=10, session=session)
     assert result(report, "AAPL", "1d").status == "ok"
     assert session.synthetic_yahoo.chart_requests["AAPL"] >= 4  # three 429s, then an answer
-    assert scalar(conn, "SELECT count(*) FROM market_data WHERE symbol = 'AAPL'") == result(report, "AAPL", "1d").inserted > 0
+    assert (
+        scalar(conn, "SELECT count(*) FROM market_data WHERE symbol = 'AAPL'")
+        == result(report, "AAPL", "1d").inserted
+        > 0
+    )
 
 
 def test_permanent_rate_limit_fails_after_bounded_attempts(conn, fake_yahoo, config_env):
@@ -162,8 +179,14 @@ def test_bad_bars_are_quarantined_and_the_good_ones_stored(conn, fake_yahoo):
     report = collect(["AAPL", "MSFT"], "1h", days=10, session=fake_yahoo(asof=ASOF, faults={"AAPL": "bad_bars"}))
     aapl = result(report, "AAPL")
     assert aapl.status == "ok"
-    assert aapl.quarantine_reasons == {"not_finite": 1, "non_positive": 1, "range": 1, "bad_volume": 1,
-                                       "outside_session": 1, "absurd_jump": 1}
+    assert aapl.quarantine_reasons == {
+        "not_finite": 1,
+        "non_positive": 1,
+        "range": 1,
+        "bad_volume": 1,
+        "outside_session": 1,
+        "absurd_jump": 1,
+    }
     assert aapl.quarantined == 6 and aapl.inserted == aapl.fetched - 6
     assert report.counts().quarantine_reasons["range"] == 1
     with conn.cursor() as cur:
@@ -186,13 +209,16 @@ def test_backfill_loads_both_intervals_and_caps_hourly_history(conn, fake_yahoo)
     assert ASOF - oldest["1h"] <= pd.Timedelta(days=730)
     assert ASOF - oldest["1d"] > pd.Timedelta(days=790)
     # daily bars agree with the hourly bars of the same session, in the database
-    mismatches = scalar(conn, """
+    mismatches = scalar(
+        conn,
+        """
         WITH h AS (SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date AS day,
                           first(open, ts) o, max(high) hi, min(low) lo, last(close, ts) c, sum(volume) v
                    FROM market_data WHERE interval = '1h' GROUP BY 1, 2)
         SELECT count(*) FROM h JOIN market_data d ON d.symbol = h.symbol AND d.interval = '1d'
                AND (d.ts AT TIME ZONE 'America/New_York')::date = h.day
-        WHERE (d.open, d.high, d.low, d.close, d.volume) IS DISTINCT FROM (h.o, h.hi, h.lo, h.c, h.v)""")
+        WHERE (d.open, d.high, d.low, d.close, d.volume) IS DISTINCT FROM (h.o, h.hi, h.lo, h.c, h.v)""",
+    )
     assert mismatches == 0
     with pytest.raises(ValidationError, match="730 days"):
         collect(["AAPL"], "1h", days=800, session=fake_yahoo(asof=ASOF))
@@ -208,7 +234,9 @@ def test_offline_backfill_command_end_to_end(conn, fake_yahoo, config_env, capsy
 
 def test_a_window_without_sessions_is_not_a_failure(conn, fake_yahoo):
     # Sunday noon, one day back: Saturday and Sunday only — Yahoo has no bars and none are due.
-    report = collect(["AAPL", "ZZZZQ"], "1h", days=1, session=fake_yahoo(asof="2025-11-30 17:00Z"), raise_on_failure=False)
+    report = collect(
+        ["AAPL", "ZZZZQ"], "1h", days=1, session=fake_yahoo(asof="2025-11-30 17:00Z"), raise_on_failure=False
+    )
     assert result(report, "AAPL").status == "ok" and result(report, "AAPL").fetched == 0
     assert result(report, "ZZZZQ").status == "failed"  # an unknown symbol is still unknown
     assert scalar(conn, "SELECT count(*) FROM market_data") == 0

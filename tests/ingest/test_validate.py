@@ -35,8 +35,15 @@ def test_each_defect_is_quarantined_with_its_reason():
     duplicate = bars.iloc[[11]]
     frame = pd.concat([bars, saturday, evening, duplicate], ignore_index=True)
     checked = validate_bars(frame, "1h", max_jump=0.5)
-    assert checked.reasons == {"not_finite": 1, "non_positive": 1, "range": 1, "bad_volume": 1,
-                               "absurd_jump": 1, "outside_session": 2, "duplicate_ts": 1}
+    assert checked.reasons == {
+        "not_finite": 1,
+        "non_positive": 1,
+        "range": 1,
+        "bad_volume": 1,
+        "absurd_jump": 1,
+        "outside_session": 2,
+        "duplicate_ts": 1,
+    }
     assert len(checked.good) == len(bars) - 5
     assert checked.good["ts"].is_unique
     by_code = {r["code"]: r for r in checked.rejected}

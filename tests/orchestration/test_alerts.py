@@ -24,11 +24,22 @@ def test_with_a_webhook_url_failed_and_slow_runs_alert(config_env):
     setup_alerts()
     created = setup_alerts()  # idempotent: replaced, not duplicated
     automations = ours()
-    assert sorted(created) == sorted(automations) == [
-        "mfs-alert-failed-runs", "mfs-alert-slow-collect", "mfs-alert-slow-features", "mfs-alert-slow-full-backfill"]
+    assert (
+        sorted(created)
+        == sorted(automations)
+        == [
+            "mfs-alert-failed-runs",
+            "mfs-alert-slow-collect",
+            "mfs-alert-slow-features",
+            "mfs-alert-slow-full-backfill",
+        ]
+    )
     failed = automations["mfs-alert-failed-runs"].trigger
-    assert set(failed.expect) == FAILURE_EVENTS == {
-        "prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
+    assert (
+        set(failed.expect)
+        == FAILURE_EVENTS
+        == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
+    )
     runs = get_config().runs
     slow = automations["mfs-alert-slow-collect"].trigger
     assert slow.posture == "Proactive" and set(slow.after) == {"prefect.flow-run.Running"}

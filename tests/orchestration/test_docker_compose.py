@@ -32,8 +32,10 @@ def test_health_checks_and_start_order():
     for name in ("db", "prefect-server", "worker"):
         assert SERVICES[name]["healthcheck"]["test"], name
     assert SERVICES["prefect-server"]["depends_on"]["db"]["condition"] == "service_healthy"
-    assert SERVICES["setup"]["depends_on"] == {"db": {"condition": "service_healthy"},
-                                               "prefect-server": {"condition": "service_healthy"}}
+    assert SERVICES["setup"]["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "prefect-server": {"condition": "service_healthy"},
+    }
     assert SERVICES["worker"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
     assert "/api/health" in " ".join(SERVICES["prefect-server"]["healthcheck"]["test"])
 

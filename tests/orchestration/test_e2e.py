@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -32,9 +33,9 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "JPM"]
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_POST(self):  # noqa: N802 - http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Hook.received.append(json.loads(body or b"{}"))
         self.send_response(200)
@@ -55,25 +56,31 @@ def webhook():
 
 @pytest.fixture(scope="module")
 def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
-    from tests.fixtures.database import free_port  # noqa: PLC0415 - the shared helper
+    from tests.fixtures.database import free_port
 
     # The Prefect server keeps its state in PostgreSQL as `scripts/run` does (SQLite's
     # "database is locked" under two workers turned API calls into 503s on CI).
     prefect_db = with_database(db_url, f"{make_url(db_url).database}_prefect")
-    stack = PrefectStack(root=tmp_path_factory.mktemp("prefect-stack"), port=free_port(),
-                         database_url=prefect_database_url(prefect_db), extra_env={
-        "MFS_DATABASE_URL": db_url, "MFS_OFFLINE": "1", "MFS_SYMBOLS": ",".join(SYMBOLS),
-        "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
-        "MFS_ALERT_WEBHOOK_URL": webhook[0],
-        # No scheduler service: on a weekday in market hours it would start real hourly runs in
-        # the middle of these tests. The schedules are read back through the same server code
-        # (POST /deployments/{id}/schedule) for windows in the future.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-        # A fixed clock for the offline Yahoo: short windows (days=2) always hold sessions.
-        "MFS_SYNTHETIC_ASOF": "2026-11-20T20:00:00Z",
-        # a collect run "expected" to take 8 s: one kept waiting 12 s must raise a slow-run alert
-        "MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "8",
-    })
+    stack = PrefectStack(
+        root=tmp_path_factory.mktemp("prefect-stack"),
+        port=free_port(),
+        database_url=prefect_database_url(prefect_db),
+        extra_env={
+            "MFS_DATABASE_URL": db_url,
+            "MFS_OFFLINE": "1",
+            "MFS_SYMBOLS": ",".join(SYMBOLS),
+            "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
+            "MFS_ALERT_WEBHOOK_URL": webhook[0],
+            # No scheduler service: on a weekday in market hours it would start real hourly runs in
+            # the middle of these tests. The schedules are read back through the same server code
+            # (POST /deployments/{id}/schedule) for windows in the future.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            # A fixed clock for the offline Yahoo: short windows (days=2) always hold sessions.
+            "MFS_SYNTHETIC_ASOF": "2026-11-20T20:00:00Z",
+            # a collect run "expected" to take 8 s: one kept waiting 12 s must raise a slow-run alert
+            "MFS_RUNS__EXPECTED_RUNTIME_S__COLLECT": "8",
+        },
+    )
     try:
         stack.start_server()
         deploy(stack)
@@ -98,8 +105,9 @@ def deployment_ids(stack) -> dict[str, str]:
 
 def test_the_pull_step_is_resolved_by_each_worker_not_at_deploy_time(stack):
     for deployment in api(stack, "POST", "/deployments/filter", json={}):
-        assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
-                                             {"directory": "{{ $MFS_PROJECT_ROOT }}"}}]
+        assert deployment["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $MFS_PROJECT_ROOT }}"}}
+        ]
 
 
 def test_full_backfill_completes_and_data_lands(stack, db):
@@ -121,18 +129,28 @@ def test_full_backfill_completes_and_data_lands(stack, db):
     assert features == bars
     assert ("backfill", "completed") in runs and ("features", "completed") in runs
     # PREFECT_LOGGING_EXTRA_LOGGERS=mfs: our structlog lines reach the UI, with their run id
-    logs = api(stack, "POST", "/logs/filter", json={"logs": {"level": {"ge_": 20}}, "sort": "TIMESTAMP_DESC",
-                                                    "limit": 200})
+    logs = api(
+        stack, "POST", "/logs/filter", json={"logs": {"level": {"ge_": 20}}, "sort": "TIMESTAMP_DESC", "limit": 200}
+    )
     ours = [line for line in logs if line["name"] == "mfs.runs" and line["flow_run_id"]]
     assert any("run finished" in line["message"] for line in ours), [line["name"] for line in logs][:20]
 
 
 def _scheduled_runs(stack, deployment_id: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    runs = api(stack, "POST", "/flow_runs/filter", json={
-        "deployments": {"id": {"any_": [deployment_id]}},
-        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
-                      "expected_start_time": {"after_": start.isoformat(), "before_": end.isoformat()}},
-        "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
+    runs = api(
+        stack,
+        "POST",
+        "/flow_runs/filter",
+        json={
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "flow_runs": {
+                "state": {"type": {"any_": ["SCHEDULED"]}},
+                "expected_start_time": {"after_": start.isoformat(), "before_": end.isoformat()},
+            },
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": 200,
+        },
+    )
     return [dt.datetime.fromisoformat(r["expected_start_time"]) for r in runs]
 
 
@@ -147,9 +165,17 @@ def _next_spring_forward(after: dt.datetime) -> dt.date:
 
 
 def _schedule_and_read(stack, deployment_id: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    api(stack, "POST", f"/deployments/{deployment_id}/schedule",
-        json={"start_time": start.isoformat(), "end_time": end.isoformat(),
-              "min_time": (end - start).total_seconds(), "max_runs": 500})
+    api(
+        stack,
+        "POST",
+        f"/deployments/{deployment_id}/schedule",
+        json={
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "min_time": (end - start).total_seconds(),
+            "max_runs": 500,
+        },
+    )
     return _scheduled_runs(stack, deployment_id, start, end)
 
 
@@ -158,7 +184,7 @@ def test_scheduled_runs_read_back_are_market_hours_in_new_york_across_dst(stack,
     dep_id = deployment_ids(stack)[deployment]
     # The next month from tomorrow (nothing due while these tests run), then the fortnight around
     # the next DST change at least a month away: both scheduled by the server from prefect.yaml.
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     upcoming = _schedule_and_read(stack, dep_id, now + dt.timedelta(days=1), now + dt.timedelta(days=31))
     assert len(upcoming) >= 15 * 8
     change = _next_spring_forward(now + dt.timedelta(days=31))
@@ -172,18 +198,32 @@ def test_scheduled_runs_read_back_are_market_hours_in_new_york_across_dst(stack,
     assert len(dst) == 10 * 8  # ten weekdays, 09:00…16:00
     offsets = {when.astimezone(NY).utcoffset() for when in dst}
     assert offsets == {dt.timedelta(hours=-5), dt.timedelta(hours=-4)}
-    utc_hours = {when.astimezone(dt.timezone.utc).hour for when in dst}
+    utc_hours = {when.astimezone(dt.UTC).hour for when in dst}
     assert min(utc_hours) == 13 and max(utc_hours) == 21  # 09:00 EDT … 16:00 EST
 
 
 def test_a_sharded_collect_runs_its_shards_through_the_work_pool(stack):
-    result = stack.prefect("deployment", "run", "collect/yahoo-hourly", "--watch", "--watch-timeout", "300",
-                           "-p", "shards=2", "-p", "market_hours_only=false", "-p", "days=2",
-                           "-p", f"symbols={json.dumps(SYMBOLS)}", timeout=360, check=False)
+    result = stack.prefect(
+        "deployment",
+        "run",
+        "collect/yahoo-hourly",
+        "--watch",
+        "--watch-timeout",
+        "300",
+        "-p",
+        "shards=2",
+        "-p",
+        "market_hours_only=false",
+        "-p",
+        "days=2",
+        "-p",
+        f"symbols={json.dumps(SYMBOLS)}",
+        timeout=360,
+        check=False,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    parent_id = [w for w in result.stdout.split() if w.count("-") == 4][0]
-    children = api(stack, "POST", "/flow_runs/filter", json={
-        "flow_runs": {"name": {"like_": "-shard-"}}, "limit": 50})
+    parent_id = next(w for w in result.stdout.split() if w.count("-") == 4)
+    children = api(stack, "POST", "/flow_runs/filter", json={"flow_runs": {"name": {"like_": "-shard-"}}, "limit": 50})
     children = [c for c in children if c["parameters"].get("shard_of") == parent_id]
     assert len(children) == 2
     assert sorted(s for c in children for s in c["parameters"]["symbols"]) == sorted(SYMBOLS)
@@ -200,7 +240,11 @@ def start_run(stack, deployment: str, **kwargs) -> str:
 def final_state(stack, run_id: str, timeout_s: float = 300) -> dict:
     deadline = time.monotonic() + timeout_s
     while (state := api(stack, "GET", f"/flow_runs/{run_id}")["state"])["type"] not in (
-            "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        "COMPLETED",
+        "FAILED",
+        "CRASHED",
+        "CANCELLED",
+    ):
         assert time.monotonic() < deadline, state
         time.sleep(1)
     return state
@@ -210,8 +254,11 @@ def alert_for(webhook, run_id: str, match: str, timeout_s: float = 300, still_ru
     """The webhook alert about ``run_id`` whose reason or state contains ``match``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = [h for h in webhook[1] if h.get("flow_run_id") == run_id
-                 and (match in h.get("reason", "") or match == h.get("state"))]
+        found = [
+            h
+            for h in webhook[1]
+            if h.get("flow_run_id") == run_id and (match in h.get("reason", "") or match == h.get("state"))
+        ]
         if found:
             return found[0]
         assert still_running(), f"run {run_id} ended before the alert"
@@ -221,8 +268,12 @@ def alert_for(webhook, run_id: str, match: str, timeout_s: float = 300, still_ru
 
 def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
     names = {a["name"] for a in api(stack, "POST", "/automations/filter", json={})}
-    assert names == {"mfs-alert-failed-runs", "mfs-alert-slow-collect", "mfs-alert-slow-features",
-                     "mfs-alert-slow-full-backfill"}
+    assert names == {
+        "mfs-alert-failed-runs",
+        "mfs-alert-slow-collect",
+        "mfs-alert-slow-features",
+        "mfs-alert-slow-full-backfill",
+    }
     run_id = start_run(stack, "yahoo-hourly", parameters={"market_hours_only": False, "days": 2, "symbols": ["ZZZZ"]})
     assert final_state(stack, run_id)["type"] == "FAILED"
     alert = alert_for(webhook, run_id, "Failed")
@@ -234,18 +285,26 @@ def test_a_run_longer_than_its_expected_runtime_posts_a_slow_alert(stack, webhoo
     # lock (as a long earlier run would) keeps the new run Running past that, whatever this
     # machine's speed; the proactive trigger must fire while it waits, and the run then completes.
     with run_lock("collect", wait_s=0):
-        run_id = start_run(stack, "yahoo-hourly",
-                           parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]})
-        slow = alert_for(webhook, run_id, "running longer than 12 s", still_running=lambda: api(
-            stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] in ("SCHEDULED", "PENDING", "RUNNING"))
+        run_id = start_run(
+            stack, "yahoo-hourly", parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]}
+        )
+        slow = alert_for(
+            webhook,
+            run_id,
+            "running longer than 12 s",
+            still_running=lambda: (
+                api(stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] in ("SCHEDULED", "PENDING", "RUNNING")
+            ),
+        )
     assert slow["flow"] == "collect"
     assert final_state(stack, run_id)["type"] == "COMPLETED"
 
 
 def _held_collect_run(stack, **kwargs) -> str:
     """A collect run kept waiting on the held collect lock; its id once it is Running."""
-    run_id = start_run(stack, "yahoo-hourly",
-                       parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]}, **kwargs)
+    run_id = start_run(
+        stack, "yahoo-hourly", parameters={"market_hours_only": False, "days": 2, "symbols": SYMBOLS[:1]}, **kwargs
+    )
     deadline = time.monotonic() + 120
     while api(stack, "GET", f"/flow_runs/{run_id}")["state"]["type"] != "RUNNING":
         assert time.monotonic() < deadline, "the run never started"
@@ -267,8 +326,13 @@ def test_a_killed_flow_run_process_ends_crashed_and_posts_an_alert(stack, webhoo
     with run_lock("collect", wait_s=0):
         run_id = _held_collect_run(stack)
         deadline = time.monotonic() + 60
-        while not (procs := [p for p in psutil.process_iter(["environ"])
-                             if (p.info["environ"] or {}).get("PREFECT__FLOW_RUN_ID") == run_id]):
+        while not (
+            procs := [
+                p
+                for p in psutil.process_iter(["environ"])
+                if (p.info["environ"] or {}).get("PREFECT__FLOW_RUN_ID") == run_id
+            ]
+        ):
             assert time.monotonic() < deadline, "no process runs the flow"
             time.sleep(0.5)
         for proc in procs:
@@ -281,11 +345,27 @@ def test_a_killed_flow_run_process_ends_crashed_and_posts_an_alert(stack, webhoo
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (scripts/bootstrap installs it)")
 def test_the_ui_deployments_page_shows_the_three_deployments(stack, tmp_path):
     dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
-         "--dump-dom", f"{stack.ui_url}/deployments"],
-        capture_output=True, text=True, timeout=120, check=False).stdout
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"{stack.ui_url}/deployments",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
     for name in ("yahoo-hourly", "features-hourly", "full-backfill"):
         assert name in dom, f"{name} not on the deployments page ({len(dom)} characters of DOM)"
 
@@ -293,8 +373,16 @@ def test_the_ui_deployments_page_shows_the_three_deployments(stack, tmp_path):
 def test_a_run_scheduled_on_a_holiday_ends_market_closed(stack):
     # Labor Day 2026, 10:00 New York: the worker picks the (past) scheduled run up at once and
     # the flow judges the market by the run's scheduled time, as it does for the cron runs.
-    run_id = start_run(stack, "yahoo-hourly", name="labor-day", state={
-        "type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": "2026-09-07T14:00:00+00:00"}})
+    run_id = start_run(
+        stack,
+        "yahoo-hourly",
+        name="labor-day",
+        state={
+            "type": "SCHEDULED",
+            "name": "Scheduled",
+            "state_details": {"scheduled_time": "2026-09-07T14:00:00+00:00"},
+        },
+    )
     state = final_state(stack, run_id)
     assert (state["type"], state["name"]) == ("COMPLETED", "Market closed"), state
     assert "2026-09-07 is not an NYSE session" in state["message"]

@@ -16,9 +16,8 @@ def test_lock_keys_are_stable_and_distinct():
 
 def test_a_held_lock_blocks_a_second_holder_until_released(db):
     with run_lock("collect", 0):
-        with pytest.raises(RunLockTimeout, match="another 'collect' run"):
-            with run_lock("collect", 0.3):
-                pass
+        with pytest.raises(RunLockTimeout, match="another 'collect' run"), run_lock("collect", 0.3):
+            pass
         with run_lock("features", 0):  # other flows are not blocked
             pass
     with run_lock("collect", 0):  # released on exit

@@ -39,10 +39,12 @@ def run_probe_like_a_worker() -> uuid.UUID:
     loggers when it is imported, and this pytest process imported it (at collection) before the
     harness set that variable, so here the ``mfs`` logger has no API handler. A worker's flow run
     process starts with it set, as this one does."""
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_EXTRA_LOGGERS="mfs",
-               MFS_LOG_FORMAT="json")
-    result = subprocess.run([sys.executable, "-c", RUN_PROBE, __file__], capture_output=True, text=True,
-                            env=env, timeout=120)
+    env = dict(
+        os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_EXTRA_LOGGERS="mfs", MFS_LOG_FORMAT="json"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_PROBE, __file__], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
     assert not last.startswith("NOT COMPLETED"), last + result.stderr[-3000:]

@@ -8,18 +8,21 @@ import pytest
 
 from mfs.orchestration.runtime import MARKET_CLOSED, market_closed_state, split_symbols
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
-@pytest.mark.parametrize("when, closed", [
-    (dt.datetime(2027, 1, 1, 15, tzinfo=UTC), True),      # New Year's Day, 10:00 New York
-    (dt.datetime(2026, 11, 28, 15, tzinfo=UTC), True),    # Saturday
-    (dt.datetime(2026, 11, 27, 19, tzinfo=UTC), False),   # half day, 14:00 NY: last bar's final values
-    (dt.datetime(2026, 11, 27, 20, tzinfo=UTC), True),    # half day, 15:00 NY: closed since 13:00
-    (dt.datetime(2026, 11, 30, 14, tzinfo=UTC), False),   # Monday 09:00 NY, before the open
-    (dt.datetime(2026, 11, 30, 21, tzinfo=UTC), False),   # Monday 16:00 NY, the 15:30 bar completes
-    (dt.datetime(2027, 3, 8, 13, tzinfo=UTC), False),     # after the DST change: 09:00 NY is 13:00 UTC
-])
+@pytest.mark.parametrize(
+    "when, closed",
+    [
+        (dt.datetime(2027, 1, 1, 15, tzinfo=UTC), True),  # New Year's Day, 10:00 New York
+        (dt.datetime(2026, 11, 28, 15, tzinfo=UTC), True),  # Saturday
+        (dt.datetime(2026, 11, 27, 19, tzinfo=UTC), False),  # half day, 14:00 NY: last bar's final values
+        (dt.datetime(2026, 11, 27, 20, tzinfo=UTC), True),  # half day, 15:00 NY: closed since 13:00
+        (dt.datetime(2026, 11, 30, 14, tzinfo=UTC), False),  # Monday 09:00 NY, before the open
+        (dt.datetime(2026, 11, 30, 21, tzinfo=UTC), False),  # Monday 16:00 NY, the 15:30 bar completes
+        (dt.datetime(2027, 3, 8, 13, tzinfo=UTC), False),  # after the DST change: 09:00 NY is 13:00 UTC
+    ],
+)
 def test_market_gate_states(when, closed):
     state = market_closed_state(when)
     if closed:

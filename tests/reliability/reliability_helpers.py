@@ -19,7 +19,7 @@ from mfs.storage.connection import connect
 ASOF = "2025-11-26T21:10Z"
 VOLATILE = {"market_data": {"ingested_at"}, "features": {"computed_at", "bar_ingested_at"}}
 KEY = "symbol, interval, ts"
-_cache: dict[tuple, "Reference"] = {}
+_cache: dict[tuple, Reference] = {}
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,11 @@ class Reference:
 
 
 def columns(cur, table: str) -> list[str]:
-    cur.execute("""SELECT column_name FROM information_schema.columns
-                   WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position""", (table,))
+    cur.execute(
+        """SELECT column_name FROM information_schema.columns
+                   WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position""",
+        (table,),
+    )
     return [r[0] for r in cur.fetchall() if r[0] not in VOLATILE[table]]
 
 
@@ -40,8 +43,10 @@ def checksum(url_or_conn, table: str) -> str:
     try:
         with conn.cursor() as cur:
             cols = ", ".join(f'"{c}"' for c in columns(cur, table))  # names from information_schema
-            cur.execute(f"SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY {KEY}), '')), count(*) "
-                        f"FROM (SELECT {cols} FROM {table}) r")
+            cur.execute(
+                f"SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY {KEY}), '')), count(*) "
+                f"FROM (SELECT {cols} FROM {table}) r"
+            )
             digest, _ = cur.fetchone()
             return digest
     finally:
@@ -109,8 +114,14 @@ def reference_state(url: str, session_factory, symbols: tuple[str, ...], days: i
 
 def mfs_env(url: str, **extra: str) -> dict[str, str]:
     """Environment of an ``mfs`` subprocess on the test database, offline Yahoo at ASOF, JSON logs."""
-    env = dict(os.environ, MFS_DATABASE_URL=url, MFS_SYNTHETIC_ASOF=ASOF, MFS_LOG_FORMAT="json",
-               MFS_INGEST__BACKOFF_INITIAL_S="0.001", MFS_INGEST__BACKOFF_MAX_S="0.005")
+    env = dict(
+        os.environ,
+        MFS_DATABASE_URL=url,
+        MFS_SYNTHETIC_ASOF=ASOF,
+        MFS_LOG_FORMAT="json",
+        MFS_INGEST__BACKOFF_INITIAL_S="0.001",
+        MFS_INGEST__BACKOFF_MAX_S="0.005",
+    )
     env.pop("MFS_FEATURE_FAULTS", None)
     env.update(extra)
     return env

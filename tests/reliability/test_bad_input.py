@@ -30,7 +30,6 @@ from mfs.ingest.write import store_bars
 from mfs.runs import recorded_run
 from mfs.sources.fake_yahoo import SyntheticYahoo, _mount
 from mfs.sources.synthetic import synthetic_bars
-from mfs.storage.connection import connect
 from tests.reliability.reliability_helpers import ASOF
 
 pytestmark = pytest.mark.faults
@@ -46,15 +45,18 @@ def _set(column: str, value, dtype=None):
             f[column] = f[column].astype(dtype)
         f.loc[AT, column] = value
         return f
+
     return apply
 
 
 def _add(ts: pd.Timestamp | str | None = None, shift: pd.Timedelta | None = None):
     """Append a copy of row AT at another timestamp (a bar the source should never have sent)."""
+
     def apply(f: pd.DataFrame) -> pd.DataFrame:
         extra = f.iloc[[AT]].copy()
         extra["ts"] = pd.Timestamp(ts) if ts is not None else extra["ts"].iloc[0] + shift
         return pd.concat([f, extra], ignore_index=True)
+
     return apply
 
 
@@ -63,6 +65,7 @@ def _scale(factor: float):
         for c in ("open", "high", "low", "close"):
             f.loc[AT, c] = f.loc[AT, c] * factor
         return f
+
     return apply
 
 
@@ -77,6 +80,7 @@ def _mul(column: str, factor: float):
     def apply(f):
         f.loc[AT, column] = f.loc[AT, column] * factor
         return f
+
     return apply
 
 
@@ -133,7 +137,9 @@ def test_every_kind_of_bad_bar_is_quarantined_with_its_reason_and_the_good_bars_
             store_bars(report, by_symbol, interval, "corpus", asof=END)
     results = {r.symbol: r for r in report.results}
     with conn.cursor() as cur:
-        cur.execute("SELECT symbol, count(*), min(reason) FROM quarantine WHERE run_id = %s GROUP BY 1", (report.run_id,))
+        cur.execute(
+            "SELECT symbol, count(*), min(reason) FROM quarantine WHERE run_id = %s GROUP BY 1", (report.run_id,)
+        )
         quarantined = {s: (n, reason) for s, n, reason in cur.fetchall()}
         cur.execute("SELECT symbol, count(*) FROM market_data GROUP BY 1")
         stored = dict(cur.fetchall())
@@ -146,7 +152,8 @@ def test_every_kind_of_bad_bar_is_quarantined_with_its_reason_and_the_good_bars_
         added = len(frames[interval][symbol]) - len(clean[symbol])
         assert stored[symbol] == len(clean[symbol]) + added - 1, kind  # every good bar beside it
     assert report.counts().quarantine_reasons == {
-        code: sum(1 for _, _, c in CORPUS.values() if c == code) for _, _, code in CORPUS.values()}
+        code: sum(1 for _, _, c in CORPUS.values() if c == code) for _, _, code in CORPUS.values()
+    }
     # The reasons name what is wrong, with the values.
     assert "12.5.3" in quarantined[next(s for s, k in names.items() if k == "string_price")][1]
     assert "volume" in quarantined[next(s for s, k in names.items() if k == "nan_volume")][1]
@@ -155,14 +162,24 @@ def test_every_kind_of_bad_bar_is_quarantined_with_its_reason_and_the_good_bars_
 def test_unsorted_empty_and_unusable_frames(conn):
     good = _frame("MSFT", "1h")
     with recorded_run("store", {}, raise_on_failure=False) as report:
-        store_bars(report, {
-            "UNSORTED": good.sample(frac=1.0, random_state=7),  # any order: sorted, all stored
-            "EMPTY": good.iloc[:0],
-            "NOVOLUME": good.drop(columns=["volume"]),
-            "NAIVE": good.assign(ts=good["ts"].dt.tz_localize(None)),
-        }, "1h", "corpus", asof=END)
+        store_bars(
+            report,
+            {
+                "UNSORTED": good.sample(frac=1.0, random_state=7),  # any order: sorted, all stored
+                "EMPTY": good.iloc[:0],
+                "NOVOLUME": good.drop(columns=["volume"]),
+                "NAIVE": good.assign(ts=good["ts"].dt.tz_localize(None)),
+            },
+            "1h",
+            "corpus",
+            asof=END,
+        )
     results = {r.symbol: r for r in report.results}
-    assert (results["UNSORTED"].status, results["UNSORTED"].inserted, results["UNSORTED"].quarantined) == ("ok", len(good), 0)
+    assert (results["UNSORTED"].status, results["UNSORTED"].inserted, results["UNSORTED"].quarantined) == (
+        "ok",
+        len(good),
+        0,
+    )
     assert (results["EMPTY"].status, results["EMPTY"].inserted) == ("ok", 0)
     assert results["NOVOLUME"].status == "failed" and "lack the column(s) volume" in results["NOVOLUME"].reason
     assert results["NAIVE"].status == "failed" and "timezone-aware" in results["NAIVE"].reason
@@ -232,7 +249,11 @@ def test_chart_json_defects_through_the_real_yfinance_parsing(conn, fake_yahoo):
     assert outcome("JPM") == ("ok", n, {}, n)  # sorted, nothing lost or quarantined
     assert outcome("XOM") == ("ok", n, {"future": 1}, n - 1)
     assert outcome("JNJ") == ("ok", n, {}, n) and jnj_volume == 1234  # yfinance truncated 1234.5
-    for symbol, text in {"V": "could not convert string to float: 'abc'", "MA": "same length", "HD": "'volume'"}.items():
+    for symbol, text in {
+        "V": "could not convert string to float: 'abc'",
+        "MA": "same length",
+        "HD": "'volume'",
+    }.items():
         status, _, _, rows = outcome(symbol)
         assert (status, rows) == ("failed", 0) and text in results[symbol].reason, results[symbol].reason
     # The good symbol is whole, and the failed ones failed the run honestly.

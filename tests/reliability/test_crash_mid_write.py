@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
-import psycopg2
 import pytest
 
 from mfs.storage.connection import connect
@@ -46,8 +45,10 @@ def slow_writes(url: str, tables: tuple[str, ...] = ("market_data", "features"))
             cur.execute(f"""CREATE FUNCTION test_hold_write() RETURNS trigger LANGUAGE plpgsql AS
                             $$ BEGIN PERFORM pg_sleep({WRITE_HOLD_S}); RETURN NULL; END $$""")
             for t in tables:
-                cur.execute(f"CREATE TRIGGER test_hold_write BEFORE INSERT OR UPDATE ON {t} "
-                            "FOR EACH STATEMENT EXECUTE FUNCTION test_hold_write()")
+                cur.execute(
+                    f"CREATE TRIGGER test_hold_write BEFORE INSERT OR UPDATE ON {t} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION test_hold_write()"
+                )
         yield
     finally:
         with conn.cursor() as cur:
@@ -86,8 +87,9 @@ class PartialWatcher(threading.Thread):
 def kill_during_write(env: dict, args: list[str], table: str, nth: int, url: str) -> int:
     """Run ``mfs args`` in its own process group; SIGKILL the whole group (workers included) when
     the ``nth`` write to ``table`` is seen executing. Returns how many writes were seen."""
-    proc = subprocess.Popen(mfs_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        mfs_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     seen, busy = 0, False
     probe = connect(url, autocommit=True)
     try:
@@ -105,7 +107,9 @@ def kill_during_write(env: dict, args: list[str], table: str, nth: int, url: str
     finally:
         probe.close()
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before its write #{nth} was caught:\n{err.decode()[-1500:]}"
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run ended before its write #{nth} was caught:\n{err.decode()[-1500:]}"
+    )
     # Nothing of the killed run may live on (pebble workers, the forkserver).
     left = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == proc.pid]
     for p in left:
@@ -142,8 +146,9 @@ def test_sigkill_during_writes_then_a_rerun_gives_the_uninterrupted_state(db, re
     try:
         with slow_writes(db):
             for nth in (1, 3, 6):  # early, middle, later: each re-run resumes where the store stands
-                kill_during_write(env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)],
-                                  "market_data", nth, db)
+                kill_during_write(
+                    env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)], "market_data", nth, db
+                )
             _backends_gone(db)
             done = run_mfs(env, "backfill", "--offline", "--symbols", symbols, "--days", str(DAYS))
             assert done.returncode == 0, done.stderr[-2000:]

@@ -17,7 +17,15 @@ import pytest
 from mfs.storage import migrations
 from mfs.storage.localdb import LocalCluster
 from tests.fixtures.database import free_port
-from tests.reliability.reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
+from tests.reliability.reliability_helpers import (
+    duplicates,
+    error_lines,
+    lost_rows,
+    mfs_command,
+    mfs_env,
+    run_mfs,
+    state,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -92,15 +100,18 @@ def test_restart_mid_run_fails_clearly_and_a_rerun_converges(throwaway_cluster, 
     symbols = ",".join(SYMBOLS)
 
     # Ingest: restart once the first symbol batch is committed (five more to go).
-    hit = _restart_when(throwaway_cluster, env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)],
-                        "SELECT count(*) > 0 FROM market_data")
+    hit = _restart_when(
+        throwaway_cluster,
+        env,
+        ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)],
+        "SELECT count(*) > 0 FROM market_data",
+    )
     ingest_status = _judge(hit, url, "backfill")
     rerun = run_mfs(env, "backfill", "--offline", "--symbols", symbols, "--days", str(DAYS))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
     # Features: restart once the first symbol's rows are committed (one symbol per transaction).
-    hit = _restart_when(throwaway_cluster, env, ["features", "--symbols", symbols],
-                        "SELECT count(*) > 0 FROM features")
+    hit = _restart_when(throwaway_cluster, env, ["features", "--symbols", symbols], "SELECT count(*) > 0 FROM features")
     features_status = _judge(hit, url, "features")
     rerun = run_mfs(env, "features", "--symbols", symbols)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -12,7 +12,15 @@ import pytest
 
 from mfs.orchestration.locks import run_lock
 from mfs.storage.connection import connect
-from tests.reliability.reliability_helpers import duplicates, error_lines, lost_rows, mfs_command, mfs_env, run_mfs, state
+from tests.reliability.reliability_helpers import (
+    duplicates,
+    error_lines,
+    lost_rows,
+    mfs_command,
+    mfs_env,
+    run_mfs,
+    state,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -23,8 +31,11 @@ WAITING = "another run holds the lock; waiting"
 
 def _runs(url: str, flow: str) -> list[tuple]:
     with connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("""SELECT status, started_at, finished_at, counts FROM pipeline_runs
-                       WHERE flow = %s ORDER BY started_at""", (flow,))
+        cur.execute(
+            """SELECT status, started_at, finished_at, counts FROM pipeline_runs
+                       WHERE flow = %s ORDER BY started_at""",
+            (flow,),
+        )
         rows = cur.fetchall()
     conn.close()
     return rows
@@ -43,8 +54,10 @@ def _twice_at_once(url: str, env: dict, args: list[str], lock: str) -> list[subp
     lock until both wait on it (however slowly each interpreter starts), then releases it. One
     takes the lock, the other waits for that one; which went first is read from pipeline_runs."""
     with run_lock(lock, 0):
-        procs = [subprocess.Popen(mfs_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(mfs_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         deadline = time.monotonic() + 120
         while _lock_sessions(url, lock) < 3:  # ours and the two runs' lock sessions
             assert all(p.poll() is None for p in procs), "a run ended before it waited for the lock"
@@ -63,7 +76,9 @@ def test_two_backfills_and_two_feature_runs_at_once_do_the_work_once(db, referen
     env = mfs_env(db, MFS_INGEST__BATCH_SIZE="1")
     symbols = ",".join(SYMBOLS)
 
-    first, second = _twice_at_once(db, env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)], "collect")
+    first, second = _twice_at_once(
+        db, env, ["backfill", "--offline", "--symbols", symbols, "--days", str(DAYS)], "collect"
+    )
     assert (first.returncode, second.returncode) == (0, 0), (first.stderr[-1500:], second.stderr[-1500:])
     (_, _, end1, counts1), (_, start2, _, counts2) = _runs(db, "backfill")
     assert start2 >= end1, "the runs overlapped"

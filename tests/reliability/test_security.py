@@ -36,8 +36,10 @@ INJECTION = "AAPL'); DROP TABLE market_data;--"
 
 
 def _intact(cur) -> tuple:
-    cur.execute("SELECT to_regclass('market_data') IS NOT NULL, (SELECT count(*) FROM market_data), "
-                "(SELECT count(*) FROM pipeline_runs)")
+    cur.execute(
+        "SELECT to_regclass('market_data') IS NOT NULL, (SELECT count(*) FROM market_data), "
+        "(SELECT count(*) FROM pipeline_runs)"
+    )
     return cur.fetchone()
 
 
@@ -52,16 +54,21 @@ def test_an_injection_shaped_symbol_is_rejected_at_every_boundary(conn, fake_yah
     with pytest.raises(ConfigError, match="not a valid ticker"):
         get_config()
     config_env(MFS_SYMBOLS=None)
-    for call in (lambda: collect([INJECTION], "1d", session=fake_yahoo(asof=ASOF)),  # Python API
-                 lambda: collect(["AAPL", INJECTION], "1d", session=fake_yahoo(asof=ASOF)),
-                 lambda: backfill(INJECTION, days=5, session=fake_yahoo(asof=ASOF)),
-                 lambda: compute([INJECTION], "1d"),
-                 lambda: compute(["AAPL"], "1d", faults={INJECTION: "raise"})):
+    for call in (
+        lambda: collect([INJECTION], "1d", session=fake_yahoo(asof=ASOF)),  # Python API
+        lambda: collect(["AAPL", INJECTION], "1d", session=fake_yahoo(asof=ASOF)),
+        lambda: backfill(INJECTION, days=5, session=fake_yahoo(asof=ASOF)),
+        lambda: compute([INJECTION], "1d"),
+        lambda: compute(["AAPL"], "1d", faults={INJECTION: "raise"}),
+    ):
         with pytest.raises(ConfigError, match="not a valid ticker"):
             call()
     env = mfs_env(os.environ["MFS_DATABASE_URL"])
-    for args in (["collect", "--offline", "--symbols", INJECTION], ["backfill", "--offline", "--symbols", f"MSFT,{INJECTION}"],
-                 ["features", "--symbols", INJECTION]):  # command line
+    for args in (
+        ["collect", "--offline", "--symbols", INJECTION],
+        ["backfill", "--offline", "--symbols", f"MSFT,{INJECTION}"],
+        ["features", "--symbols", INJECTION],
+    ):  # command line
         result = run_mfs(env, *args)
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert len(error_lines(result.stderr)) == 1 and "not a valid ticker" in result.stderr, result.stderr
@@ -77,8 +84,10 @@ def test_flow_parameters_reject_an_injection_shaped_symbol(conn, prefect_harness
 
     with conn.cursor() as cur:
         before = _intact(cur)
-    for state in (collect_flow(symbols=[INJECTION], offline=True, market_hours_only=False, return_state=True),
-                  features_flow(symbols=[INJECTION], market_hours_only=False, wait_for_collect=False, return_state=True)):
+    for state in (
+        collect_flow(symbols=[INJECTION], offline=True, market_hours_only=False, return_state=True),
+        features_flow(symbols=[INJECTION], market_hours_only=False, wait_for_collect=False, return_state=True),
+    ):
         assert state.is_failed() and "not a valid ticker" in state.message, state
     with conn.cursor() as cur:
         assert _intact(cur) == before
@@ -105,18 +114,25 @@ def test_sql_statements_are_parameterized():
     found = {}
     for path in sorted([*ROOT.joinpath("src/mfs").rglob("*.py"), *ROOT.joinpath("flows").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS):
+            if not (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS
+            ):
                 continue
             args = node.args[1:] if node.func.attr == "execute_values" else node.args
             if not args:
                 continue
             query = args[0]
-            composed = (isinstance(query, ast.Call) and isinstance(query.func, ast.Attribute)
-                        and query.func.attr == "format" and "sql.SQL" in ast.unparse(query.func.value))
+            composed = (
+                isinstance(query, ast.Call)
+                and isinstance(query.func, ast.Attribute)
+                and query.func.attr == "format"
+                and "sql.SQL" in ast.unparse(query.func.value)
+            )
             if composed:  # psycopg2.sql composition quotes identifiers and literals itself
                 continue
             if isinstance(query, (ast.JoinedStr, ast.BinOp)) or (
-                    isinstance(query, ast.Call) and isinstance(query.func, ast.Attribute) and query.func.attr == "format"):
+                isinstance(query, ast.Call) and isinstance(query.func, ast.Attribute) and query.func.attr == "format"
+            ):
                 found[(str(path.relative_to(ROOT)), _interpolations(query))] = node.lineno
     unreviewed = {k: line for k, line in found.items() if k not in REVIEWED_DYNAMIC_SQL}
     assert not unreviewed, f"SQL built from strings, not reviewed (bind values with %s instead): {unreviewed}"
@@ -128,8 +144,11 @@ def reader_url(db, monkeypatch) -> str:
     for name, value in passwords.items():
         monkeypatch.setenv(name, value)
     provisioning.sync_role_passwords(db)
-    return make_url(db).set(username="mfs_reader", password=passwords["MFS_READER_PASSWORD"]).render_as_string(
-        hide_password=False)
+    return (
+        make_url(db)
+        .set(username="mfs_reader", password=passwords["MFS_READER_PASSWORD"])
+        .render_as_string(hide_password=False)
+    )
 
 
 def test_the_reader_role_cannot_write_nor_read_internal_tables(reader_url, conn, fake_yahoo):
@@ -160,20 +179,27 @@ def test_the_reader_role_cannot_write_nor_read_internal_tables(reader_url, conn,
                 rc.execute("SELECT count(*) FROM market_data")
                 assert rc.fetchone()[0] == len(rows)  # it can read the serving tables
                 denied = [
-                    "SELECT * FROM quarantine", "SELECT * FROM pipeline_runs", "SELECT * FROM symbol_runs",
+                    "SELECT * FROM quarantine",
+                    "SELECT * FROM pipeline_runs",
+                    "SELECT * FROM symbol_runs",
                     "INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume, source) "
                     "VALUES ('X', '1d', now(), 1, 1, 1, 1, 1, 'x')",
-                    "UPDATE market_data SET close = close * 2", "DELETE FROM features", "TRUNCATE market_data",
-                    "DROP TABLE market_data", "CREATE TABLE public.reader_table (x int)",
+                    "UPDATE market_data SET close = close * 2",
+                    "DELETE FROM features",
+                    "TRUNCATE market_data",
+                    "DROP TABLE market_data",
+                    "CREATE TABLE public.reader_table (x int)",
                     *(f'SELECT * FROM "{schema}"."{name}"' for schema, name in staging),  # names from pg_class
                 ]
                 for statement in denied:
-                    with pytest.raises((errors.InsufficientPrivilege, errors.FeatureNotSupported,
-                                        errors.UndefinedTable)) as caught:
+                    with pytest.raises(
+                        (errors.InsufficientPrivilege, errors.FeatureNotSupported, errors.UndefinedTable)
+                    ) as caught:
                         rc.execute(statement)
-                    if statement.startswith("SELECT * FROM \"pg_temp"):
-                        assert "temporary tables of other sessions" in str(caught.value) or \
-                            isinstance(caught.value, errors.InsufficientPrivilege)
+                    if statement.startswith('SELECT * FROM "pg_temp'):
+                        assert "temporary tables of other sessions" in str(caught.value) or isinstance(
+                            caught.value, errors.InsufficientPrivilege
+                        )
                     else:
                         assert isinstance(caught.value, errors.InsufficientPrivilege), (statement, caught.value)
         finally:
@@ -192,8 +218,12 @@ def test_the_local_server_listens_on_loopback_only_and_requires_passwords(server
         assert {r[0] for r in cur.fetchall()} == {"scram-sha-256"}
     admin.close()
     # Nothing answers on the machine's other addresses.
-    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-              if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    others = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
     for address in others:
         with socket.socket() as sock:
             sock.settimeout(2)
@@ -201,8 +231,14 @@ def test_the_local_server_listens_on_loopback_only_and_requires_passwords(server
     # A wrong password and no password are refused.
     for password in ("wrong-" + secrets.token_hex(4), ""):
         with pytest.raises(psycopg2.OperationalError, match="password"):
-            psycopg2.connect(host="127.0.0.1", port=url.port, user=url.username, dbname="postgres",
-                             password=password, connect_timeout=5)
+            psycopg2.connect(
+                host="127.0.0.1",
+                port=url.port,
+                user=url.username,
+                dbname="postgres",
+                password=password,
+                connect_timeout=5,
+            )
 
 
 @pytest.mark.slow
@@ -215,8 +251,10 @@ def test_dsn_passwords_never_reach_logs_or_run_records(conn, db_url, password_se
     writer_url = make_url(db_url).set(username="mfs_writer", password=password).render_as_string(hide_password=False)
     env = mfs_env(writer_url, MFS_LOG_LEVEL="DEBUG")
     env.pop("MFS_WRITER_PASSWORD")
-    outputs = [run_mfs(env, "backfill", "--offline", "--symbols", "AAPL,ZZZZ", "--days", "5"),  # one failed symbol
-               run_mfs(env, "features", "--symbols", "AAPL,ZZZZ")]
+    outputs = [
+        run_mfs(env, "backfill", "--offline", "--symbols", "AAPL,ZZZZ", "--days", "5"),  # one failed symbol
+        run_mfs(env, "features", "--symbols", "AAPL,ZZZZ"),
+    ]
     wrong = "not-the-" + secrets.token_hex(6)
     bad_url = make_url(password_server_url).set(password=wrong).render_as_string(hide_password=False)
     outputs.append(run_mfs(dict(env, MFS_DATABASE_URL=bad_url), "collect", "--offline", "--symbols", "AAPL"))
@@ -246,14 +284,15 @@ def test_a_failure_reason_quoting_a_dsn_is_masked_in_run_records_and_artifacts(c
         report.results.append(SymbolResult("ZZZZ", "collect_1h", "failed", reason=reason))
     shown = summary_markdown("collect", [report], "failed", error=reason) + repr(symbol_rows([report]))
     with conn.cursor() as cur:
-        cur.execute("SELECT s.reason, p.error_summary FROM symbol_runs s JOIN pipeline_runs p USING (run_id) "
-                    "WHERE run_id = %s", (report.run_id,))
+        cur.execute(
+            "SELECT s.reason, p.error_summary FROM symbol_runs s JOIN pipeline_runs p USING (run_id) WHERE run_id = %s",
+            (report.run_id,),
+        )
         stored = " ".join(cur.fetchone())
     # The error a failing run raises (the CLI's stderr, the Prefect flow run's state message) and
     # the report itself (the CLI's per-symbol table) are built from the same reasons.
-    with pytest.raises(RunFailedError) as raised:
-        with recorded_run("collect", {}) as failing:
-            failing.results.append(SymbolResult("ZZZZ", "collect_1h", "failed", reason=reason))
+    with pytest.raises(RunFailedError) as raised, recorded_run("collect", {}) as failing:
+        failing.results.append(SymbolResult("ZZZZ", "collect_1h", "failed", reason=reason))
     for text in (shown, stored, str(raised.value), failing.results[0].reason):
         assert "hunter2" not in text, text
         assert "postgresql://mfs:***@db.example/mfs" in text and "password=***" in text
@@ -270,15 +309,15 @@ CREDENTIAL_PATTERNS = {
     "DSN with an inline password": re.compile(r"""\b[a-z][a-z0-9+.-]*://[^:/\s@'"]+:(?P<v>[^@\s/'"]+)@""", re.I),
 }
 # Documented placeholders, and the fake secrets the masking tests feed in on purpose.
-PLACEHOLDERS = {"change-me", "…", "...", "***", "password", "wrong", "unused",
-                "hunter2", "s3cret", "abc"}
+PLACEHOLDERS = {"change-me", "…", "...", "***", "password", "wrong", "unused", "hunter2", "s3cret", "abc"}
 
 
 def credential_findings(name: str, text: str) -> list[str]:
     found = []
     for kind, pattern in CREDENTIAL_PATTERNS.items():
         if kind == "password assignment" and name.endswith(".py"):
-            continue  # env/config/shell syntax; in Python, `X_PASSWORD = expr` is code (quoted literals are caught above)
+            # env/config/shell syntax; in Python, `X_PASSWORD = expr` is code (quoted literals are caught above)
+            continue
         for match in pattern.finditer(text):
             value = match.groupdict().get("v")
             if value is not None and (value in PLACEHOLDERS or value[0] in "${<%*"):
@@ -290,7 +329,9 @@ def credential_findings(name: str, text: str) -> list[str]:
 
 def test_no_credentials_in_tracked_files():
     # The scanner itself finds what it must (assembled here so this file does not match).
-    planted = "-----BEGIN RSA " + "PRIVATE KEY-----\n" + "dsn = 'postgresql://u:" + "Xy7#kq@h/db'\nAKIA" + "ABCDEFGHIJKLMNOP"
+    planted = (
+        "-----BEGIN RSA " + "PRIVATE KEY-----\n" + "dsn = 'postgresql://u:" + "Xy7#kq@h/db'\nAKIA" + "ABCDEFGHIJKLMNOP"
+    )
     assert len(credential_findings("planted", planted)) == 3
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     findings = []

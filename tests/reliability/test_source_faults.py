@@ -16,17 +16,23 @@ pytestmark = pytest.mark.faults
 SYMBOLS = ("AAPL", "MSFT", "IBM", "KO", "PEP", "JPM", "XOM", "CVX", "WMT")
 DAYS = 20
 FAULTS = {
-    "AAPL": "rate_limit",      # a 429 storm that outlasts every retry
-    "MSFT": "rate_limit:3",    # a short storm: retried with backoff, then stored
-    "IBM": "timeout",          # every request times out
-    "KO": "timeout:2",         # two timeouts, then stored
-    "PEP": "malformed",        # HTTP 200, not JSON
-    "JPM": "truncated",        # HTTP 200, JSON cut in half
-    "XOM": "empty",            # a result without bars
-    "CVX": "delisted",         # HTTP 404 like Yahoo's unknown symbols
+    "AAPL": "rate_limit",  # a 429 storm that outlasts every retry
+    "MSFT": "rate_limit:3",  # a short storm: retried with backoff, then stored
+    "IBM": "timeout",  # every request times out
+    "KO": "timeout:2",  # two timeouts, then stored
+    "PEP": "malformed",  # HTTP 200, not JSON
+    "JPM": "truncated",  # HTTP 200, JSON cut in half
+    "XOM": "empty",  # a result without bars
+    "CVX": "delisted",  # HTTP 404 like Yahoo's unknown symbols
 }
-FAILING = {"AAPL": "rate limit", "IBM": "ReadTimeout", "PEP": "malformed", "JPM": "malformed",
-           "XOM": "no bars", "CVX": "delisted"}
+FAILING = {
+    "AAPL": "rate limit",
+    "IBM": "ReadTimeout",
+    "PEP": "malformed",
+    "JPM": "malformed",
+    "XOM": "no bars",
+    "CVX": "delisted",
+}
 RECOVERING = ("MSFT", "KO", "WMT")
 
 
@@ -34,7 +40,9 @@ def _symbol_runs(url: str, run_id: str) -> dict[tuple[str, str], tuple[str, str 
     conn = connect(url, autocommit=True)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT symbol, stage, status, reason, rows_written FROM symbol_runs WHERE run_id = %s", (run_id,))
+            cur.execute(
+                "SELECT symbol, stage, status, reason, rows_written FROM symbol_runs WHERE run_id = %s", (run_id,)
+            )
             return {(s, st): (status, reason, w) for s, st, status, reason, w in cur.fetchall()}
     finally:
         conn.close()

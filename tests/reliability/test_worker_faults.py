@@ -5,6 +5,7 @@ without the fault converges to the clean run's checksum."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import psutil
@@ -21,8 +22,12 @@ SYMBOLS = ("AAPL", "MSFT", "IBM", "KO")
 DAYS = 30
 VICTIM = "IBM"
 TIMEOUT_S = 3
-REASONS = {"segfault": "worker killed by SIGSEGV", "sigkill": "worker killed by SIGKILL",
-           "hang": f"timed out after {TIMEOUT_S} s", "memory": "MemoryError"}
+REASONS = {
+    "segfault": "worker killed by SIGSEGV",
+    "sigkill": "worker killed by SIGKILL",
+    "hang": f"timed out after {TIMEOUT_S} s",
+    "memory": "MemoryError",
+}
 MEMORY_SLACK = 64 * 2**20  # allocator noise of the orchestrating process, not a leak per run
 
 
@@ -32,15 +37,16 @@ def tree() -> tuple[int, set[int]]:
     children = me.children(recursive=True)
     rss = me.memory_info().rss
     for child in children:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             rss += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return rss, {c.pid for c in children}
 
 
 def connections(cur) -> int:
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    cur.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"
+    )
     return cur.fetchone()[0]
 
 
@@ -50,8 +56,9 @@ def short_timeout(config_env):
 
 
 @pytest.mark.parametrize("fault", list(REASONS))
-def test_a_worker_fault_fails_only_its_symbol_and_resources_return_to_baseline(fault, db, fake_yahoo, reference,
-                                                                               short_timeout):
+def test_a_worker_fault_fails_only_its_symbol_and_resources_return_to_baseline(
+    fault, db, fake_yahoo, reference, short_timeout
+):
     clean = reference(SYMBOLS, DAYS, features=True)
     backfill(list(SYMBOLS), days=DAYS, session=fake_yahoo(asof=ASOF))
     observer = connect(db, autocommit=True)
@@ -69,8 +76,9 @@ def test_a_worker_fault_fails_only_its_symbol_and_resources_return_to_baseline(f
             assert [s for s, r in by_symbol.items() if r.status == "failed"] == [VICTIM]
             cur.execute("SELECT status FROM pipeline_runs WHERE run_id = %s", (report.run_id,))
             assert cur.fetchone()[0] == "failed"
-            cur.execute("SELECT status, reason FROM symbol_runs WHERE run_id = %s AND symbol = %s",
-                        (report.run_id, VICTIM))
+            cur.execute(
+                "SELECT status, reason FROM symbol_runs WHERE run_id = %s AND symbol = %s", (report.run_id, VICTIM)
+            )
             assert cur.fetchone() == ("failed", by_symbol[VICTIM].reason)
             after = state(db)
             assert (VICTIM, "1h") not in after.counts["features"], "nothing half-written for the victim"

@@ -50,8 +50,11 @@ def recorded_provider(symbol, interval, start, end, asof):
 def recorded_session(asof="2013-03-01 21:00Z", faults=None) -> requests.Session:
     """The offline Yahoo serving the recorded bars instead of synthetic ones; other symbols are
     unknown."""
-    return _mount(SyntheticYahoo(asof=asof, faults=faults, provider=recorded_provider,
-                                 universe=RECORDED_SYMBOLS, source_name="recorded"))
+    return _mount(
+        SyntheticYahoo(
+            asof=asof, faults=faults, provider=recorded_provider, universe=RECORDED_SYMBOLS, source_name="recorded"
+        )
+    )
 
 
 @pytest.mark.parametrize("interval", ["1h", "1d"])

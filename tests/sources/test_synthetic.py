@@ -49,8 +49,13 @@ def test_hourly_bars_aggregate_into_daily_bars():
     hourly = synthetic_bars("NVDA", "1h", "2025-01-01", "2025-12-31", asof=ASOF)
     daily = synthetic_bars("NVDA", "1d", "2025-01-01", "2025-12-31", asof=ASOF)
     day = pd.DatetimeIndex(hourly["ts"]).tz_convert(NY).tz_localize(None).normalize()
-    agg = hourly.groupby(day).agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
-                                  close=("close", "last"), volume=("volume", "sum"))
+    agg = hourly.groupby(day).agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+    )
     assert list(daily["ts"]) == [daily_bar_label(d) for d in agg.index]
     for col in ("open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(daily[col].to_numpy(), agg[col].to_numpy())

@@ -9,10 +9,18 @@ import pytest
 from mfs.errors import StorageError
 from mfs.storage.bulk import Column, encode_copy_binary, encode_rows, upsert
 
-BAR_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
-               Column("open", "float8"), Column("high", "float8"), Column("low", "float8"),
-               Column("close", "float8"), Column("adj_close", "float8"), Column("volume", "int8"),
-               Column("source", "text")]
+BAR_COLUMNS = [
+    Column("symbol", "text"),
+    Column("interval", "text"),
+    Column("ts", "timestamptz"),
+    Column("open", "float8"),
+    Column("high", "float8"),
+    Column("low", "float8"),
+    Column("close", "float8"),
+    Column("adj_close", "float8"),
+    Column("volume", "int8"),
+    Column("source", "text"),
+]
 KEY = ["symbol", "interval", "ts"]
 
 
@@ -20,19 +28,32 @@ def bars(symbols=("AAPL", "BRK-B"), n=5, close=100.0) -> dict:
     ts = pd.date_range("2024-03-08 14:30", periods=n, freq="h", tz="UTC")
     frames = []
     for s in symbols:
-        frames.append(pd.DataFrame({
-            "symbol": s, "interval": "1h", "ts": ts, "open": close, "high": close + 1, "low": close - 1,
-            "close": close + np.arange(n) * 0.25, "adj_close": np.nan, "volume": np.arange(n) * 1000 + 7,
-            "source": "test",
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    "interval": "1h",
+                    "ts": ts,
+                    "open": close,
+                    "high": close + 1,
+                    "low": close - 1,
+                    "close": close + np.arange(n) * 0.25,
+                    "adj_close": np.nan,
+                    "volume": np.arange(n) * 1000 + 7,
+                    "source": "test",
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
     return {c: df[c].to_numpy() if c != "ts" else df[c] for c in df.columns}
 
 
 def table_rows(conn) -> list[tuple]:
     with conn.cursor() as cur:
-        cur.execute("SELECT symbol, interval, ts, open, high, low, close, adj_close, volume, source, ingested_at"
-                    " FROM market_data ORDER BY symbol, ts")
+        cur.execute(
+            "SELECT symbol, interval, ts, open, high, low, close, adj_close, volume, source, ingested_at"
+            " FROM market_data ORDER BY symbol, ts"
+        )
         return cur.fetchall()
 
 
@@ -81,7 +102,8 @@ def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None
         second = upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, later), **kwargs)
     conn.commit()
     assert (second.inserted, second.updated, second.by) == (4, 1, {"AAPL": (2, 1), "BRK-B": (2, 0)})
-    assert [r[6] for r in table_rows(conn)] == [100.0, 100.25, 100.6, 100.75, 101.0] + [100.0, 100.25, 100.5, 100.75, 101.0]
+    closes = [100.0, 100.25, 100.6, 100.75, 101.0, 100.0, 100.25, 100.5, 100.75, 101.0]
+    assert [r[6] for r in table_rows(conn)] == closes
 
     with conn.cursor() as cur, pytest.raises(StorageError, match="other columns"):
         upsert(cur, "market_data", BAR_COLUMNS[:-1], encode_rows(BAR_COLUMNS, later), key=KEY)
@@ -90,8 +112,10 @@ def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None
 
 def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
     data = bars(symbols=("AAPL",))
-    doubled = {k: np.concatenate([np.asarray(v), np.asarray(v)]) if k != "ts" else pd.DatetimeIndex(list(v) * 2)
-               for k, v in data.items()}
+    doubled = {
+        k: np.concatenate([np.asarray(v), np.asarray(v)]) if k != "ts" else pd.DatetimeIndex(list(v) * 2)
+        for k, v in data.items()
+    }
     with conn.cursor() as cur, pytest.raises(StorageError, match="duplicate keys"):
         upsert(cur, "market_data", BAR_COLUMNS, doubled, key=KEY)
     conn.rollback()
@@ -145,12 +169,27 @@ def test_binary_copy_round_trip_with_nulls_and_mixed_text_lengths(conn) -> None:
     x = rng.normal(size=n)
     x[rng.random(n) < 0.3] = np.nan
     y = rng.normal(size=n) * 1e300
-    ts = pd.Timestamp("1999-12-31 23:00", tz="America/New_York") + pd.to_timedelta(rng.integers(0, 10**12, n), unit="us")
+    ts = pd.Timestamp("1999-12-31 23:00", tz="America/New_York") + pd.to_timedelta(
+        rng.integers(0, 10**12, n), unit="us"
+    )
     with conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE rt (i bigint, name text, ts timestamptz, x double precision, y double precision, ok boolean)")
-        copy_rows(cur, "rt", [Column("i", "int8"), Column("name", "text"), Column("ts", "timestamptz"),
-                              Column("x", "float8"), Column("y", "float8"), Column("ok", "bool")],
-                  {"i": np.arange(n), "name": names, "ts": ts, "x": x, "y": y, "ok": x > 0})
+        cur.execute(
+            "CREATE TEMP TABLE rt (i bigint, name text, ts timestamptz, x double precision, y double precision,"
+            " ok boolean)"
+        )
+        copy_rows(
+            cur,
+            "rt",
+            [
+                Column("i", "int8"),
+                Column("name", "text"),
+                Column("ts", "timestamptz"),
+                Column("x", "float8"),
+                Column("y", "float8"),
+                Column("ok", "bool"),
+            ],
+            {"i": np.arange(n), "name": names, "ts": ts, "x": x, "y": y, "ok": x > 0},
+        )
         cur.execute("SELECT i, name, ts, x, y, ok FROM rt ORDER BY i")
         rows = cur.fetchall()
     conn.rollback()
@@ -167,6 +206,9 @@ def test_table_refuses_non_finite_prices(conn, bad) -> None:
     import psycopg2
 
     with conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation, match="market_data_prices_finite"):
-        cur.execute("INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume)"
-                    " VALUES ('AAPL', '1h', now(), 100, %s, 99, 100, 1)", (float(bad),))
+        cur.execute(
+            "INSERT INTO market_data (symbol, interval, ts, open, high, low, close, volume)"
+            " VALUES ('AAPL', '1h', now(), 100, %s, 99, 100, 1)",
+            (float(bad),),
+        )
     conn.rollback()

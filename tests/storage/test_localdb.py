@@ -49,13 +49,18 @@ def test_external_url_starts_nothing_locally_and_migrates_there(tmp_path: Path) 
         assert "applied 001_initial" in up.stdout
         assert not state.exists(), "nothing local may be created when MFS_DATABASE_URL is set"
         assert "ext:***@" in up.stdout, "the password must not be printed"
-        status = subprocess.run([sys.executable, "-m", "mfs.cli.main", "status", "--json"], env=env,
-                                capture_output=True, text=True)
+        status = subprocess.run(
+            [sys.executable, "-m", "mfs.cli.main", "status", "--json"], env=env, capture_output=True, text=True
+        )
         assert status.returncode == 0, status.stderr
         assert '"name": "market_data"' in status.stdout
-        again = subprocess.run([sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True, text=True)
+        again = subprocess.run(
+            [sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True, text=True
+        )
         assert "nothing to do" in again.stdout
-        down = subprocess.run([sys.executable, "-m", "mfs.cli.main", "db", "down"], env=env, capture_output=True, text=True)
+        down = subprocess.run(
+            [sys.executable, "-m", "mfs.cli.main", "db", "down"], env=env, capture_output=True, text=True
+        )
         assert "not ours to stop" in down.stdout and second.running()
     finally:
         second.destroy()

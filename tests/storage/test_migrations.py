@@ -91,7 +91,9 @@ def test_an_applied_migration_may_change_its_comments_but_not_its_sql(fresh_db: 
     first = min(sql_copy.glob("001_*.sql"))
     original = first.read_text()
     recorded = _recorded_checksum(fresh_db, 1)
-    reworded = "-- A reworded header.\n/* and a block comment */\n" + original.replace(";\n", ";   -- a trailing note\n\n", 1)
+    reworded = "-- A reworded header.\n/* and a block comment */\n" + original.replace(
+        ";\n", ";   -- a trailing note\n\n", 1
+    )
     first.write_text(reworded)
     assert migrations.migrate(fresh_db, sql_copy) == []
     assert _recorded_checksum(fresh_db, 1) == recorded
@@ -122,16 +124,21 @@ def test_full_text_checksums_of_files_whose_comments_changed_map_to_their_sql() 
         assert current[normalised].accepts(full_text)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("SELECT 1;  -- one\n\n  SELECT   2;\n", "SELECT 1; SELECT 2;"),
-    ("-- header\nSELECT/* inline /* nested */ still */1;", "SELECT 1;"),
-    ("SELECT '--  kept', \"a  --b\", 'it''s -- kept';", "SELECT '--  kept', \"a  --b\", 'it''s -- kept';"),
-    ("SELECT E'back\\'slash -- kept';", "SELECT E'back\\'slash -- kept';"),
-    ("DO $$ BEGIN  -- body comment\n  PERFORM 1;\nEND $$;", "DO $$BEGIN PERFORM 1; END$$;"),
-    ("CREATE FUNCTION f() RETURNS text AS $fn$ SELECT '$$ -- x'::text $fn$ LANGUAGE sql;",
-     "CREATE FUNCTION f() RETURNS text AS $fn$SELECT '$$ -- x'::text$fn$ LANGUAGE sql;"),
-    ("-- mfs:no-transaction\nCREATE INDEX x ON t (a);", "-- mfs:no-transaction CREATE INDEX x ON t (a);"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("SELECT 1;  -- one\n\n  SELECT   2;\n", "SELECT 1; SELECT 2;"),
+        ("-- header\nSELECT/* inline /* nested */ still */1;", "SELECT 1;"),
+        ("SELECT '--  kept', \"a  --b\", 'it''s -- kept';", "SELECT '--  kept', \"a  --b\", 'it''s -- kept';"),
+        ("SELECT E'back\\'slash -- kept';", "SELECT E'back\\'slash -- kept';"),
+        ("DO $$ BEGIN  -- body comment\n  PERFORM 1;\nEND $$;", "DO $$BEGIN PERFORM 1; END$$;"),
+        (
+            "CREATE FUNCTION f() RETURNS text AS $fn$ SELECT '$$ -- x'::text $fn$ LANGUAGE sql;",
+            "CREATE FUNCTION f() RETURNS text AS $fn$SELECT '$$ -- x'::text$fn$ LANGUAGE sql;",
+        ),
+        ("-- mfs:no-transaction\nCREATE INDEX x ON t (a);", "-- mfs:no-transaction CREATE INDEX x ON t (a);"),
+    ],
+)
 def test_the_checksummed_text_drops_comments_and_layout_only(text: str, expected: str) -> None:
     assert migrations.normalised_sql(text) == expected
 

@@ -47,8 +47,10 @@ def _pkglibdir() -> Path:
 def previous_store() -> Iterator[str]:
     """A database as the first version left it: TimescaleDB 2.19.3, migrations 001–037."""
     if not (_pkglibdir() / f"timescaledb-{PREVIOUS_RELEASE}.so").exists():
-        pytest.fail(f"TimescaleDB {PREVIOUS_RELEASE} is not installed: run ./scripts/install-timescaledb --previous "
-                    "(./scripts/test does)")
+        pytest.fail(
+            f"TimescaleDB {PREVIOUS_RELEASE} is not installed: run ./scripts/install-timescaledb --previous "
+            "(./scripts/test does)"
+        )
     home = Path(tempfile.mkdtemp(prefix="mfs-previous-"))
     home.chmod(0o755)  # the server runs as 'postgres' and must reach its folder
     cluster = LocalCluster(root=home / "pg", port=free_port(), edition=None)  # no license line, as then
@@ -99,8 +101,9 @@ def test_a_first_version_store_keeps_its_data_through_db_up(previous_store: str)
 
     env = dict(os.environ, MFS_DATABASE_URL=url)
     env.pop("MFS_TEST_EDITION", None)
-    up = subprocess.run([sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True,
-                        text=True, timeout=300)
+    up = subprocess.run(
+        [sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert up.returncode == 0, up.stderr
     assert f"updated TimescaleDB {PREVIOUS_RELEASE} -> " in up.stdout
     assert "applied 040_aggregate_owner" in up.stdout
@@ -118,6 +121,7 @@ def test_a_first_version_store_keeps_its_data_through_db_up(previous_store: str)
     for name, reference in REFERENCE.items():
         key = "day" if name == "ohlcv_1d" else "week"
         assert query(url, f"SELECT * FROM {name} ORDER BY symbol, {key}") == query(url, reference), name
-    again = subprocess.run([sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "mfs.cli.main", "db", "up"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0 and "updated TimescaleDB" not in again.stdout and "applied" not in again.stdout

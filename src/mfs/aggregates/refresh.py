@@ -46,6 +46,7 @@ class RefreshResult(TypedDict):
     window: list[str] | None  # [start, end) in ISO UTC when given, None for the pending changes
     seconds: float
 
+
 # Weekly buckets from the freshly refreshed daily rollup (every day of a pending week is current
 # there once the daily step ran): the same aggregation as the ohlcv_1w_live view, which reads the
 # always-current daily view instead.
@@ -70,8 +71,9 @@ def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
     return ts.tz_localize(NY).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def refresh(start: datetime | str | None = None, end: datetime | str | None = None, *,
-            url: str | None = None) -> RefreshResult:
+def refresh(
+    start: datetime | str | None = None, end: datetime | str | None = None, *, url: str | None = None
+) -> RefreshResult:
     """Recompute the aggregates' invalidated buckets (or every bucket of [start, end) when given).
 
     A bucket whose bars were all deleted is removed and not written. The community license does
@@ -99,9 +101,13 @@ def refresh(start: datetime | str | None = None, end: datetime | str | None = No
                 cur.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
     finally:
         conn.close()
-    result: RefreshResult = {"edition": edition, "buckets": buckets, "removed": removed,
-                             "window": None if lo is None else [lo.isoformat(), hi.isoformat()],
-                             "seconds": round(time.monotonic() - started, 3)}
+    result: RefreshResult = {
+        "edition": edition,
+        "buckets": buckets,
+        "removed": removed,
+        "window": None if lo is None or hi is None else [lo.isoformat(), hi.isoformat()],
+        "seconds": round(time.monotonic() - started, 3),
+    }
     log.info("aggregates refreshed", **result)
     return result
 
@@ -124,18 +130,23 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                 ):
                     cur.execute(
                         f"""INSERT INTO aggregate_invalidations (source, symbol, interval, lo, hi)
-                            SELECT DISTINCT %s, symbol, '1h', %s::timestamptz, %s::timestamptz - interval '1 microsecond'
+                            SELECT DISTINCT %s, symbol, '1h', %s::timestamptz,
+                                   %s::timestamptz - interval '1 microsecond'
                             FROM {table} WHERE {column} >= %s AND {column} < %s {extra}""",
                         (source, lo, hi, lo, hi),
                     )
             cur.execute("SELECT array_agg(id) FROM aggregate_invalidations")
             taken = cur.fetchone()[0] or []
             cur.execute("CREATE TEMP TABLE _refresh_ranges ON COMMIT DROP AS SELECT * FROM aggregate_pending_ranges")
-            cur.execute("CREATE TEMP TABLE _refresh_week_ranges ON COMMIT DROP AS "
-                        "SELECT * FROM aggregate_pending_week_ranges WHERE source = 'market_data'")
-            for rollup, key, ranges, source in (("ohlcv_1d_rollup", "day", "_refresh_ranges", "market_data"),
-                                                ("features_1d_rollup", "day", "_refresh_ranges", "features"),
-                                                ("ohlcv_1w_rollup", "week", "_refresh_week_ranges", "market_data")):
+            cur.execute(
+                "CREATE TEMP TABLE _refresh_week_ranges ON COMMIT DROP AS "
+                "SELECT * FROM aggregate_pending_week_ranges WHERE source = 'market_data'"
+            )
+            for rollup, key, ranges, source in (
+                ("ohlcv_1d_rollup", "day", "_refresh_ranges", "market_data"),
+                ("features_1d_rollup", "day", "_refresh_ranges", "features"),
+                ("ohlcv_1w_rollup", "week", "_refresh_week_ranges", "market_data"),
+            ):
                 aggregate = rollup.removesuffix("_rollup")
                 cur.execute(
                     f"""DELETE FROM {rollup} r USING {ranges} p

@@ -46,21 +46,30 @@ def retention(url: str | None = None, retention_days: int | None = None) -> Rete
         conn = connect(url, autocommit=True, application_name="mfs-retention")
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT set_config('lock_timeout', %s, false)",
-                            (f"{round(cfg.retention_lock_timeout_s * 1000)}ms",))
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, false)", (f"{round(cfg.retention_lock_timeout_s * 1000)}ms",)
+                )
                 for table in RETAINED_TABLES:  # fixed names, not user input
                     try:
-                        cur.execute("SELECT drop_chunks(%s::regclass, older_than => now() - make_interval(days => %s))",
-                                    (table, days))
+                        cur.execute(
+                            "SELECT drop_chunks(%s::regclass, older_than => now() - make_interval(days => %s))",
+                            (table, days),
+                        )
                     except psycopg2.errors.LockNotAvailable:
-                        skipped[table] = (f"old chunks still in use after {cfg.retention_lock_timeout_s:g} s "
-                                          "(a running query); nothing dropped, the next run retries")
+                        skipped[table] = (
+                            f"old chunks still in use after {cfg.retention_lock_timeout_s:g} s "
+                            "(a running query); nothing dropped, the next run retries"
+                        )
                         log.warning("retention skipped", table=table, reason=skipped[table])
                         continue
                     dropped[table] = [r[0] for r in cur.fetchall()]
         finally:
             conn.close()
-    result: RetentionResult = {"retention_days": days, "dropped": dropped, "skipped": skipped,
-                               "seconds": round(time.monotonic() - started, 3)}
+    result: RetentionResult = {
+        "retention_days": days,
+        "dropped": dropped,
+        "skipped": skipped,
+        "seconds": round(time.monotonic() - started, 3),
+    }
     log.info("retention applied", **result)
     return result

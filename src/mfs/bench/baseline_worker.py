@@ -19,11 +19,44 @@ import ta
 from mfs.market import NY
 
 COLUMNS = [
-    "return_1", "return_5", "return_20", "log_return_1", "sma_5", "sma_10", "sma_20", "sma_50",
-    "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "bb_upper",
-    "bb_lower", "bb_width", "bb_pctb", "atr_14", "natr_14", "adx_14", "plus_di_14", "minus_di_14",
-    "stoch_k", "stoch_d", "willr_14", "cci_20", "obv", "mfi_14", "vwap_20", "roc_10",
-    "volatility_20", "volume_sma_20", "volume_ratio_20", "range_pct", "hour_et", "dow_et",
+    "return_1",
+    "return_5",
+    "return_20",
+    "log_return_1",
+    "sma_5",
+    "sma_10",
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "bb_upper",
+    "bb_lower",
+    "bb_width",
+    "bb_pctb",
+    "atr_14",
+    "natr_14",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+    "stoch_k",
+    "stoch_d",
+    "willr_14",
+    "cci_20",
+    "obv",
+    "mfi_14",
+    "vwap_20",
+    "roc_10",
+    "volatility_20",
+    "volume_sma_20",
+    "volume_ratio_20",
+    "range_pct",
+    "hour_et",
+    "dow_et",
 ]
 
 
@@ -65,9 +98,12 @@ def indicators(df: pd.DataFrame) -> pd.DataFrame:
 def main(url: str, symbol: str, table: str) -> None:
     engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
     df = pd.read_sql(
-        sqlalchemy.text("SELECT ts, open, high, low, close, volume FROM market_data"
-                        " WHERE symbol = :s AND interval = '1h' ORDER BY ts"),
-        engine, params={"s": symbol},
+        sqlalchemy.text(
+            "SELECT ts, open, high, low, close, volume FROM market_data"
+            " WHERE symbol = :s AND interval = '1h' ORDER BY ts"
+        ),
+        engine,
+        params={"s": symbol},
     )
     engine.dispose()
     conn = psycopg2.connect(url)
@@ -75,11 +111,13 @@ def main(url: str, symbol: str, table: str) -> None:
     feats = indicators(df)
     cols = ", ".join(COLUMNS)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)
-    stmt = (f"INSERT INTO {table} (symbol, interval, ts, {cols}) VALUES (%s, '1h', %s, {', '.join(['%s'] * len(COLUMNS))}) "
-            f"ON CONFLICT (symbol, interval, ts) DO UPDATE SET {sets}")
+    stmt = (
+        f"INSERT INTO {table} (symbol, interval, ts, {cols}) VALUES (%s, '1h', %s, {', '.join(['%s'] * len(COLUMNS))}) "
+        f"ON CONFLICT (symbol, interval, ts) DO UPDATE SET {sets}"
+    )
     rows = [
         (symbol, ts.to_pydatetime(), *[None if pd.isna(x) else float(x) for x in values])
-        for ts, values in zip(df["ts"], feats[COLUMNS].itertuples(index=False, name=None))
+        for ts, values in zip(df["ts"], feats[COLUMNS].itertuples(index=False, name=None), strict=False)
     ]
     with conn.cursor() as cur:
         cur.executemany(stmt, rows)  # row by row: the baseline's write path

@@ -29,8 +29,11 @@ _COMPRESSED_CHUNKS = """SELECT count(*) FROM timescaledb_information.chunks
 # Partially compressed (status bit 8): rows written into a compressed chunk land uncompressed
 # beside its compressed batches until the chunk is recompressed. timescaledb_information.chunks
 # still says is_compressed, so only the catalog's status tells the two apart.
-_PARTIAL_CHUNKS = _COMPRESSED_CHUNKS + """
+_PARTIAL_CHUNKS = (
+    _COMPRESSED_CHUNKS
+    + """
     AND _timescaledb_functions.chunk_status(format('%%I.%%I', chunk_schema, chunk_name)::regclass) & 8 <> 0"""
+)
 _DAILY_STORED = """SELECT symbol, day, open, high, low, close, volume, bar_count FROM ohlcv_1d
                    WHERE symbol = %s ORDER BY 1, 2"""
 _DAILY_FROM_SCRATCH = """SELECT symbol, time_bucket('1 day', ts, 'America/New_York') AS day, first(open, ts),
@@ -72,13 +75,19 @@ def compress_history(asof: pd.Timestamp) -> dict[str, Any]:
         chunks = 0
         for table in HYPERTABLES:
             cur.execute(_COMPRESS_OLDER, (table, horizon))
-            chunks += cur.fetchone()[0]
+            (compressed,) = cur.fetchone() or (0,)
+            chunks += compressed
     seconds = time.perf_counter() - began
     if chunks == 0:
         return {"compressed_chunks": 0}
     after = storage_bytes()
-    return {"compressed_chunks": chunks, "compress_s": round(seconds, 2), "storage_bytes_uncompressed": before,
-            "storage_bytes_compressed": after, "compression_ratio": round(before / after, 2)}
+    return {
+        "compressed_chunks": chunks,
+        "compress_s": round(seconds, 2),
+        "storage_bytes_uncompressed": before,
+        "storage_bytes_compressed": after,
+        "compression_ratio": round(before / after, 2),
+    }
 
 
 def split_frame(symbol: str, start: pd.Timestamp, asof: pd.Timestamp) -> pd.DataFrame:
@@ -101,9 +110,11 @@ def _rewrite(symbol: str, frame: pd.DataFrame, asof: pd.Timestamp) -> float:
         raise RuntimeError(f"benchmark split rewrite failed: {report.failed[0].reason}")
     counts = report.counts()
     if (counts.updated, counts.inserted) != (len(frame), 0) or stored != len(frame):
-        raise RuntimeError(f"benchmark split rewrite of {symbol} updated {counts.updated} and inserted "
-                           f"{counts.inserted} of {len(frame)} bars ({stored} stored; quarantined "
-                           f"{counts.quarantined}: {counts.quarantine_reasons})")
+        raise RuntimeError(
+            f"benchmark split rewrite of {symbol} updated {counts.updated} and inserted "
+            f"{counts.inserted} of {len(frame)} bars ({stored} stored; quarantined "
+            f"{counts.quarantined}: {counts.quarantine_reasons})"
+        )
     return seconds
 
 
@@ -125,8 +136,10 @@ def split_rewrite(symbol: str, start: pd.Timestamp, asof: pd.Timestamp) -> dict[
     out["split_refresh_s"] = round(time.perf_counter() - began, 3)
     stored, expected = _fetch(_DAILY_STORED, (symbol,)), _fetch(_DAILY_FROM_SCRATCH, (symbol,))
     if stored != expected or not expected:
-        differ = sum(a != b for a, b in zip(stored, expected)) + abs(len(stored) - len(expected))
-        raise RuntimeError(f"after the split rewrite and refresh, ohlcv_1d of {symbol} differs from its bars "
-                           f"on {differ} of {len(expected)} days: the refresh did not catch up")
+        differ = sum(a != b for a, b in zip(stored, expected, strict=False)) + abs(len(stored) - len(expected))
+        raise RuntimeError(
+            f"after the split rewrite and refresh, ohlcv_1d of {symbol} differs from its bars "
+            f"on {differ} of {len(expected)} days: the refresh did not catch up"
+        )
     out["split_aggregates_caught_up"] = True
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import psutil
@@ -25,10 +26,8 @@ class PeakRss:
             except psutil.Error:
                 procs = [me]
             for proc in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self.interval_s)
 

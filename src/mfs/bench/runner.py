@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mfs import calendar
+from mfs.aggregates.refresh import RefreshResult
 from mfs.bench import compression
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
@@ -91,25 +92,35 @@ def _frames(symbols: list[str], start: pd.Timestamp, end: pd.Timestamp, asof: pd
     return {s: synthetic_bars(s, "1h", start, end, asof) for s in symbols}
 
 
-def _columns_data(frames: dict[str, pd.DataFrame]) -> dict[str, object]:
+def _columns_data(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """All frames as one set of column arrays, in the shape the COPY encoder takes."""
     df = pd.concat([f.assign(symbol=s) for s, f in frames.items()], ignore_index=True)
     n = len(df)
-    return {"symbol": df["symbol"].to_numpy(object), "interval": np.full(n, "1h", dtype=object),
-            "ts": pd.DatetimeIndex(df["ts"]), "open": df["open"].to_numpy(float), "high": df["high"].to_numpy(float),
-            "low": df["low"].to_numpy(float), "close": df["close"].to_numpy(float),
-            "adj_close": df["adj_close"].to_numpy(float), "volume": df["volume"].to_numpy(np.int64),
-            "source": np.full(n, "synthetic", dtype=object)}
+    return {
+        "symbol": df["symbol"].to_numpy(object),
+        "interval": np.full(n, "1h", dtype=object),
+        "ts": pd.DatetimeIndex(df["ts"]),
+        "open": df["open"].to_numpy(float),
+        "high": df["high"].to_numpy(float),
+        "low": df["low"].to_numpy(float),
+        "close": df["close"].to_numpy(float),
+        "adj_close": df["adj_close"].to_numpy(float),
+        "volume": df["volume"].to_numpy(np.int64),
+        "source": np.full(n, "synthetic", dtype=object),
+    }
 
 
 def _raw_copy(data: dict[str, object]) -> float:
     """Seconds to binary-COPY the same rows into an empty scratch hypertable with the same key,
     constraints and chunking as ``market_data`` and no other index (no trigger either)."""
     _execute("DROP TABLE IF EXISTS bench_copy")
-    _execute("CREATE TABLE bench_copy (LIKE market_data INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
-             " PRIMARY KEY (symbol, interval, ts))")
-    _execute("SELECT create_hypertable('bench_copy', by_range('ts', INTERVAL '30 days'),"
-             " create_default_indexes => false)")
+    _execute(
+        "CREATE TABLE bench_copy (LIKE market_data INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
+        " PRIMARY KEY (symbol, interval, ts))"
+    )
+    _execute(
+        "SELECT create_hypertable('bench_copy', by_range('ts', INTERVAL '30 days'), create_default_indexes => false)"
+    )
     with connection() as conn, conn.cursor() as cur:
         began = time.perf_counter()
         copy_rows(cur, "bench_copy", MARKET_DATA_COLUMNS, data)
@@ -127,8 +138,10 @@ def _ingest(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> tuple[float,
         raise RuntimeError(f"benchmark ingest failed for {len(failed)} symbols: {failed[0].reason}")
     counts, bars = report.counts(), sum(len(f) for f in frames.values())
     if counts.inserted != bars:
-        raise RuntimeError(f"benchmark ingest stored {counts.inserted} of {bars} bars "
-                           f"(quarantined {counts.quarantined}: {counts.quarantine_reasons})")
+        raise RuntimeError(
+            f"benchmark ingest stored {counts.inserted} of {bars} bars "
+            f"(quarantined {counts.quarantined}: {counts.quarantine_reasons})"
+        )
     return seconds, report
 
 
@@ -157,8 +170,13 @@ def _license() -> str:
         return migrations.license(conn)
 
 
-def _ingest_phase(frames: dict[str, pd.DataFrame], data: dict[str, object], asof: pd.Timestamp, rounds: int,
-                  progress: Callable[[str], None]) -> dict[str, Any]:
+def _ingest_phase(
+    frames: dict[str, pd.DataFrame],
+    data: dict[str, Any],
+    asof: pd.Timestamp,
+    rounds: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     bars = len(data["ts"])
     progress(f"ingest vs raw COPY of {bars:,} bars, alternating ×{rounds}")
     ingest_s, copy_s = [], []
@@ -168,8 +186,10 @@ def _ingest_phase(frames: dict[str, pd.DataFrame], data: dict[str, object], asof
         seconds, _report = _ingest(frames, asof)
         ingest_s.append(seconds)
     _execute("DROP TABLE IF EXISTS bench_copy")
-    out = {"ingest_rows_per_s": round(bars / statistics.median(ingest_s)),
-           "copy_rows_per_s": round(bars / min(copy_s))}  # the fastest COPY: the ceiling
+    out: dict[str, Any] = {
+        "ingest_rows_per_s": round(bars / statistics.median(ingest_s)),
+        "copy_rows_per_s": round(bars / min(copy_s)),
+    }  # the fastest COPY: the ceiling
     out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
     return out
 
@@ -187,16 +207,20 @@ def _backfill_phase(symbols: list[str], bars: int, progress: Callable[[str], Non
 def _query_phase(symbol: str, start: pd.Timestamp, suffix: str, community: bool) -> dict[str, Any]:
     """The serving queries; on the community edition also the raw daily GROUP BY, which reads the
     hourly bars themselves (ohlcv_1d reads its materialization, uncompressed, below the watermark)."""
-    out = {f"query_daily_1y{suffix}_ms": _query_ms(
-               "SELECT * FROM ohlcv_1d WHERE symbol = %s AND day >= %s ORDER BY day", (symbol, start)),
-           f"query_latest{suffix}_ms": _query_ms("SELECT * FROM latest_features WHERE interval = '1h'", ())}
+    out = {
+        f"query_daily_1y{suffix}_ms": _query_ms(
+            "SELECT * FROM ohlcv_1d WHERE symbol = %s AND day >= %s ORDER BY day", (symbol, start)
+        ),
+        f"query_latest{suffix}_ms": _query_ms("SELECT * FROM latest_features WHERE interval = '1h'", ()),
+    }
     if community:
         out[f"query_raw_daily{suffix}_ms"] = _query_ms(RAW_DAILY, (symbol, start))
     return {key: round(value, 2) for key, value in out.items()}
 
 
-def _compression_phase(symbol: str, start: pd.Timestamp, asof: pd.Timestamp,
-                       progress: Callable[[str], None]) -> dict[str, Any]:
+def _compression_phase(
+    symbol: str, start: pd.Timestamp, asof: pd.Timestamp, progress: Callable[[str], None]
+) -> dict[str, Any]:
     progress("compressing the history older than the ingest window, queries on it")
     out = compression.compress_history(asof)
     if out["compressed_chunks"]:
@@ -206,8 +230,9 @@ def _compression_phase(symbol: str, start: pd.Timestamp, asof: pd.Timestamp,
     return out
 
 
-def _new_hour_phase(symbols: list[str], asof: pd.Timestamp, last_ts: dict[str, pd.Timestamp],
-                    progress: Callable[[str], None]) -> dict[str, Any]:
+def _new_hour_phase(
+    symbols: list[str], asof: pd.Timestamp, last_ts: dict[str, pd.Timestamp], progress: Callable[[str], None]
+) -> dict[str, Any]:
     progress("one new hour for every symbol: ingest, incremental features, aggregate refresh")
     next_asof = _next_hour(asof)
     new = _frames(symbols, asof - pd.Timedelta(hours=1), next_asof, next_asof)
@@ -228,14 +253,22 @@ def _baseline_phase(url: str, subset: list[str], rounds: int, progress: Callable
     for _ in range(rounds):
         base.append(_baseline_round(url, subset) / len(subset))
         ours.append(_ours_round(subset) / len(subset))
-    out = {"baseline_s_per_symbol": round(statistics.median(base), 4),
-           "ours_s_per_symbol": round(statistics.median(ours), 4)}
+    out = {
+        "baseline_s_per_symbol": round(statistics.median(base), 4),
+        "ours_s_per_symbol": round(statistics.median(ours), 4),
+    }
     out["baseline_speedup"] = round(out["baseline_s_per_symbol"] / out["ours_s_per_symbol"], 1)
     return out
 
 
-def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int = 3,
-        progress: Callable[[str], None] = lambda message: None, server: str | None = None) -> dict[str, Any]:
+def run(
+    n_symbols: int = 500,
+    days: int = 365,
+    baseline_n: int = 20,
+    rounds: int = 3,
+    progress: Callable[[str], None] = lambda message: None,
+    server: str | None = None,
+) -> dict[str, Any]:
     """Every figure, on a scratch database on ``server`` (an admin URL; default the store's).
 
     Order: ingest/COPY, feature backfill, first refresh, queries, baseline — all on uncompressed
@@ -251,9 +284,15 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
     gen_s, frames = _timed(lambda: _frames(symbols, start, asof, asof))
     data = _columns_data(frames)
     bars = len(data["ts"])
-    out: dict[str, Any] = {"symbols": n_symbols, "bars": bars, "days": days, "asof": asof.isoformat(),
-                           "bars_path": "frames (synthetic market → validation → binary COPY upsert); "
-                                        "yfinance parsing is not on this path", "generate_s": round(gen_s, 2)}
+    out: dict[str, Any] = {
+        "symbols": n_symbols,
+        "bars": bars,
+        "days": days,
+        "asof": asof.isoformat(),
+        "bars_path": "frames (synthetic market → validation → binary COPY upsert); "
+        "yfinance parsing is not on this path",
+        "generate_s": round(gen_s, 2),
+    }
     with scratch_database(server=server) as url, PeakRss() as peak:
         out["edition"] = _license()
         community = out["edition"] == "timescale"
@@ -276,7 +315,7 @@ def run(n_symbols: int = 500, days: int = 365, baseline_n: int = 20, rounds: int
     return out
 
 
-def _refresh() -> dict:
+def _refresh() -> RefreshResult:
     from mfs.aggregates import refresh
 
     return refresh()
@@ -291,5 +330,7 @@ def _next_hour(asof: pd.Timestamp) -> pd.Timestamp:
 
 def _create_baseline_table() -> None:
     cols = ", ".join(f"{f.name} double precision" for f in FEATURES)
-    _execute(f"CREATE TABLE IF NOT EXISTS baseline_features (symbol text, interval text, ts timestamptz, {cols},"
-             " PRIMARY KEY (symbol, interval, ts))")
+    _execute(
+        f"CREATE TABLE IF NOT EXISTS baseline_features (symbol text, interval text, ts timestamptz, {cols},"
+        " PRIMARY KEY (symbol, interval, ts))"
+    )

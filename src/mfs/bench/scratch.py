@@ -23,8 +23,10 @@ def edition_server(edition: str) -> str:
     if edition not in migrations.EDITIONS:
         raise ConfigError(f"edition must be one of {', '.join(migrations.EDITIONS)}, got {edition!r}")
     if external_url():
-        raise ConfigError(f"a benchmark of the {edition!r} edition runs on a local cluster, but MFS_DATABASE_URL "
-                          "names an external server (its edition is its own): unset it, or leave out --edition")
+        raise ConfigError(
+            f"a benchmark of the {edition!r} edition runs on a local cluster, but MFS_DATABASE_URL "
+            "names an external server (its edition is its own): unset it, or leave out --edition"
+        )
     return start_edition_cluster(edition)
 
 

@@ -17,15 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "refresh",
         help="recompute pending changes (default) or every bucket of a window",
         description="Without --from/--to: recompute the buckets touched since the last refresh "
-                    "(late and corrected bars included). With both: recompute every bucket in "
-                    "[FROM, TO) for every symbol. Dates are New York days; ISO timestamps with an "
-                    "offset are instants.",
+        "(late and corrected bars included). With both: recompute every bucket in "
+        "[FROM, TO) for every symbol. Dates are New York days; ISO timestamps with an "
+        "offset are instants.",
     )
     ref.add_argument("--from", dest="start", metavar="FROM", help="start, e.g. 2024-03-01")
     ref.add_argument("--to", dest="end", metavar="TO", help="end (exclusive), e.g. 2024-04-01")
     ref.add_argument("--json", action="store_true", help="print one JSON object")
     ref.set_defaults(func=cmd_refresh)
-    ret = verbs.add_parser("retention", help="drop raw chunks older than aggregates.retention_days (aggregates keep history)")
+    ret = verbs.add_parser(
+        "retention", help="drop raw chunks older than aggregates.retention_days (aggregates keep history)"
+    )
     ret.add_argument("--days", type=int, help="override aggregates.retention_days for this run")
     ret.add_argument("--json", action="store_true", help="print one JSON object")
     ret.set_defaults(func=cmd_retention)

@@ -6,18 +6,38 @@ The baseline needs the ``bench`` extra (``ta``)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 from mfs.cli.output import print_json, print_table, progress
 from mfs.errors import MfsError
 
-SUMMARY_KEYS = ["ingest_rows_per_s", "copy_rows_per_s", "ingest_vs_copy", "features_backfill_s",
-                "features_incremental_s", "aggregate_refresh_s", "query_daily_1y_ms", "query_latest_ms",
-                "peak_rss_mb", "baseline_speedup", "symbols", "bars"]
-TARGETS = {"ingest_rows_per_s": ">= 150000", "ingest_vs_copy": ">= 0.7", "features_backfill_s": "<= 15 (500 symbols)",
-           "features_incremental_s": "<= 3", "aggregate_refresh_s": "<= 1", "query_daily_1y_ms": "<= 10",
-           "peak_rss_mb": "<= 1024", "baseline_speedup": ">= 50"}
+SUMMARY_KEYS = [
+    "ingest_rows_per_s",
+    "copy_rows_per_s",
+    "ingest_vs_copy",
+    "features_backfill_s",
+    "features_incremental_s",
+    "aggregate_refresh_s",
+    "query_daily_1y_ms",
+    "query_latest_ms",
+    "peak_rss_mb",
+    "baseline_speedup",
+    "symbols",
+    "bars",
+]
+TARGETS = {
+    "ingest_rows_per_s": ">= 150000",
+    "ingest_vs_copy": ">= 0.7",
+    "features_backfill_s": "<= 15 (500 symbols)",
+    "features_incremental_s": "<= 3",
+    "aggregate_refresh_s": "<= 1",
+    "query_daily_1y_ms": "<= 10",
+    "peak_rss_mb": "<= 1024",
+    "baseline_speedup": ">= 50",
+}
 BOTH = ("timescale", "apache")  # the community edition first: the ratio column is apache / timescale
 
 
@@ -29,15 +49,23 @@ def _positive(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure ingest, features, aggregates, queries and memory against a baseline "
-                                     "(the design this store replaced)")
+    p = sub.add_parser(
+        "bench",
+        help="measure ingest, features, aggregates, queries and memory against a baseline "
+        "(the design this store replaced)",
+    )
     p.add_argument("--symbols", type=_positive, default=500, help="symbols in the synthetic universe (default 500)")
     p.add_argument("--days", type=_positive, default=365, help="days of hourly history (default 365)")
-    p.add_argument("--baseline-symbols", type=_positive, default=20, help="symbols for the side-by-side baseline (default 20)")
+    p.add_argument(
+        "--baseline-symbols", type=_positive, default=20, help="symbols for the side-by-side baseline (default 20)"
+    )
     p.add_argument("--rounds", type=_positive, default=3, help="alternating rounds of compared contenders (default 3)")
-    p.add_argument("--edition", choices=["timescale", "apache", "both"],
-                   help="run on a local cluster of this TimescaleDB edition (started when needed; 'both': one after "
-                        "the other, side by side); default the store's own server. Not with MFS_DATABASE_URL")
+    p.add_argument(
+        "--edition",
+        choices=["timescale", "apache", "both"],
+        help="run on a local cluster of this TimescaleDB edition (started when needed; 'both': one after "
+        "the other, side by side); default the store's own server. Not with MFS_DATABASE_URL",
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     p.set_defaults(func=cmd_bench)
 
@@ -66,8 +94,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with progress("mfs bench") as report:
         for edition, server in servers.items():
             label = f"[{edition}] " if len(servers) > 1 else ""
-            results[edition] = run(args.symbols, args.days, min(args.baseline_symbols, args.symbols), args.rounds,
-                                   lambda message, label=label: report(label + message), server=server)
+            results[edition] = run(
+                args.symbols,
+                args.days,
+                min(args.baseline_symbols, args.symbols),
+                args.rounds,
+                functools.partial(_labelled, report, label),
+                server=server,
+            )
     if len(results) == 1:
         (result,) = results.values()
         rows = [(k, result[k], TARGETS.get(k, "")) for k in SUMMARY_KEYS]
@@ -93,3 +127,7 @@ def _side_by_side(results: dict[str, dict[str, Any]]) -> list[tuple]:
         ratio = round(b / a, 2) if is_timed(key) and a and b is not None else ""
         rows.append((key, a, b, ratio, TARGETS.get(key, "")))
     return rows
+
+
+def _labelled(report: Callable[[str], None], label: str, message: str) -> None:
+    report(label + message)

@@ -17,7 +17,7 @@ PERIOD_UNITS = {"d": 1, "wk": 7, "mo": 30, "y": 365}
 def period_days(text: str) -> int:
     """Yahoo-style periods (``7d``, ``2wk``, ``6mo``, ``1y``) or a plain number of days."""
     raw = text.strip().lower()
-    number, unit = raw.rstrip("dwkmoy"), raw[len(raw.rstrip("dwkmoy")):] or "d"
+    number, unit = raw.rstrip("dwkmoy"), raw[len(raw.rstrip("dwkmoy")) :] or "d"
     if not number.isdigit() or unit not in PERIOD_UNITS or int(number) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a period: use e.g. 7d, 2wk, 6mo, 1y or a number of days")
     return int(number) * PERIOD_UNITS[unit]
@@ -27,34 +27,63 @@ SUMMARY_COLUMNS = ["symbol", "stage", "status", "fetched", "inserted", "updated"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    offline_help = "use the synthetic Yahoo (deterministic market, clock MFS_SYNTHETIC_ASOF or now) instead of the network"
+    offline_help = (
+        "use the synthetic Yahoo (deterministic market, clock MFS_SYNTHETIC_ASOF or now) instead of the network"
+    )
     col = sub.add_parser("collect", help="fetch recent bars of the configured (or given) symbols and upsert them")
     col.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    col.add_argument("--interval", choices=INTERVALS, default=None,
-                     help="one interval (default: every configured interval, config intervals)")
-    col.add_argument("--days", "--period", dest="days", type=period_days,
-                     help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days); "
-                          "further when the store stops earlier (missed runs) or Yahoo re-adjusted the history")
+    col.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default=None,
+        help="one interval (default: every configured interval, config intervals)",
+    )
+    col.add_argument(
+        "--days",
+        "--period",
+        dest="days",
+        type=period_days,
+        help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.incremental_days); "
+        "further when the store stops earlier (missed runs) or Yahoo re-adjusted the history",
+    )
     col.add_argument("--offline", action="store_true", help=offline_help)
     col.set_defaults(func=cmd_collect)
 
     back = sub.add_parser("backfill", help="load history for every configured interval (1h capped at Yahoo's 730 days)")
     back.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    back.add_argument("--days", "--period", dest="days", type=period_days,
-                      help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.backfill_days)")
+    back.add_argument(
+        "--days",
+        "--period",
+        dest="days",
+        type=period_days,
+        help="how far back: days or a period like 7d, 6mo, 1y (default: config ingest.backfill_days)",
+    )
     back.add_argument("--offline", action="store_true", help=offline_help)
     back.set_defaults(func=cmd_backfill)
 
 
 def print_summary(report: RunReport) -> None:
-    rows = [(r.symbol, r.stage, r.status, r.fetched, r.inserted, r.updated,
-             r.quarantined if not r.quarantine_reasons else f"{r.quarantined} {r.quarantine_reasons}",
-             f"{r.duration_s:.2f}", r.reason or "") for r in report.results]
+    rows = [
+        (
+            r.symbol,
+            r.stage,
+            r.status,
+            r.fetched,
+            r.inserted,
+            r.updated,
+            r.quarantined if not r.quarantine_reasons else f"{r.quarantined} {r.quarantine_reasons}",
+            f"{r.duration_s:.2f}",
+            r.reason or "",
+        )
+        for r in report.results
+    ]
     print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
     counts = report.counts()
-    print(f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
-          f"{counts.fetched} bars fetched, {counts.inserted} inserted, "
-          f"{counts.updated} updated, {counts.quarantined} quarantined")
+    print(
+        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+        f"{counts.fetched} bars fetched, {counts.inserted} inserted, "
+        f"{counts.updated} updated, {counts.quarantined} quarantined"
+    )
     for note in report.notes:
         print(f"note: {note}")
 

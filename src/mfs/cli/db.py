@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mfs.cli.output import print_json, print_table, progress
 from mfs import provisioning
+from mfs.cli.output import print_json, print_table, progress
 from mfs.storage import lifecycle, migrations
 from mfs.storage.connection import database_url, masked
 
@@ -13,13 +13,15 @@ from mfs.storage.connection import database_url, masked
 def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="manage the database (local embedded cluster or MFS_DATABASE_URL)")
     verbs = db.add_subparsers(dest="verb", required=True, metavar="VERB")
-    up = verbs.add_parser("up", help="install, initialise and start the local cluster if needed; create the database; migrate")
+    up = verbs.add_parser(
+        "up", help="install, initialise and start the local cluster if needed; create the database; migrate"
+    )
     up.set_defaults(func=cmd_up)
     verbs.add_parser("down", help="stop the local cluster (never an external server)").set_defaults(func=cmd_down)
     st = verbs.add_parser("status", help="same as `mfs status`")
     st.add_argument("--json", action="store_true", help="print one JSON object")
     st.set_defaults(func=cmd_status)
-    url = verbs.add_parser("url", help="print the connection URL, e.g. psql \"$(mfs db url)\"")
+    url = verbs.add_parser("url", help='print the connection URL, e.g. psql "$(mfs db url)"')
     url.add_argument("--masked", action="store_true", help="hide the password")
     url.set_defaults(func=cmd_url)
     verbs.add_parser("migrate", help="apply pending migrations from sql/").set_defaults(func=cmd_migrate)
@@ -62,7 +64,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     tsdb = info["timescaledb"]
     print(f"server      PostgreSQL {info['server_version']} at {info['url']}")
-    edition = {"timescale": "community", "apache": "Apache"}.get(tsdb["license"], tsdb["license"])
+    license_ = tsdb["license"] or "none"
+    edition = {"timescale": "community", "apache": "Apache"}.get(license_, license_)
     print(f"timescaledb {tsdb['version']} ({edition} edition, timescaledb.license = {tsdb['license']})")
     if tsdb["store_edition"] and tsdb["store_edition"] != tsdb["license"]:
         print(f"            this store keeps the {tsdb['store_edition']} edition's aggregates (trigger rollups)")
@@ -70,10 +73,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     print_table("hypertables", ["name", "chunks"], [(h["name"], h["chunks"]) for h in info["hypertables"]])
     print_table("rows", ["table", "rows"], sorted(info["row_counts"].items()))
     if "continuous_aggregates" in info:
-        print_table("continuous aggregates", ["name", "real-time", "materialized up to"],
-                    [(c["name"], "yes" if c["real_time"] else "no", c["watermark"] or "never refreshed")
-                     for c in info["continuous_aggregates"]])
-        print_table("jobs", ["id", "policy", "relation", "every", "last run", "status", "next start", "failures"],
-                    [(j["id"], j["kind"], j["relation"], j["every"], j["last_run"] or "-", j["last_status"],
-                      j["next_start"] or "-", j["failures"]) for j in info["jobs"]])
+        print_table(
+            "continuous aggregates",
+            ["name", "real-time", "materialized up to"],
+            [
+                (c["name"], "yes" if c["real_time"] else "no", c["watermark"] or "never refreshed")
+                for c in info["continuous_aggregates"]
+            ],
+        )
+        print_table(
+            "jobs",
+            ["id", "policy", "relation", "every", "last run", "status", "next start", "failures"],
+            [
+                (
+                    j["id"],
+                    j["kind"],
+                    j["relation"],
+                    j["every"],
+                    j["last_run"] or "-",
+                    j["last_status"],
+                    j["next_start"] or "-",
+                    j["failures"],
+                )
+                for j in info["jobs"]
+            ],
+        )
     return 0

@@ -20,22 +20,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute indicators per symbol in isolated worker processes (incremental unless --full)",
     )
     feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
-    feat.add_argument("--interval", choices=INTERVALS, default=None,
-                      help="one interval (default: every configured interval, config intervals)")
-    feat.add_argument("--full", action="store_true",
-                      help="recompute every feature row (after a definition change or a history correction)")
+    feat.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default=None,
+        help="one interval (default: every configured interval, config intervals)",
+    )
+    feat.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute every feature row (after a definition change or a history correction)",
+    )
     feat.add_argument("--json", action="store_true", help="print the per-symbol results as one JSON object")
     feat.set_defaults(func=cmd_features)
 
 
 def print_summary(report: RunReport) -> None:
-    rows = [(r.symbol, r.stage, r.status, r.fetched, r.inserted, r.updated, r.written,
-             f"{r.duration_s:.2f}", r.reason or "") for r in report.results]
+    rows = [
+        (
+            r.symbol,
+            r.stage,
+            r.status,
+            r.fetched,
+            r.inserted,
+            r.updated,
+            r.written,
+            f"{r.duration_s:.2f}",
+            r.reason or "",
+        )
+        for r in report.results
+    ]
     print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
     counts = report.counts()
-    print(f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
-          f"{counts.fetched} bars read, {counts.written} feature rows written "
-          f"(feature_version {report.extra.get('feature_version')}, {report.extra.get('seconds')} s)")
+    print(
+        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+        f"{counts.fetched} bars read, {counts.written} feature rows written "
+        f"(feature_version {report.extra.get('feature_version')}, {report.extra.get('seconds')} s)"
+    )
 
 
 def cmd_features(args: argparse.Namespace) -> int:

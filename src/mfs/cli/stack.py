@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = verbs.add_parser("status", help="UI address, server health, running workers")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
-    verbs.add_parser("deploy", help="work pool + `prefect deploy --all` + alert automations").set_defaults(func=cmd_deploy)
+    verbs.add_parser("deploy", help="work pool + `prefect deploy --all` + alert automations").set_defaults(
+        func=cmd_deploy
+    )
     bf = verbs.add_parser("backfill", help="trigger the full-backfill deployment and wait for it")
     bf.add_argument("--offline", action="store_true", help="synthetic Yahoo")
     bf.add_argument("--days", type=int, default=None, help="history to load (default ingest.backfill_days)")
@@ -41,8 +43,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.offline:
         stack.extra_env["MFS_OFFLINE"] = "1"
     started = stack.start_server()
-    print(f"prefect server {'started' if started else 'already running'}: {stack.ui_url} "
-          f"(database: {'PostgreSQL prefect' if stack.database_url else 'SQLite'})")
+    print(
+        f"prefect server {'started' if started else 'already running'}: {stack.ui_url} "
+        f"(database: {'PostgreSQL prefect' if stack.database_url else 'SQLite'})"
+    )
     if not args.no_deploy:
         result = deployment.deploy(stack)
         print(f"deployed {', '.join(result['deployments'])} to work pool {result['work_pool']}; {result['alerts'][0]}")
@@ -64,7 +68,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(status)
     else:
         print(f"UI:      {status['ui']}  ({'up' if status['server'] else 'DOWN'})")
-        print(f"workers: {', '.join(status['workers']) or 'none'}")
+        workers = status["workers"]
+        print(f"workers: {', '.join(map(str, workers)) if isinstance(workers, list) and workers else 'none'}")
         print(f"logs:    {status['logs']}")
     return 0
 
@@ -86,7 +91,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise MfsError(f"full-backfill did not complete (see {stack.ui_url}/runs)")
     print(f"full-backfill completed: {stack.ui_url}/runs")
     keys = ("symbols_ok", "symbols_failed", "fetched", "inserted", "updated", "quarantined", "written")
-    print_table("pipeline runs (newest first)", ["flow", "status", "seconds", *keys, "run id"],
-                [[r["flow"], r["status"], r["seconds"], *[r["counts"].get(k, "") for k in keys], r["run_id"]]
-                 for r in deployment.recent_runs(3)])
+    print_table(
+        "pipeline runs (newest first)",
+        ["flow", "status", "seconds", *keys, "run id"],
+        [
+            [r["flow"], r["status"], r["seconds"], *[r["counts"].get(k, "") for k in keys], r["run_id"]]
+            for r in deployment.recent_runs(3)
+        ],
+    )
     return 0

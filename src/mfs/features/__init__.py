@@ -14,11 +14,16 @@ if TYPE_CHECKING:
 __all__ = ["FEATURES", "FEATURE_VERSION", "compute"]
 
 
-def compute(symbols: list[str] | None = None, interval: str | None = None, *, full: bool = False,
-            run_id: str | None = None, raise_on_failure: bool = True,
-            faults: dict[str, str] | None = None) -> RunReport:
+def compute(
+    symbols: list[str] | None = None,
+    interval: str | None = None,
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+    raise_on_failure: bool = True,
+    faults: dict[str, str] | None = None,
+) -> RunReport:
     """See ``mfs.features.run.compute`` (imported lazily: the spec alone needs no pebble/TA-Lib)."""
     from mfs.features.run import compute as _compute
 
-    return _compute(symbols, interval, full=full, run_id=run_id, raise_on_failure=raise_on_failure,
-                    faults=faults)
+    return _compute(symbols, interval, full=full, run_id=run_id, raise_on_failure=raise_on_failure, faults=faults)

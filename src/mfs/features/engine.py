@@ -47,8 +47,9 @@ def _talib_call(feature: Feature) -> _TalibCall:
     if unknown:  # the abstract interface ignores unknown names; a typo must not mean "default"
         raise FeatureError(f"{feature.name}: {feature.function} has no parameter(s) {', '.join(unknown)}")
     info.parameters = params  # type-checked here; .parameters and .lookback now hold the spec's values
-    inputs = [name for series in info.input_names.values()
-              for name in (series if isinstance(series, list) else [series])]
+    inputs = [
+        name for series in info.input_names.values() for name in (series if isinstance(series, list) else [series])
+    ]
     if "input" in feature.params:
         if len(inputs) != 1:
             raise FeatureError(f"{feature.name}: 'input' replaces the single input of a one-input function")
@@ -124,7 +125,7 @@ def rolling_std(values: np.ndarray, period: int) -> np.ndarray:
     if len(values) >= period:
         windows = np.lib.stride_tricks.sliding_window_view(values, period)
         mean = windows.mean(axis=1)
-        out[period - 1:] = np.sqrt(((windows - mean[:, None]) ** 2).mean(axis=1))
+        out[period - 1 :] = np.sqrt(((windows - mean[:, None]) ** 2).mean(axis=1))
     return out
 
 
@@ -140,8 +141,10 @@ def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
 
 def _float_inputs(open_, high, low, close, volume) -> dict[str, np.ndarray]:
     """The input arrays TA-Lib requires: float64 and contiguous (else it copies or refuses)."""
-    return {name: np.ascontiguousarray(values, dtype=np.float64)
-            for name, values in (("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume))}
+    return {
+        name: np.ascontiguousarray(values, dtype=np.float64)
+        for name, values in (("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume))
+    }
 
 
 def _lagged(values: np.ndarray) -> np.ndarray:
@@ -149,8 +152,9 @@ def _lagged(values: np.ndarray) -> np.ndarray:
     return np.concatenate(([np.nan], values[:-1]))
 
 
-def _numpy_features(inputs: dict[str, np.ndarray], out: dict[str, np.ndarray],
-                    prev_close: np.ndarray, typical: np.ndarray) -> None:
+def _numpy_features(
+    inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], prev_close: np.ndarray, typical: np.ndarray
+) -> None:
     """The spec's "numpy" columns, from the inputs and the TA-Lib columns already in ``out``."""
     c, h, lo, v = inputs["close"], inputs["high"], inputs["low"], inputs["volume"]
     out["log_return_1"] = np.log(c / prev_close)
@@ -170,8 +174,9 @@ def _numpy_features(inputs: dict[str, np.ndarray], out: dict[str, np.ndarray],
     out["volatility_20"][1:] = rolling_std(out["return_1"][1:], 20)
 
 
-def _null_degenerate_windows(inputs: dict[str, np.ndarray], out: dict[str, np.ndarray],
-                             prev_close: np.ndarray, typical: np.ndarray) -> None:
+def _null_degenerate_windows(
+    inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], prev_close: np.ndarray, typical: np.ndarray
+) -> None:
     """TA-Lib reports 0 where the value is 0/0 (no change, a flat range, no flow); store NULL instead."""
     c, h, lo, v = inputs["close"], inputs["high"], inputs["low"], inputs["volume"]
     no_change_14 = talib.MAX(np.abs(c - prev_close), 14) == 0  # NaN compares False during warm-up

@@ -20,8 +20,8 @@ from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.features import worker
 from mfs.features.batch import SymbolCounts
-from mfs.flow_names import FEATURES
 from mfs.features.spec import FEATURE_VERSION
+from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
 from mfs.runs import BatchTiming, RunReport, SymbolResult, recorded_run
@@ -102,18 +102,28 @@ def compute(
     symbols = normalize_symbols(symbols if symbols else cfg.symbols)
     fault_map = resolve_faults(faults)
     fc = cfg.features
-    params = {"symbols": symbols, "intervals": intervals, "full": full, "feature_version": FEATURE_VERSION,
-              "lookback_bars": fc.lookback_bars}
+    params = {
+        "symbols": symbols,
+        "intervals": intervals,
+        "full": full,
+        "feature_version": FEATURE_VERSION,
+        "lookback_bars": fc.lookback_bars,
+    }
     if fault_map:
         params["faults"] = fault_map
-    with recorded_run(FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
-                      raise_on_failure=raise_on_failure) as report:
+    with recorded_run(
+        FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
+    ) as report:
         started = time.perf_counter()
         pids: set[int] = set()
         # One pool for every interval: its warm workers (and their connections) serve them all.
-        pool = ProcessPool(max_workers=min(fc.workers, len(symbols)), max_tasks=fc.max_tasks_per_worker,
-                           initializer=worker.initialize, initargs=(fc.worker_memory_mb,),
-                           context=worker.context())
+        pool = ProcessPool(
+            max_workers=min(fc.workers, len(symbols)),
+            max_tasks=fc.max_tasks_per_worker,
+            initializer=worker.initialize,
+            initargs=(fc.worker_memory_mb,),
+            context=worker.context(),
+        )
         finished = False
         try:
             for each in intervals:
@@ -122,9 +132,14 @@ def compute(
         finally:  # interrupted (Ctrl-C, flow timeout): do not wait for the scheduled batches
             pool.close() if finished else pool.stop()
             pool.join()
-        report.extra.update(intervals=intervals, full=full, feature_version=FEATURE_VERSION,
-                            batch_size=_batch_size(len(symbols)), worker_pids=sorted(pids),
-                            seconds=round(time.perf_counter() - started, 3))
+        report.extra.update(
+            intervals=intervals,
+            full=full,
+            feature_version=FEATURE_VERSION,
+            batch_size=_batch_size(len(symbols)),
+            worker_pids=sorted(pids),
+            seconds=round(time.perf_counter() - started, 3),
+        )
     return report
 
 
@@ -133,8 +148,9 @@ def _batch_size(n_symbols: int) -> int:
     return max(1, min(fc.batch_size, -(-n_symbols // min(fc.workers, n_symbols))))  # every worker gets work
 
 
-def _compute_interval(pool: ProcessPool, report: RunReport, symbols: list[str], interval: str, full: bool,
-                      fault_map: dict[str, str]) -> set[int]:
+def _compute_interval(
+    pool: ProcessPool, report: RunReport, symbols: list[str], interval: str, full: bool, fault_map: dict[str, str]
+) -> set[int]:
     """One interval of a run: every symbol through ``pool``, its outcome appended to ``report``;
     returns the worker pids."""
     fc = get_config().features
@@ -142,17 +158,24 @@ def _compute_interval(pool: ProcessPool, report: RunReport, symbols: list[str], 
     size = _batch_size(len(symbols))
 
     def schedule(batch: list[str]) -> tuple[list[str], ProcessFuture]:
-        task = worker.BatchTask(tuple(batch), interval, full, fc.lookback_bars, url,
-                                tuple((s, fault_map[s]) for s in batch if s in fault_map))
+        task = worker.BatchTask(
+            tuple(batch),
+            interval,
+            full,
+            fc.lookback_bars,
+            url,
+            tuple((s, fault_map[s]) for s in batch if s in fault_map),
+        )
         return batch, pool.schedule(worker.run_batch, args=(task,), timeout=fc.timeout_s)
 
-    finished, failures = _run_batches(schedule, [symbols[i:i + size] for i in range(0, len(symbols), size)])
+    finished, failures = _run_batches(schedule, [symbols[i : i + size] for i in range(0, len(symbols), size)])
     _record_outcomes(report, symbols, interval, finished, failures)
     return {result.pid for result in finished}
 
 
-def _run_batches(schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]],
-                 batches: list[list[str]]) -> tuple[list[worker.BatchResult], dict[str, str]]:
+def _run_batches(
+    schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]], batches: list[list[str]]
+) -> tuple[list[worker.BatchResult], dict[str, str]]:
     """Every batch through its worker; a batch whose worker died or ran out of time is rerun one
     symbol per task. Returns the finished batches and, per symbol that could not finish, why."""
     timeout_s = get_config().features.timeout_s
@@ -166,8 +189,9 @@ def _run_batches(schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]
             if len(batch) == 1:
                 failures[batch[0]] = failure_reason(exc, timeout_s)
                 continue
-            log.warning("batch failed; retrying its symbols one by one", symbols=batch,
-                        reason=failure_reason(exc, timeout_s))
+            log.warning(
+                "batch failed; retrying its symbols one by one", symbols=batch, reason=failure_reason(exc, timeout_s)
+            )
             singles += [schedule([s]) for s in batch]
     for (symbol,), future in singles:
         try:
@@ -177,8 +201,9 @@ def _run_batches(schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]
     return finished, failures
 
 
-def _record_outcomes(report: RunReport, symbols: list[str], interval: str, finished: list[worker.BatchResult],
-                     failures: dict[str, str]) -> None:
+def _record_outcomes(
+    report: RunReport, symbols: list[str], interval: str, finished: list[worker.BatchResult], failures: dict[str, str]
+) -> None:
     """One SymbolResult per symbol, in the run's order. A batch is timed as a whole (its
     BatchTiming); each of its symbols' ``duration_s`` is an equal share of it."""
     stage = f"features_{interval}"
@@ -193,10 +218,19 @@ def _record_outcomes(report: RunReport, symbols: list[str], interval: str, finis
         if isinstance(counts, str):
             with bind_context(symbol=symbol, interval=interval):
                 log.error("features failed", reason=counts)
-            report.results.append(SymbolResult(symbol, stage, "failed", reason=counts,
-                                               duration_s=round(share.get(symbol, 0.0), 4)))
+            report.results.append(
+                SymbolResult(symbol, stage, "failed", reason=counts, duration_s=round(share.get(symbol, 0.0), 4))
+            )
         else:
-            report.results.append(SymbolResult(
-                symbol, stage, "ok", fetched=counts.bars_read, inserted=counts.inserted,
-                updated=counts.updated, written=counts.inserted + counts.updated,
-                duration_s=round(share[symbol], 4)))
+            report.results.append(
+                SymbolResult(
+                    symbol,
+                    stage,
+                    "ok",
+                    fetched=counts.bars_read,
+                    inserted=counts.inserted,
+                    updated=counts.updated,
+                    written=counts.inserted + counts.updated,
+                    duration_s=round(share[symbol], 4),
+                )
+            )

@@ -132,8 +132,9 @@ def run_batch(task: BatchTask) -> BatchResult:
     try:
         conn = _connection(task.database_url)
         began = time.perf_counter()  # after connecting: a new worker's first task would pay for it
-        outcomes = update_batch(conn, list(task.symbols), task.interval, full=task.full, lookback=task.lookback,
-                                before_symbol=before)
+        outcomes = update_batch(
+            conn, list(task.symbols), task.interval, full=task.full, lookback=task.lookback, before_symbol=before
+        )
     except BaseException:
         _close_connection()  # a broken transaction or socket must not leak into the next task
         raise

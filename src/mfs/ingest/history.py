@@ -45,8 +45,9 @@ class StoredSeries:
     ref_adj_close: float | None
 
 
-def stored_series(interval: str, symbols: list[str], start: pd.Timestamp,
-                  floor: pd.Timestamp | None) -> dict[str, StoredSeries]:
+def stored_series(
+    interval: str, symbols: list[str], start: pd.Timestamp, floor: pd.Timestamp | None
+) -> dict[str, StoredSeries]:
     """The stored state of ``symbols`` (those with at least two bars of ``interval``) for a run
     whose window starts at ``start``; one query, each lookup walking the primary key
     (symbol, interval, ts) from one end."""
@@ -66,14 +67,25 @@ def stored_series(interval: str, symbols: list[str], start: pd.Timestamp,
                                   WHERE m.symbol = f.symbol AND m.interval = %(interval)s
                                     AND m.ts >= greatest(least(%(start)s, n.ts), %(floor)s)
                                   ORDER BY m.ts LIMIT 1) r ON true""",
-            {"symbols": list(symbols), "interval": interval, "start": start.to_pydatetime(),
-             "floor": floor.to_pydatetime() if floor is not None else None},
+            {
+                "symbols": list(symbols),
+                "interval": interval,
+                "start": start.to_pydatetime(),
+                "floor": floor.to_pydatetime() if floor is not None else None,
+            },
         )
         rows = cur.fetchall()
     # No reference bar when everything stored is older than ``floor``: nothing Yahoo still serves.
-    return {symbol: StoredSeries(pd.Timestamp(first), pd.Timestamp(resume), None if ref is None else pd.Timestamp(ref),
-                                 None if close is None else float(close), None if adj is None else float(adj))
-            for symbol, first, resume, ref, close, adj in rows}
+    return {
+        symbol: StoredSeries(
+            pd.Timestamp(first),
+            pd.Timestamp(resume),
+            None if ref is None else pd.Timestamp(ref),
+            None if close is None else float(close),
+            None if adj is None else float(adj),
+        )
+        for symbol, first, resume, ref, close, adj in rows
+    }
 
 
 def resume_start(start: pd.Timestamp, stored: StoredSeries | None, floor: pd.Timestamp | None) -> pd.Timestamp:
@@ -104,10 +116,14 @@ def readjustment(bars: pd.DataFrame, stored: StoredSeries | None) -> str | None:
         return None
     changes = []
     close, adj = float(hit["close"].iloc[0]), float(hit["adj_close"].iloc[0])
-    if math.isfinite(close) and not math.isclose(close, stored.ref_close, rel_tol=REL_TOL):
+    ref = stored.ref_close
+    if ref is not None and math.isfinite(close) and not math.isclose(close, ref, rel_tol=REL_TOL):
         changes.append(f"close {stored.ref_close:g} -> {close:g}")
-    if (stored.ref_adj_close is not None and math.isfinite(adj)
-            and not math.isclose(adj, stored.ref_adj_close, rel_tol=REL_TOL)):
+    if (
+        stored.ref_adj_close is not None
+        and math.isfinite(adj)
+        and not math.isclose(adj, stored.ref_adj_close, rel_tol=REL_TOL)
+    ):
         changes.append(f"adj_close {stored.ref_adj_close:g} -> {adj:g}")
     if not changes:
         return None

@@ -27,8 +27,8 @@ import pandas as pd
 
 from mfs.calendar import latest_expected_bar
 from mfs.config import get_config
-from mfs.flow_names import BACKFILL, COLLECT
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
+from mfs.flow_names import BACKFILL, COLLECT
 from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.ingest.write import write_batch
@@ -62,8 +62,9 @@ def window_start(asof: pd.Timestamp, days: int) -> pd.Timestamp:
     return day.tz_localize(NY).tz_convert("UTC")
 
 
-def fetch_with_retry(symbol: str, interval: str, start: pd.Timestamp, session, *,
-                     sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+def fetch_with_retry(
+    symbol: str, interval: str, start: pd.Timestamp, session, *, sleep: Callable[[float], None] = time.sleep
+) -> pd.DataFrame:
     """``yahoo.fetch_history`` with bounded attempts and exponential backoff with full jitter."""
     cfg = get_config().ingest
     last: SourceError | None = None
@@ -76,12 +77,19 @@ def fetch_with_retry(symbol: str, interval: str, start: pd.Timestamp, session, *
                 break
             cap = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** (attempt - 1))
             delay = random.uniform(0, cap)
-            log.warning("retrying after a transient source error", symbol=symbol, attempt=attempt,
-                        delay_s=round(delay, 3), error=str(exc))
+            log.warning(
+                "retrying after a transient source error",
+                symbol=symbol,
+                attempt=attempt,
+                delay_s=round(delay, 3),
+                error=str(exc),
+            )
             sleep(delay)
     assert last is not None
-    raise type(last)(f"{last} — still failing after {cfg.max_attempts} attempts "
-                     f"(exponential backoff from {cfg.backoff_initial_s} s up to {cfg.backoff_max_s} s)") from last
+    raise type(last)(
+        f"{last} — still failing after {cfg.max_attempts} attempts "
+        f"(exponential backoff from {cfg.backoff_initial_s} s up to {cfg.backoff_max_s} s)"
+    ) from last
 
 
 def _bars_expected(interval: str, start: pd.Timestamp, asof: pd.Timestamp) -> bool:
@@ -104,8 +112,16 @@ class FetchOutcome:
     note: str | None = None  # the history was re-adjusted by Yahoo and fetched again
 
 
-def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timestamp, session, max_jump: float,
-               stored: StoredSeries | None = None, floor: pd.Timestamp | None = None) -> FetchOutcome:
+def _fetch_one(
+    symbol: str,
+    interval: str,
+    start: pd.Timestamp,
+    asof: pd.Timestamp,
+    session,
+    max_jump: float,
+    stored: StoredSeries | None = None,
+    floor: pd.Timestamp | None = None,
+) -> FetchOutcome:
     """Fetch and validate one symbol; every error becomes the outcome's ``error``.
 
     ``stored`` (what the store holds of the series) moves the start back over missed runs and,
@@ -125,7 +141,7 @@ def _fetch_one(symbol: str, interval: str, start: pd.Timestamp, asof: pd.Timesta
             change = readjustment(bars, stored)
             if change:
                 log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=change)
-                if (begin := history_start(stored, floor)) < start:
+                if stored is not None and (begin := history_start(stored, floor)) < start:
                     start, bars = begin, fetch_with_retry(symbol, interval, begin, session)
                 note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
         except yahoo.NoBarsError as exc:
@@ -161,23 +177,43 @@ def _symbol_result(symbol: str, stage: str, interval: str, fetched: FetchOutcome
     return result
 
 
-def _ingest(report: RunReport, symbols: list[str], interval: str, days: int, session, source: str,
-            asof: pd.Timestamp) -> None:
+def _ingest(
+    report: RunReport, symbols: list[str], interval: str, days: int, session, source: str, asof: pd.Timestamp
+) -> None:
     cfg = get_config().ingest
     start = window_start(asof, days)
     stage = f"collect_{interval}"
-    log.info("ingest window", interval=interval, start=start.isoformat(), asof=asof.isoformat(),
-             symbols=len(symbols), source=source)
+    log.info(
+        "ingest window",
+        interval=interval,
+        start=start.isoformat(),
+        asof=asof.isoformat(),
+        symbols=len(symbols),
+        source=source,
+    )
     yahoo.clear_request_cache()
     floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
     stored = stored_series(interval, symbols, start, floor)
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
-            batch = symbols[first:first + cfg.batch_size]
-            futures = [pool.submit(contextvars.copy_context().run, _fetch_one, s, interval, start, asof, session,
-                                   cfg.max_jump, stored.get(s), floor) for s in batch]
+            batch = symbols[first : first + cfg.batch_size]
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    _fetch_one,
+                    s,
+                    interval,
+                    start,
+                    asof,
+                    session,
+                    cfg.max_jump,
+                    stored.get(s),
+                    floor,
+                )
+                for s in batch
+            ]
             to_write = []
-            for symbol, future in zip(batch, futures):
+            for symbol, future in zip(batch, futures, strict=False):
                 fetched = future.result()
                 if fetched.note:
                     report.notes.append(fetched.note)
@@ -193,9 +229,16 @@ def _symbols(symbols) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def collect(symbols: list[str] | None = None, interval: str | None = None, *, days: int | None = None,
-            offline: bool = False, session=None, run_id: str | None = None,
-            raise_on_failure: bool = True) -> RunReport:
+def collect(
+    symbols: list[str] | None = None,
+    interval: str | None = None,
+    *,
+    days: int | None = None,
+    offline: bool = False,
+    session=None,
+    run_id: str | None = None,
+    raise_on_failure: bool = True,
+) -> RunReport:
     """Fetch the last ``days`` (config ``ingest.incremental_days``) of bars for ``symbols``
     (config ``symbols``) and upsert them: ``interval`` ("1h" or "1d"), or by default every
     configured interval (``intervals``), one after the other in one run. A symbol's fetch reaches
@@ -209,20 +252,24 @@ def collect(symbols: list[str] | None = None, interval: str | None = None, *, da
     if days <= 0:
         raise ValidationError(f"days must be > 0, got {days}")
     if "1h" in intervals and days > MAX_HOURLY_DAYS:
-        raise ValidationError(f"Yahoo serves hourly bars for the last {YAHOO_HOURLY_DAYS} days only; {days} days asked "
-                              f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)")
+        raise ValidationError(
+            f"Yahoo serves hourly bars for the last {YAHOO_HOURLY_DAYS} days only; {days} days asked "
+            f"(use at most {MAX_HOURLY_DAYS}, or interval 1d for longer history)"
+        )
     chosen = _symbols(symbols)
     session, source, asof = _session_and_source(session, offline)
     params = {"symbols": chosen, "intervals": intervals, "days": days, "source": source, "asof": asof.isoformat()}
-    with recorded_run(COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
-                      raise_on_failure=raise_on_failure) as report:
+    with recorded_run(
+        COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
+    ) as report:
         for each in intervals:
             _ingest(report, chosen, each, days, session, source, asof)
     return report
 
 
-def backfill(symbols=None, *, days: int | None = None, offline=False, session=None, run_id=None,
-             raise_on_failure=True) -> RunReport:
+def backfill(
+    symbols=None, *, days: int | None = None, offline=False, session=None, run_id=None, raise_on_failure=True
+) -> RunReport:
     """Load ``days`` (config ``ingest.backfill_days``) of history for every configured interval.
     Hourly history is capped at Yahoo's 730-day limit (with a warning and a note in the report).
     Flow name "backfill"."""
@@ -232,16 +279,24 @@ def backfill(symbols=None, *, days: int | None = None, offline=False, session=No
         raise ValidationError(f"days must be > 0, got {days}")
     chosen = _symbols(symbols)
     session, source, asof = _session_and_source(session, offline)
-    params = {"symbols": chosen, "intervals": list(cfg.intervals), "days": days, "source": source,
-              "asof": asof.isoformat()}
-    with recorded_run(BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance,
-                      raise_on_failure=raise_on_failure) as report:
+    params = {
+        "symbols": chosen,
+        "intervals": list(cfg.intervals),
+        "days": days,
+        "source": source,
+        "asof": asof.isoformat(),
+    }
+    with recorded_run(
+        BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
+    ) as report:
         for interval in cfg.intervals:
             span = days
             if interval == "1h" and days > MAX_HOURLY_DAYS:
                 span = MAX_HOURLY_DAYS
-                note = (f"hourly history limited to the last {MAX_HOURLY_DAYS} days by Yahoo "
-                        f"({YAHOO_HOURLY_DAYS}-day limit); {days} days asked, daily bars cover all of them")
+                note = (
+                    f"hourly history limited to the last {MAX_HOURLY_DAYS} days by Yahoo "
+                    f"({YAHOO_HOURLY_DAYS}-day limit); {days} days asked, daily bars cover all of them"
+                )
                 log.warning(note)
                 report.notes.append(note)
             _ingest(report, chosen, interval, span, session, source, asof)

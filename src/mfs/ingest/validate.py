@@ -84,8 +84,10 @@ def _check_frame(bars: pd.DataFrame) -> None:
     if missing:
         raise ValidationError(f"bars lack the column(s) {', '.join(missing)} (expected {', '.join(BAR_COLUMNS)})")
     if not isinstance(bars["ts"].dtype, pd.DatetimeTZDtype):
-        raise ValidationError(f"bar timestamps must be timezone-aware (UTC), got dtype {bars['ts'].dtype}: "
-                              "a naive time is ambiguous (New York or UTC?)")
+        raise ValidationError(
+            f"bar timestamps must be timezone-aware (UTC), got dtype {bars['ts'].dtype}: "
+            "a naive time is ambiguous (New York or UTC?)"
+        )
 
 
 def _numbers(bars: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,27 +131,53 @@ def _duplicate_ts(b: _Bars, standing: np.ndarray) -> Found | None:
 
 def _wrong_type(b: _Bars, standing: np.ndarray) -> Found | None:
     bars = b.frame
-    return b.wrong_type, lambda i: "not a number: " + ", ".join(
-        f"{k}={bars[k].iloc[i]!r}" for k in _NUMBER_COLUMNS
-        if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number)))
+    return (
+        b.wrong_type,
+        lambda i: (
+            "not a number: "
+            + ", ".join(
+                f"{k}={bars[k].iloc[i]!r}"
+                for k in _NUMBER_COLUMNS
+                if bars[k].iloc[i] is not None and not isinstance(bars[k].iloc[i], (int, float, np.number))
+            )
+        ),
+    )
 
 
 def _not_finite(b: _Bars, standing: np.ndarray) -> Found | None:
     prices, volume = b.prices, b.volume
-    return ~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume), lambda i: "missing or non-finite " + ", ".join(
-        k for k, v in zip([*PRICE_COLUMNS, "volume"], list(prices[i]) + [volume[i]]) if not math.isfinite(v))
+    return (
+        ~np.isfinite(prices).all(axis=1) | ~np.isfinite(volume),
+        lambda i: (
+            "missing or non-finite "
+            + ", ".join(
+                k
+                for k, v in zip([*PRICE_COLUMNS, "volume"], [*prices[i], volume[i]], strict=True)
+                if not math.isfinite(v)
+            )
+        ),
+    )
 
 
 def _non_positive(b: _Bars, standing: np.ndarray) -> Found | None:
     prices, adj = b.prices, b.adj
-    return (prices <= 0).any(axis=1) | (np.isfinite(adj) & (adj <= 0)), lambda i: "price ≤ 0: " + ", ".join(
-        f"{k}={v}" for k, v in zip([*PRICE_COLUMNS, "adj_close"], list(prices[i]) + [adj[i]]) if v <= 0)
+    return (
+        (prices <= 0).any(axis=1) | (np.isfinite(adj) & (adj <= 0)),
+        lambda i: (
+            "price ≤ 0: "
+            + ", ".join(
+                f"{k}={v}" for k, v in zip([*PRICE_COLUMNS, "adj_close"], [*prices[i], adj[i]], strict=True) if v <= 0
+            )
+        ),
+    )
 
 
 def _range(b: _Bars, standing: np.ndarray) -> Found | None:
     o, h, lo, c = b.prices.T
-    return ((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h),
-            lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}")
+    return (
+        (lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h),
+        lambda i: f"low ≤ open, close ≤ high violated: open={o[i]} high={h[i]} low={lo[i]} close={c[i]}",
+    )
 
 
 def _bad_volume(b: _Bars, standing: np.ndarray) -> Found | None:
@@ -168,7 +196,9 @@ def _outside_session(b: _Bars, standing: np.ndarray) -> Found | None:
     # Session labels for the span of the bars still standing (a bar dated 2100 is already out).
     ts = b.frame["ts"]
     expected = _expected_labels(b.interval, ts[standing]) if standing.any() else pd.DatetimeIndex([], tz="UTC")
-    what = "an NYSE hourly bar start (09:30…15:30 New York on a session)" if b.interval == "1h" else "an NYSE session date"
+    what = (
+        "an NYSE hourly bar start (09:30…15:30 New York on a session)" if b.interval == "1h" else "an NYSE session date"
+    )
     return ~pd.DatetimeIndex(ts).isin(expected), lambda i: f"{ts.iloc[i].isoformat()} is not {what}"
 
 
@@ -186,8 +216,13 @@ def _absurd_jump(b: _Bars, standing: np.ndarray) -> Found | None:
             jumped[i], previous_of[i] = True, previous
             continue
         previous = c[i]
-    return jumped, lambda i: (f"close {c[i]} is {abs(c[i] / previous_of[i] - 1):.0%} from the previous close "
-                              f"{previous_of[i]} (limit {limit:.0%})")
+    return (
+        jumped,
+        lambda i: (
+            f"close {c[i]} is {abs(c[i] / previous_of[i] - 1):.0%} from the previous close "
+            f"{previous_of[i]} (limit {limit:.0%})"
+        ),
+    )
 
 
 # In the module docstring's order: a bar is quarantined for the first check it fails.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,16 @@ from mfs.storage.connection import connection
 
 log = get_logger("mfs.ingest")
 MARKET_DATA_COLUMNS = [
-    Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz"),
-    Column("open", "float8"), Column("high", "float8"), Column("low", "float8"), Column("close", "float8"),
-    Column("adj_close", "float8"), Column("volume", "int8"), Column("source", "text"),
+    Column("symbol", "text"),
+    Column("interval", "text"),
+    Column("ts", "timestamptz"),
+    Column("open", "float8"),
+    Column("high", "float8"),
+    Column("low", "float8"),
+    Column("close", "float8"),
+    Column("adj_close", "float8"),
+    Column("volume", "int8"),
+    Column("source", "text"),
 ]
 MARKET_DATA_KEY = ["symbol", "interval", "ts"]
 
@@ -44,25 +52,38 @@ def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, 
     execute_values(
         cur,
         "INSERT INTO quarantine (source, symbol, interval, ts, raw, reason, run_id) VALUES %s",
-        [(source, symbol, interval, r["ts"].to_pydatetime(), Json(r["raw"]), r["reason"], run_id)
-         for r in checked.rejected],
+        [
+            (source, symbol, interval, r["ts"].to_pydatetime(), Json(r["raw"]), r["reason"], run_id)
+            for r in checked.rejected
+        ],
     )
 
 
 def _bar_arrays(symbol: str, good: pd.DataFrame, interval: str, source: str) -> dict[str, object]:
     n = len(good)
     return {
-        "symbol": np.full(n, symbol, dtype=object), "interval": np.full(n, interval, dtype=object),
-        "ts": pd.DatetimeIndex(good["ts"]), "open": good["open"].to_numpy(float),
-        "high": good["high"].to_numpy(float), "low": good["low"].to_numpy(float),
-        "close": good["close"].to_numpy(float), "adj_close": good["adj_close"].to_numpy(float),
-        "volume": good["volume"].to_numpy(np.int64), "source": np.full(n, source, dtype=object),
+        "symbol": np.full(n, symbol, dtype=object),
+        "interval": np.full(n, interval, dtype=object),
+        "ts": pd.DatetimeIndex(good["ts"]),
+        "open": good["open"].to_numpy(float),
+        "high": good["high"].to_numpy(float),
+        "low": good["low"].to_numpy(float),
+        "close": good["close"].to_numpy(float),
+        "adj_close": good["adj_close"].to_numpy(float),
+        "volume": good["volume"].to_numpy(np.int64),
+        "source": np.full(n, source, dtype=object),
     }
 
 
-def _concat(parts: list[dict[str, object]]) -> dict[str, object]:
-    return {k: (pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC") if k == "ts"
-                else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        k: (
+            pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC")
+            if k == "ts"
+            else np.concatenate([p[k] for p in parts])
+        )
+        for k in parts[0]
+    }
 
 
 def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
@@ -72,12 +93,25 @@ def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, so
 
 
 def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
-    return upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY,
-                  touch={"ingested_at": "now()"}, append_by=("symbol", "interval"), count_by="symbol")
+    return upsert(
+        cur,
+        "market_data",
+        MARKET_DATA_COLUMNS,
+        data,
+        key=MARKET_DATA_KEY,
+        touch={"ingested_at": "now()"},
+        append_by=("symbol", "interval"),
+        count_by="symbol",
+    )
 
 
-def write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, source: str, run_id: str,
-                rows: EncodedRows | None = None) -> None:
+def write_batch(
+    results: list[tuple[SymbolResult, Validated]],
+    interval: str,
+    source: str,
+    run_id: str,
+    rows: EncodedRows | None = None,
+) -> None:
     """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
     ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
     symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
@@ -106,8 +140,11 @@ def write_batch(results: list[tuple[SymbolResult, Validated]], interval: str, so
             result.duration_s += share
         if stored:
             # A few names: one statement (the COPY staging path costs two temp-table truncates).
-            cur.execute("INSERT INTO symbols (symbol, active) SELECT unnest(%s::text[]), true "
-                        "ON CONFLICT (symbol) DO UPDATE SET active = true WHERE NOT symbols.active", (stored,))
+            cur.execute(
+                "INSERT INTO symbols (symbol, active) SELECT unnest(%s::text[]), true "
+                "ON CONFLICT (symbol) DO UPDATE SET active = true WHERE NOT symbols.active",
+                (stored,),
+            )
 
 
 def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
@@ -142,12 +179,27 @@ def _validate_batch(batch: list[tuple[str, pd.DataFrame]], interval: str, source
         try:
             checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
         except ValidationError as exc:
-            results.append(SymbolResult(symbol=symbol, stage=stage, status="failed", fetched=len(bars),
-                                        reason=f"{symbol}: {exc}", duration_s=time.monotonic() - began))
+            results.append(
+                SymbolResult(
+                    symbol=symbol,
+                    stage=stage,
+                    status="failed",
+                    fetched=len(bars),
+                    reason=f"{symbol}: {exc}",
+                    duration_s=time.monotonic() - began,
+                )
+            )
             continue
-        results.append(SymbolResult(symbol=symbol, stage=stage, fetched=len(bars),
-                                    quarantined=len(checked.rejected), quarantine_reasons=checked.reasons,
-                                    duration_s=time.monotonic() - began))
+        results.append(
+            SymbolResult(
+                symbol=symbol,
+                stage=stage,
+                fetched=len(bars),
+                quarantined=len(checked.rejected),
+                quarantine_reasons=checked.reasons,
+                duration_s=time.monotonic() - began,
+            )
+        )
         checked_batch.append((results[-1], checked))
     rows = None
     if checked_batch:
@@ -158,8 +210,9 @@ def _validate_batch(batch: list[tuple[str, pd.DataFrame]], interval: str, source
     return results, checked_batch, rows
 
 
-def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str,
-               asof: pd.Timestamp | None = None) -> None:
+def store_bars(
+    report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str, asof: pd.Timestamp | None = None
+) -> None:
     """Validate and store bars that are already parsed (one frame per symbol, the columns of
     ``mfs.ingest.run.bars_frame``): the same validation, quarantine and write path as
     ``collect``, without fetching. Bars after ``asof`` (default: now) are quarantined as
@@ -171,10 +224,11 @@ def store_bars(report: RunReport, frames: dict[str, pd.DataFrame], interval: str
     batch_size = get_config().ingest.batch_size
     asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
     items = list(frames.items())
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     if not batches:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
+
         def validate_next(index: int):
             return pool.submit(contextvars.copy_context().run, _validate_batch, batches[index], interval, source, asof)
 

@@ -22,12 +22,17 @@ PREFIX = "mfs-alert"
 BLOCK_NAME = "mfs-alerts"
 FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
 # Everything that ends a Running state; "Market closed" is our named Completed state.
-FINAL_EVENTS = FAILURE_EVENTS | {"prefect.flow-run.Completed", "prefect.flow-run.Cancelled",
-                                 "prefect.flow-run.Market closed"}
+FINAL_EVENTS = FAILURE_EVENTS | {
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Cancelled",
+    "prefect.flow-run.Market closed",
+}
 MIN_PROACTIVE_S = 10.0  # Prefect refuses proactive triggers with a shorter window
-PAYLOAD = ('{"text": "mfs alert: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}", '
-           '"flow": "{{ flow.name }}", "flow_run_id": "{{ flow_run.id }}", '
-           '"state": "{{ flow_run.state.name }}", "reason": "%s"}')
+PAYLOAD = (
+    '{"text": "mfs alert: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}", '
+    '"flow": "{{ flow.name }}", "flow_run_id": "{{ flow_run.id }}", '
+    '"state": "{{ flow_run.state.name }}", "reason": "%s"}'
+)
 
 
 def webhook_url() -> str | None:
@@ -41,29 +46,42 @@ def desired_automations(block_id) -> list:
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     runs = get_config().runs
-    automations = [AutomationCore(
-        name=f"{PREFIX}-failed-runs",
-        description="POST to MFS_ALERT_WEBHOOK_URL when a flow run fails, crashes or times out",
-        trigger=EventTrigger(expect=FAILURE_EVENTS, match={"prefect.resource.id": "prefect.flow-run.*"},
-                             posture=Posture.Reactive, threshold=1, within=dt.timedelta(0)),
-        actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
-    )]
+    automations = [
+        AutomationCore(
+            name=f"{PREFIX}-failed-runs",
+            description="POST to MFS_ALERT_WEBHOOK_URL when a flow run fails, crashes or times out",
+            trigger=EventTrigger(
+                expect=FAILURE_EVENTS,
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=dt.timedelta(0),
+            ),
+            actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
+        )
+    ]
     for key, seconds in sorted(runs.expected_runtime_s.items()):
         limit = max(MIN_PROACTIVE_S, seconds * runs.slow_factor)
-        automations.append(AutomationCore(
-            name=f"{PREFIX}-slow-{flow_of_config_key(key)}",
-            description=f"POST when a {key} run is still running after {limit:.0f} s "
-                        f"({runs.slow_factor} × expected {seconds:.0f} s)",
-            trigger=EventTrigger(
-                after={"prefect.flow-run.Running"}, expect=FINAL_EVENTS,
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow_of_config_key(key)},
-                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-                within=dt.timedelta(seconds=limit),
-            ),
-            actions=[CallWebhook(block_document_id=block_id,
-                                 payload=PAYLOAD % f"running longer than {limit:.0f} s")],
-        ))
+        automations.append(
+            AutomationCore(
+                name=f"{PREFIX}-slow-{flow_of_config_key(key)}",
+                description=f"POST when a {key} run is still running after {limit:.0f} s "
+                f"({runs.slow_factor} × expected {seconds:.0f} s)",
+                trigger=EventTrigger(
+                    after={"prefect.flow-run.Running"},
+                    expect=FINAL_EVENTS,
+                    match={"prefect.resource.id": "prefect.flow-run.*"},
+                    match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow_of_config_key(key)},
+                    for_each={"prefect.resource.id"},
+                    posture=Posture.Proactive,
+                    threshold=1,
+                    within=dt.timedelta(seconds=limit),
+                ),
+                actions=[
+                    CallWebhook(block_document_id=block_id, payload=PAYLOAD % f"running longer than {limit:.0f} s")
+                ],
+            )
+        )
     return automations
 
 
@@ -81,8 +99,9 @@ def setup_alerts() -> list[str]:
         if url is None:
             log.warning("MFS_ALERT_WEBHOOK_URL is not set: no alert automations created")
             return []
-        block_id = Webhook(method="POST", url=url, headers={"Content-Type": "application/json"},
-                           allow_private_urls=True).save(BLOCK_NAME, overwrite=True)
+        block_id = Webhook(
+            method="POST", url=url, headers={"Content-Type": "application/json"}, allow_private_urls=True
+        ).save(BLOCK_NAME, overwrite=True)
         names = []
         for automation in desired_automations(block_id):
             client.create_automation(automation)

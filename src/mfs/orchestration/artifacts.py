@@ -24,8 +24,9 @@ def _timing(result: SymbolResult, batches: dict[tuple[str, str], BatchTiming]) -
     batch of symbols as a whole (one transaction), not each symbol: the batch's seconds are
     shown, labelled as such; a symbol rerun alone is timed alone."""
     if not result.stage.startswith("features"):
-        return round(result.duration_s, 3), ("this symbol's fetch and validation, "
-                                             "plus an equal share of its batch's write")
+        return round(result.duration_s, 3), (
+            "this symbol's fetch and validation, plus an equal share of its batch's write"
+        )
     batch = batches.get((result.stage, result.symbol))
     if batch is None:  # its worker died or ran out of time: nothing was measured
         return None, ""
@@ -41,22 +42,27 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
         for r in report.results:
             is_features = r.stage.startswith("features")
             seconds, measured = _timing(r, batches)
-            rows.append({
-                "symbol": r.symbol, "stage": r.stage, "status": r.status,
-                "bars fetched": 0 if is_features else r.fetched,
-                "bars inserted": 0 if is_features else r.inserted,
-                "bars updated": 0 if is_features else r.updated,
-                "bars quarantined": r.quarantined,
-                "feature rows": r.written if is_features else 0,
-                "seconds": seconds,
-                "seconds measured": measured,
-                "reason": r.reason or "",  # masked when the run was recorded (mfs.runs)
-            })
+            rows.append(
+                {
+                    "symbol": r.symbol,
+                    "stage": r.stage,
+                    "status": r.status,
+                    "bars fetched": 0 if is_features else r.fetched,
+                    "bars inserted": 0 if is_features else r.inserted,
+                    "bars updated": 0 if is_features else r.updated,
+                    "bars quarantined": r.quarantined,
+                    "feature rows": r.written if is_features else 0,
+                    "seconds": seconds,
+                    "seconds measured": measured,
+                    "reason": r.reason or "",  # masked when the run was recorded (mfs.runs)
+                }
+            )
     return rows
 
 
-def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
-                     tolerance: int = 0) -> str:
+def summary_markdown(
+    flow: str, reports: list[RunReport], outcome: str, error: str | None = None, tolerance: int = 0
+) -> str:
     failed = [r for report in reports for r in report.failed]
     n_symbols = len({s for report in reports for s in report.failed_symbols})
     lines = [f"# {flow}: {outcome}", ""]
@@ -79,15 +85,16 @@ def summary_markdown(flow: str, reports: list[RunReport], outcome: str, error: s
     return "\n".join(lines) + "\n"
 
 
-def publish(flow: str, reports: list[RunReport], outcome: str, error: str | None = None,
-            tolerance: int = 0) -> None:
+def publish(flow: str, reports: list[RunReport], outcome: str, error: str | None = None, tolerance: int = 0) -> None:
     """Create the run's table artifact (when there are symbol results) and markdown summary."""
     rows = symbol_rows(reports)
     if rows:
-        create_table_artifact(table=rows, key=artifact_key(flow, "symbols"),
-                              description=f"{flow}: per-symbol results")
-    create_markdown_artifact(markdown=summary_markdown(flow, reports, outcome, error, tolerance),
-                             key=artifact_key(flow, "summary"), description=f"{flow}: run summary")
+        create_table_artifact(table=rows, key=artifact_key(flow, "symbols"), description=f"{flow}: per-symbol results")
+    create_markdown_artifact(
+        markdown=summary_markdown(flow, reports, outcome, error, tolerance),
+        key=artifact_key(flow, "summary"),
+        description=f"{flow}: run summary",
+    )
 
 
 def publish_shards(flow: str, shards: list[dict[str, Any]], outcome: str) -> None:
@@ -96,5 +103,6 @@ def publish_shards(flow: str, shards: list[dict[str, Any]], outcome: str) -> Non
     lines = [f"# {flow}: {outcome}", ""] + [
         f"- shard {s['shard']}: `{s['flow run']}` {s['state']} ({s['symbols']})" for s in shards
     ]
-    create_markdown_artifact(markdown="\n".join(lines) + "\n", key=artifact_key(flow, "summary"),
-                             description=f"{flow}: run summary")
+    create_markdown_artifact(
+        markdown="\n".join(lines) + "\n", key=artifact_key(flow, "summary"), description=f"{flow}: run summary"
+    )

@@ -30,8 +30,10 @@ def work_pool_name() -> str:
     pools = {d["work_pool"]["name"] for d in read_prefect_yaml()["deployments"]}
     configured = get_config().orchestration.work_pool
     if pools != {configured}:
-        raise ConfigError(f"prefect.yaml deploys to work pool(s) {sorted(pools)} but orchestration.work_pool "
-                          f"is {configured!r}: make them the same")
+        raise ConfigError(
+            f"prefect.yaml deploys to work pool(s) {sorted(pools)} but orchestration.work_pool "
+            f"is {configured!r}: make them the same"
+        )
     return configured
 
 
@@ -46,21 +48,32 @@ def deploy(stack: PrefectStack) -> dict[str, Any]:
     # MFS_PROJECT_ROOT the pull step keeps the placeholder, and each worker resolves it to its
     # own checkout at run time (workers on other machines need not share our path).
     stack.prefect("--no-prompt", "deploy", "--all", unset=("MFS_PROJECT_ROOT",))
-    alerts = subprocess.run([sys.executable, "-m", "mfs.orchestration.alerts"], env=stack.env(),
-                            cwd=paths.project_root(), capture_output=True, text=True, timeout=120, check=False)
+    alerts = subprocess.run(
+        [sys.executable, "-m", "mfs.orchestration.alerts"],
+        env=stack.env(),
+        cwd=paths.project_root(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if alerts.returncode != 0:
         raise StackError(f"alert setup failed:\n{(alerts.stdout + alerts.stderr)[-2000:]}")
     log.info("deployed", pool=pool, deployments=list(DEPLOYMENTS), seconds=round(time.monotonic() - started, 1))
-    return {"work_pool": pool, "created_pool": created_pool, "deployments": list(DEPLOYMENTS),
-            "alerts": alerts.stdout.strip().splitlines()[-1:] or [""]}
+    return {
+        "work_pool": pool,
+        "created_pool": created_pool,
+        "deployments": list(DEPLOYMENTS),
+        "alerts": alerts.stdout.strip().splitlines()[-1:] or [""],
+    }
 
 
-def run_full_backfill(stack: PrefectStack, offline: bool, days: int | None = None,
-                      timeout_s: float = 3600) -> subprocess.CompletedProcess:
+def run_full_backfill(
+    stack: PrefectStack, offline: bool, days: int | None = None, timeout_s: float = 3600
+) -> subprocess.CompletedProcess:
     """Trigger full-backfill and watch it: `prefect deployment run --watch` exits 0 on
     Completed and 1 otherwise; the caller decides what a failure means."""
-    args = ["deployment", "run", f"{FULL_BACKFILL}/full-backfill", "--watch",
-            "--watch-timeout", str(int(timeout_s))]
+    args = ["deployment", "run", f"{FULL_BACKFILL}/full-backfill", "--watch", "--watch-timeout", str(int(timeout_s))]
     if offline:
         args += ["--param", "offline=true"]
     if days:
@@ -76,6 +89,10 @@ def recent_runs(limit: int = 5) -> list[dict[str, Any]]:
         cur.execute(
             """SELECT run_id, flow, status, round(extract(epoch FROM finished_at - started_at)::numeric, 1),
                       counts, error_summary
-               FROM pipeline_runs ORDER BY started_at DESC LIMIT %s""", (limit,))
-        return [{"run_id": r[0], "flow": r[1], "status": r[2], "seconds": r[3], "counts": r[4], "error": r[5]}
-                for r in cur.fetchall()]
+               FROM pipeline_runs ORDER BY started_at DESC LIMIT %s""",
+            (limit,),
+        )
+        return [
+            {"run_id": r[0], "flow": r[1], "status": r[2], "seconds": r[3], "counts": r[4], "error": r[5]}
+            for r in cur.fetchall()
+        ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import runtime
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.states import Completed, State
 
@@ -53,7 +54,7 @@ def market_closed_state(asof: dt.datetime | None = None, flow: str | None = None
     else a Completed state named "Market closed" — a quick non-failure end for holidays,
     weekends and hours after a half day's close. With ``flow``, the run is recorded in
     pipeline_runs with status 'market_closed' (so "no run today" is visible in SQL too)."""
-    when = asof or runtime.flow_run.scheduled_start_time or dt.datetime.now(dt.timezone.utc)
+    when = asof or runtime.flow_run.scheduled_start_time or dt.datetime.now(dt.UTC)
     is_open, reason = market_gate(when)
     if is_open:
         return None
@@ -83,11 +84,18 @@ def run_shards(parameters: dict[str, Any], shards: int) -> dict[str, Any]:
     submitted = []
     for index, part in enumerate(split_symbols(symbols, shards), start=1):
         child = run_deployment(
-            name=f"{flow_name}/{deployment}", timeout=0,
-            parameters={**parameters, "symbols": part, "shards": 1, "shard_of": parent,
-                        "market_hours_only": False},  # the parent already passed the gate
+            name=f"{flow_name}/{deployment}",
+            timeout=0,
+            parameters={
+                **parameters,
+                "symbols": part,
+                "shards": 1,
+                "shard_of": parent,
+                "market_hours_only": False,
+            },  # the parent already passed the gate
             flow_run_name=f"{runtime.flow_run.name}-shard-{index}of{shards}",
         )
+        assert isinstance(child, FlowRun)  # called from a sync flow: the run, not a coroutine
         submitted.append((index, part, child.id))
         log.info("shard submitted", shard=index, symbols=len(part), flow_run=str(child.id))
     rows = _wait_for_runs(submitted)
@@ -106,5 +114,13 @@ def _wait_for_runs(submitted: list[tuple[int, list[str], Any]]) -> list[dict[str
             if all(r.state is not None and r.state.is_final() for r in runs):
                 break
             time.sleep(SHARD_POLL_S)
-    return [{"shard": index, "flow run": run.name, "state": run.state.name, "state type": run.state.type.value,
-             "symbols": ",".join(part)} for (index, part, _id), run in zip(submitted, runs)]
+    return [
+        {
+            "shard": index,
+            "flow run": run.name,
+            "state": run.state.name if run.state else "unknown",
+            "state type": run.state.type.value if run.state else "UNKNOWN",
+            "symbols": ",".join(part),
+        }
+        for (index, part, _id), run in zip(submitted, runs, strict=False)
+    ]

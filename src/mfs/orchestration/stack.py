@@ -10,6 +10,7 @@ before the server and signalled again after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -112,13 +113,15 @@ class PrefectStack:
         env = dict(os.environ)
         env.pop("PREFECT_PROFILE", None)
         env.update(telemetry_off_env())
-        env.update({
-            "PREFECT_HOME": str(self.root / "home"),
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_LOGGING_EXTRA_LOGGERS": "mfs",  # our structlog lines reach the UI
-            "MFS_PROJECT_ROOT": str(paths.project_root()),  # the deployments' pull step
-            "MFS_LOG_FORMAT": env.get("MFS_LOG_FORMAT", "json"),
-        })
+        env.update(
+            {
+                "PREFECT_HOME": str(self.root / "home"),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_LOGGING_EXTRA_LOGGERS": "mfs",  # our structlog lines reach the UI
+                "MFS_PROJECT_ROOT": str(paths.project_root()),  # the deployments' pull step
+                "MFS_LOG_FORMAT": env.get("MFS_LOG_FORMAT", "json"),
+            }
+        )
         if not self.remote_api_url:
             env.update({"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(self.port)})
         if self.database_url:
@@ -126,15 +129,24 @@ class PrefectStack:
         env.update(self.extra_env)
         return env
 
-    def prefect(self, *args: str, timeout: float = 300, check: bool = True,
-                unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def prefect(
+        self, *args: str, timeout: float = 300, check: bool = True, unset: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
         """Run the ``prefect`` CLI against this stack from the project root (without ``unset``)."""
         env = {k: v for k, v in self.env().items() if k not in unset}
-        result = subprocess.run([prefect_bin(), *args], env=env, cwd=paths.project_root(),
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [prefect_bin(), *args],
+            env=env,
+            cwd=paths.project_root(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and result.returncode != 0:
-            raise StackError(f"prefect {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{(result.stdout + result.stderr)[-3000:]}")
+            raise StackError(
+                f"prefect {' '.join(args)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
+            )
         return result
 
     # -- processes -----------------------------------------------------------------------------
@@ -159,9 +171,15 @@ class PrefectStack:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "home").mkdir(exist_ok=True)
         with self._log_file(name).open("ab") as logf:
-            proc = subprocess.Popen([prefect_bin(), *args], env=self.env(), cwd=paths.project_root(),
-                                    stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)  # survives the caller; own process group
+            proc = subprocess.Popen(
+                [prefect_bin(), *args],
+                env=self.env(),
+                cwd=paths.project_root(),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # survives the caller; own process group
         self._pid_file(name).write_text(f"{proc.pid}\n")
         _started[proc.pid] = proc
         return proc.pid
@@ -184,10 +202,14 @@ class PrefectStack:
         deadline = time.monotonic() + timeout_s
         while not self.healthy():
             if self._process("server") is None:
-                raise StackError(f"the Prefect server exited; see {self._log_file('server')}:\n{self.log_tail('server')}")
+                raise StackError(
+                    f"the Prefect server exited; see {self._log_file('server')}:\n{self.log_tail('server')}"
+                )
             if time.monotonic() > deadline:
-                raise StackError(f"the Prefect server did not answer at {self.api_url} within {timeout_s:.0f} s; "
-                                 f"see {self._log_file('server')}")
+                raise StackError(
+                    f"the Prefect server did not answer at {self.api_url} within {timeout_s:.0f} s; "
+                    f"see {self._log_file('server')}"
+                )
             time.sleep(0.5)
         return True
 
@@ -201,8 +223,9 @@ class PrefectStack:
         if self._process(name):
             return False
         pool = pool or get_config().orchestration.work_pool
-        self._spawn(name, ["worker", "start", "--pool", pool, "--name", f"{name}@{os.uname().nodename}",
-                           "--type", "process"])
+        self._spawn(
+            name, ["worker", "start", "--pool", pool, "--name", f"{name}@{os.uname().nodename}", "--type", "process"]
+        )
         log.info("prefect worker started", worker=name, pool=pool)
         return True
 
@@ -225,18 +248,14 @@ class PrefectStack:
     def _terminate(self, proc: psutil.Process) -> bool:
         group = [proc, *proc.children(recursive=True)]
         for _attempt in range(2):  # the 3.8.8 worker often ignores the first SIGTERM
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             _gone, alive = psutil.wait_procs(group, timeout=STOP_GRACE_S / 2)
             if not alive:
                 return True
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(alive, timeout=5)
         return True
 
@@ -244,10 +263,8 @@ class PrefectStack:
     def _reap(pid: int) -> None:
         popen = _started.pop(pid, None)
         if popen is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
     def stop(self) -> list[str]:
         """Stop workers first (they report to the server while shutting down), then the server."""
@@ -257,5 +274,10 @@ class PrefectStack:
         return stopped
 
     def status(self) -> dict[str, object]:
-        return {"ui": self.ui_url, "api": self.api_url, "server": self.healthy(),
-                "workers": self.worker_names(), "logs": str(self.root)}
+        return {
+            "ui": self.ui_url,
+            "api": self.api_url,
+            "server": self.healthy(),
+            "workers": self.worker_names(),
+            "logs": str(self.root),
+        }

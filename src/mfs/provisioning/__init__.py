@@ -60,8 +60,12 @@ def up(progress: Callable[[str], None] = lambda message: None) -> UpResult:
     if note:
         actions.append(note)
     actions += after_migrate(url)
-    return UpResult(url=masked(url), external=external_url() is not None, actions=actions,
-                    seconds=round(time.monotonic() - started, 2))
+    return UpResult(
+        url=masked(url),
+        external=external_url() is not None,
+        actions=actions,
+        seconds=round(time.monotonic() - started, 2),
+    )
 
 
 def after_migrate(url: str | None = None) -> list[str]:

@@ -22,7 +22,8 @@ def apply_policies(url: str | None = None) -> str | None:
             return None
         with conn.cursor() as cur:
             cur.execute("SELECT mfs_policies_match(%s, %s)", values)
-            if cur.fetchone()[0]:
+            row = cur.fetchone()
+            if row and row[0]:
                 return "unchanged"
             cur.execute("SELECT mfs_apply_policies(%s, %s)", values)
     finally:

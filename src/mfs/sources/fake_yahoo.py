@@ -47,6 +47,7 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -59,30 +60,46 @@ from mfs.market import INTERVALS, NY, YAHOO_HOURLY_DAYS
 from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
 
 # Real US tickers the offline Yahoo knows besides the configured ones (large caps and ETFs).
-DEFAULT_UNIVERSE = tuple("""
+_TICKERS = """
 AAPL MSFT NVDA AMZN GOOGL GOOG META BRK-B JPM XOM JNJ V MA UNH HD PG COST ABBV LLY AVGO MRK
 PEP KO WMT BAC CVX ORCL CRM ADBE NFLX AMD INTC CSCO QCOM TXN IBM ACN TMO ABT DHR MCD NKE DIS
 VZ T CMCSA PFE BMY AMGN GILD MDT HON UNP UPS CAT DE GE BA LMT RTX MMM GS MS C WFC SCHW AXP
 BLK SPGI PYPL INTU NOW AMAT MU ADI LRCX KLAC SBUX LOW TGT BKNG ISRG SYK ZTS CVS CI ELV MO PM
 CL KMB GIS NEE DUK SO D AMT PLD CCI SPY QQQ IWM DIA TSLA F GM UBER ABNB SNOW PLTR SHOP
-""".split())
+"""
+DEFAULT_UNIVERSE = tuple(_TICKERS.split())
+
+# A symbol's faults: kind -> remaining count (int, -1 = always), (day, ratio) for a split, the
+# defect kinds for bad_bars.
+FaultSpec = dict[str, Any]
 
 BAD_BAR_KINDS = ("nan", "negative", "high_below_low", "negative_volume", "off_session", "jump")
 VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
-_RANGE_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731,
-               "5y": 1827, "10y": 3653, "ytd": 366, "max": 9000}
+_RANGE_DAYS = {
+    "1d": 1,
+    "5d": 5,
+    "1mo": 31,
+    "3mo": 92,
+    "6mo": 183,
+    "1y": 366,
+    "2y": 731,
+    "5y": 1827,
+    "10y": 3653,
+    "ytd": 366,
+    "max": 9000,
+}
 _NOT_FOUND = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
 # Bars of a provider: (symbol, interval, start, end, asof) -> frame like synthetic_bars, or None
 # when the provider does not know the symbol.
 Provider = Callable[[str, str, pd.Timestamp, pd.Timestamp, pd.Timestamp], "pd.DataFrame | None"]
 
 
-def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, dict[str, int | tuple]]:
+def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, FaultSpec]:
     """Validate a fault spec; returns {symbol: {kind: count or -1 (always) or bad-bar kinds}}."""
     parsed: dict[str, dict] = {}
     for symbol, spec in (faults or {}).items():
         items = [spec] if isinstance(spec, str) else list(spec)
-        out: dict[str, int | tuple] = {}
+        out: FaultSpec = {}
         for item in items:
             kind, _, arg = item.partition(":")
             if kind in ("rate_limit", "timeout"):
@@ -109,13 +126,17 @@ def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, 
     return parsed
 
 
-def _response(request: requests.PreparedRequest, status: int, body: bytes | str,
-              content_type: str = "application/json;charset=utf-8") -> requests.Response:
+def _response(
+    request: requests.PreparedRequest,
+    status: int,
+    body: bytes | str,
+    content_type: str = "application/json;charset=utf-8",
+) -> requests.Response:
     resp = requests.Response()
     resp.status_code = status
     resp._content = body.encode() if isinstance(body, str) else body
     resp.headers["Content-Type"] = content_type
-    resp.url = request.url
+    resp.url = request.url or ""
     resp.request = request
     resp.encoding = "utf-8"
     resp.reason = {200: "OK", 404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests"}.get(status, "")
@@ -129,18 +150,32 @@ def _error_body(error: dict) -> str:
 def _periods(days: pd.DatetimeIndex, gmtoffsets: np.ndarray) -> list[list[dict]]:
     cal = nyse()
     out = []
-    for day, off in zip(days, gmtoffsets):
+    for day, off in zip(days, gmtoffsets, strict=False):
         open_, close = cal.session_open(day), cal.session_close(day)
-        out.append([{"timezone": "EDT" if off == -14400 else "EST", "gmtoffset": int(off),
-                     "start": int(open_.timestamp()), "end": int(close.timestamp())}])
+        out.append(
+            [
+                {
+                    "timezone": "EDT" if off == -14400 else "EST",
+                    "gmtoffset": int(off),
+                    "start": int(open_.timestamp()),
+                    "end": int(close.timestamp()),
+                }
+            ]
+        )
     return out
 
 
 class SyntheticYahoo(BaseAdapter):
     """Answers yfinance's Yahoo URLs from ``provider`` (the synthetic market by default)."""
 
-    def __init__(self, asof=None, faults=None, provider: Provider | None = None,
-                 universe: Iterable[str] | None = None, source_name: str = "synthetic"):
+    def __init__(
+        self,
+        asof=None,
+        faults=None,
+        provider: Provider | None = None,
+        universe: Iterable[str] | None = None,
+        source_name: str = "synthetic",
+    ):
         super().__init__()
         self.source_name = source_name  # what market_data.source says for bars served here
         self._asof = _utc(asof) if asof is not None else None
@@ -174,8 +209,18 @@ class SyntheticYahoo(BaseAdapter):
             symbol = unquote(url.path.rsplit("/", 1)[1]).upper()
             params = {k: v[-1] for k, v in parse_qs(url.query).items()}
             return self._chart(request, symbol, params)
-        return _response(request, 404, json.dumps({"finance": {"result": None, "error": {
-            "code": "Not Found", "description": f"HTTP 404 Not Found: {url.path}"}}}))
+        return _response(
+            request,
+            404,
+            json.dumps(
+                {
+                    "finance": {
+                        "result": None,
+                        "error": {"code": "Not Found", "description": f"HTTP 404 Not Found: {url.path}"},
+                    }
+                }
+            ),
+        )
 
     # -- chart ---------------------------------------------------------------------------------
     def _take(self, symbol: str, kind: str) -> bool:
@@ -207,8 +252,16 @@ class SyntheticYahoo(BaseAdapter):
         if interval == "60m":
             interval = "1h"
         if interval not in INTERVALS:
-            return _response(request, 422, _error_body({"code": "Unprocessable Entity",
-                                                        "description": f"Invalid input - interval={interval} is not supported by the offline Yahoo"}))
+            return _response(
+                request,
+                422,
+                _error_body(
+                    {
+                        "code": "Unprocessable Entity",
+                        "description": f"Invalid input - interval={interval} is not supported by the offline Yahoo",
+                    }
+                ),
+            )
         asof = self.asof
         if "period1" in params:
             start = pd.Timestamp(int(params["period1"]), unit="s", tz="UTC")
@@ -218,16 +271,27 @@ class SyntheticYahoo(BaseAdapter):
             end = asof + pd.Timedelta(seconds=1)
             start = end - pd.Timedelta(days=_RANGE_DAYS.get(rng, 31))
         if interval == "1h" and start < asof - pd.Timedelta(days=YAHOO_HOURLY_DAYS):
-            return _response(request, 422, _error_body({"code": "Unprocessable Entity", "description": (
-                f"1h data not available for startTime={int(start.timestamp())} and endTime={int(end.timestamp())}. "
-                f"The requested range must be within the last {YAHOO_HOURLY_DAYS} days.")}))
+            return _response(
+                request,
+                422,
+                _error_body(
+                    {
+                        "code": "Unprocessable Entity",
+                        "description": (
+                            f"1h data not available for startTime={int(start.timestamp())} "
+                            f"and endTime={int(end.timestamp())}. "
+                            f"The requested range must be within the last {YAHOO_HOURLY_DAYS} days."
+                        ),
+                    }
+                ),
+            )
         empty = self._take(symbol, "empty")
         bars = None if empty else self.provider(symbol, interval, start, min(end, asof + pd.Timedelta(seconds=1)), asof)
         if bars is None and not empty:
             return _response(request, 404, _error_body(_NOT_FOUND))
         split = self.faults.get(symbol, {}).get("split")
         if bars is not None and split:
-            bars = split_adjusted(bars, *split, asof)
+            bars = split_adjusted(bars, split[0], split[1], asof)
         bad = self.faults.get(symbol, {}).get("bad_bars")
         if bars is not None and bad:
             bars = corrupt(bars, interval, bad)
@@ -239,12 +303,21 @@ class SyntheticYahoo(BaseAdapter):
     def _chart_json(self, symbol: str, interval: str, bars: pd.DataFrame | None, asof, params) -> dict:
         cal = nyse()
         meta: dict = {
-            "currency": "USD", "symbol": symbol, "exchangeName": "NYQ", "fullExchangeName": "NYSE",
-            "instrumentType": "EQUITY", "firstTradeDate": 946909800, "regularMarketTime": int(asof.timestamp()),
-            "hasPrePostMarketData": True, "gmtoffset": int(asof.tz_convert(NY).utcoffset().total_seconds()),
-            "timezone": asof.tz_convert(NY).tzname(), "exchangeTimezoneName": NY, "priceHint": 2,
+            "currency": "USD",
+            "symbol": symbol,
+            "exchangeName": "NYQ",
+            "fullExchangeName": "NYSE",
+            "instrumentType": "EQUITY",
+            "firstTradeDate": 946909800,
+            "regularMarketTime": int(asof.timestamp()),
+            "hasPrePostMarketData": True,
+            "gmtoffset": int(asof.tz_convert(NY).utcoffset().total_seconds()),
+            "timezone": asof.tz_convert(NY).tzname(),
+            "exchangeTimezoneName": NY,
+            "priceHint": 2,
             "dataGranularity": "1h" if interval == "1h" else "1d",
-            "range": params.get("range", ""), "validRanges": VALID_RANGES,
+            "range": params.get("range", ""),
+            "validRanges": VALID_RANGES,
         }
         result: dict = {"meta": meta}
         if bars is None or bars.empty:
@@ -265,13 +338,22 @@ class SyntheticYahoo(BaseAdapter):
             days = pd.DatetimeIndex([d for d in sessions_of(ts) if cal.is_session(d)])
             offsets = np.array([int(pd.Timestamp(d).tz_localize(NY).utcoffset().total_seconds()) for d in days])
             meta["tradingPeriods"] = _periods(days, offsets)
+
         def col(name):
             return [None if not np.isfinite(v) else float(v) for v in bars[name].to_numpy(dtype=float)]
+
         result["timestamp"] = [int(s.timestamp()) for s in stamps]
-        result["indicators"] = {"quote": [{
-            "open": col("open"), "high": col("high"), "low": col("low"), "close": col("close"),
-            "volume": [None if not np.isfinite(v) else int(v) for v in bars["volume"].to_numpy(dtype=float)],
-        }]}
+        result["indicators"] = {
+            "quote": [
+                {
+                    "open": col("open"),
+                    "high": col("high"),
+                    "low": col("low"),
+                    "close": col("close"),
+                    "volume": [None if not np.isfinite(v) else int(v) for v in bars["volume"].to_numpy(dtype=float)],
+                }
+            ]
+        }
         if interval == "1d":
             result["indicators"]["adjclose"] = [{"adjclose": col("adj_close")}]
         return {"chart": {"result": [result], "error": None}}

@@ -41,9 +41,9 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 @dataclass(frozen=True)
 class SymbolModel:
     seed: int
-    p0: float          # reference close (2024-01-02)
-    mu: float          # annual drift
-    sigma: float       # annual volatility
+    p0: float  # reference close (2024-01-02)
+    mu: float  # annual drift
+    sigma: float  # annual volatility
     base_volume: float  # shares per day
     dividend_yield: float
     dividend_phase: int
@@ -52,7 +52,7 @@ class SymbolModel:
 @lru_cache(maxsize=4096)
 def symbol_model(symbol: str) -> SymbolModel:
     digest = hashlib.sha256(symbol.encode()).digest()
-    u = [int.from_bytes(digest[i:i + 4], "big") / 2**32 for i in range(8, 32, 4)]
+    u = [int.from_bytes(digest[i : i + 4], "big") / 2**32 for i in range(8, 32, 4)]
     return SymbolModel(
         seed=int.from_bytes(digest[:8], "big"),
         p0=float(np.exp(np.log(30) + u[0] * (np.log(400) - np.log(30)))),
@@ -110,10 +110,17 @@ def _utc(value) -> pd.Timestamp:
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({
-        "ts": pd.DatetimeIndex([], tz="UTC"), "open": [], "high": [], "low": [], "close": [],
-        "adj_close": [], "volume": np.array([], dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex([], tz="UTC"),
+            "open": [],
+            "high": [],
+            "low": [],
+            "close": [],
+            "adj_close": [],
+            "volume": np.array([], dtype=np.int64),
+        }
+    )
 
 
 def _hourly_sessions(model: SymbolModel, d_lo: int, d_hi: int, asof_ns: int):
@@ -140,7 +147,7 @@ def _hourly_sessions(model: SymbolModel, d_lo: int, d_hi: int, asof_ns: int):
     n = int(k.sum())
     bar_sess = np.repeat(sess, k)
     first = np.repeat(np.cumsum(k) - k, k)
-    slot = np.arange(n) - first                       # 0..k-1 within the session
+    slot = np.arange(n) - first  # 0..k-1 within the session
     kk = np.repeat(k, k).astype(np.float64)
     step = daily_sigma * 0.8 / np.sqrt(kk) * _normal(seed, bar_sess, 10 + slot)
     walk = np.cumsum(step)
@@ -183,7 +190,7 @@ def _adjustment(model: SymbolModel, sess: np.ndarray, asof_session: int) -> np.n
         return np.ones(len(sess))
     ex = np.arange(asof_session + 1)
     is_ex = ((ex + model.dividend_phase) % 63 == 0) & (ex > 0)
-    passed = np.cumsum(is_ex)                           # ex-dates at or before each session
+    passed = np.cumsum(is_ex)  # ex-dates at or before each session
     later = passed[-1] - passed[np.minimum(sess, asof_session)]  # ex-dates after the bar, by asof
     return (1 - model.dividend_yield / 4) ** later
 
@@ -209,10 +216,17 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
         return _empty()
     bar_sess, starts, o, h, lo, c, vol = _hourly_sessions(model, d_lo, d_hi, asof.value)
     if interval == "1h":
-        frame = pd.DataFrame({
-            "ts": pd.DatetimeIndex(starts.astype("datetime64[ns]")).tz_localize("UTC"),
-            "open": o, "high": h, "low": lo, "close": c, "adj_close": np.nan, "volume": vol,
-        })
+        frame = pd.DataFrame(
+            {
+                "ts": pd.DatetimeIndex(starts.astype("datetime64[ns]")).tz_localize("UTC"),
+                "open": o,
+                "high": h,
+                "low": lo,
+                "close": c,
+                "adj_close": np.nan,
+                "volume": vol,
+            }
+        )
     else:
         if len(bar_sess) == 0:
             return _empty()
@@ -224,11 +238,17 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
         asof_session = int(np.searchsorted(opens, asof.value, side="right")) - 1  # adjusted as Yahoo is at asof
         adj = np.round(close * _adjustment(model, sess, asof_session), 4)
         labels = pd.DatetimeIndex(days[sess]).tz_localize(NY).tz_convert("UTC")
-        frame = pd.DataFrame({
-            "ts": labels.as_unit("ns"), "open": o[heads], "high": np.maximum.reduceat(h, heads),
-            "low": np.minimum.reduceat(lo, heads), "close": close, "adj_close": adj,
-            "volume": np.add.reduceat(vol, heads),
-        })
+        frame = pd.DataFrame(
+            {
+                "ts": labels.as_unit("ns"),
+                "open": o[heads],
+                "high": np.maximum.reduceat(h, heads),
+                "low": np.minimum.reduceat(lo, heads),
+                "close": close,
+                "adj_close": adj,
+                "volume": np.add.reduceat(vol, heads),
+            }
+        )
     mask = (frame["ts"] >= start) & (frame["ts"] < end)
     return frame.loc[mask].reset_index(drop=True)
 

@@ -73,11 +73,17 @@ def _frame(history: pd.DataFrame, interval: str) -> pd.DataFrame:
     # Yahoo sends no adjusted close for intraday bars; yfinance copies the close into
     # "Adj Close" then. Storing that copy would pass an unadjusted price off as adjusted.
     adj = history["Adj Close"].to_numpy(dtype=float) if interval == "1d" else np.full(len(history), np.nan)
-    return pd.DataFrame({
-        "ts": ts, "open": history["Open"].to_numpy(dtype=float), "high": history["High"].to_numpy(dtype=float),
-        "low": history["Low"].to_numpy(dtype=float), "close": history["Close"].to_numpy(dtype=float),
-        "adj_close": adj, "volume": history["Volume"].to_numpy(),
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "open": history["Open"].to_numpy(dtype=float),
+            "high": history["High"].to_numpy(dtype=float),
+            "low": history["Low"].to_numpy(dtype=float),
+            "close": history["Close"].to_numpy(dtype=float),
+            "adj_close": adj,
+            "volume": history["Volume"].to_numpy(),
+        }
+    ).reset_index(drop=True)
 
 
 def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None:
@@ -88,7 +94,9 @@ def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None
     yfinance's own HTTP client (same cookie/crumb handling, same session).
     """
     try:
-        resp = YfData(session=session).get(CHART_URL.format(symbol=symbol), params={"range": "5d", "interval": "1d"}, timeout=timeout)
+        resp = YfData(session=session).get(
+            CHART_URL.format(symbol=symbol), params={"range": "5d", "interval": "1d"}, timeout=timeout
+        )
         error = (resp.json().get("chart") or {}).get("error") or {}
     except Exception:  # the probe only improves a message; the original error still stands
         return None
@@ -96,8 +104,9 @@ def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None
     return f"{description} (HTTP {resp.status_code})" if description else None
 
 
-def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=None,
-                  timeout: float = 30.0) -> pd.DataFrame:
+def fetch_history(
+    symbol: str, interval: str, start: pd.Timestamp, *, session=None, timeout: float = 30.0
+) -> pd.DataFrame:
     """One attempt: bars of ``symbol`` from ``start`` to now (the partial current bar included).
 
     Returns columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
@@ -108,9 +117,15 @@ def fetch_history(symbol: str, interval: str, start: pd.Timestamp, *, session=No
     configure_yfinance()
     try:
         ticker = yf.Ticker(symbol, session=session)
-        history = ticker.history(start=pd.Timestamp(start).to_pydatetime(), interval=interval,
-                                 auto_adjust=False, actions=False, repair=False, prepost=False,
-                                 timeout=timeout)
+        history = ticker.history(
+            start=pd.Timestamp(start).to_pydatetime(),
+            interval=interval,
+            auto_adjust=False,
+            actions=False,
+            repair=False,
+            prepost=False,
+            timeout=timeout,
+        )
     except YFRateLimitError as exc:
         raise RateLimitedError(f"{symbol}: Yahoo rate limit (HTTP 429): {exc}") from exc
     except (requests.exceptions.Timeout, requests.exceptions.ConnectionError, TimeoutError) as exc:

@@ -13,6 +13,7 @@ import io
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,23 @@ from mfs.errors import StorageError
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
-_FIXED = {"float8": (">f8", 8), "int8": (">i8", 8), "int4": (">i4", 4), "int2": (">i2", 2),
-          "timestamptz": (">i8", 8), "bool": ("?", 1)}
-PG_TYPES = {"float8": "double precision", "int8": "bigint", "int4": "integer", "int2": "smallint",
-            "timestamptz": "timestamptz", "bool": "boolean", "text": "text"}
+_FIXED = {
+    "float8": (">f8", 8),
+    "int8": (">i8", 8),
+    "int4": (">i4", 4),
+    "int2": (">i2", 2),
+    "timestamptz": (">i8", 8),
+    "bool": ("?", 1),
+}
+PG_TYPES = {
+    "float8": "double precision",
+    "int8": "bigint",
+    "int4": "integer",
+    "int2": "smallint",
+    "timestamptz": "timestamptz",
+    "bool": "boolean",
+    "text": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,10 @@ class UpsertCounts:
         return self.staged - self.inserted - self.updated
 
 
+# Column name -> values (numpy arrays, a DatetimeIndex, …), all of one length.
+ColumnData = Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class EncodedRows:
     """Rows together with their COPY payload, built ahead of the write (the ingest builds the
@@ -54,12 +72,12 @@ class EncodedRows:
     payload as it is when every row goes straight into the table, and re-encodes otherwise."""
 
     columns: tuple[Column, ...]
-    data: Mapping[str, object]
+    data: ColumnData
     chunks: list[bytes | memoryview]
     unique_key: tuple[str, ...] = ()  # key columns already checked for duplicates
 
 
-def encode_rows(columns: Sequence[Column], data: Mapping[str, object], *, key: Sequence[str] = ()) -> EncodedRows:
+def encode_rows(columns: Sequence[Column], data: ColumnData, *, key: Sequence[str] = ()) -> EncodedRows:
     """Encode ``data`` for COPY; with ``key``, also check its uniqueness here (on the caller's
     thread) so that ``upsert`` with the same key does not repeat the check."""
     if key:
@@ -67,7 +85,7 @@ def encode_rows(columns: Sequence[Column], data: Mapping[str, object], *, key: S
     return EncodedRows(tuple(columns), data, _encode_chunks(columns, data), tuple(key))
 
 
-def _check_unique_keys(what: str, data: Mapping[str, object], key: Sequence[str]) -> None:
+def _check_unique_keys(what: str, data: ColumnData, key: Sequence[str]) -> None:
     keys = pd.DataFrame({k: data[k] for k in key})
     if keys.duplicated().any():
         dup = keys[keys.duplicated(keep=False)].head(3).to_dict("records")
@@ -96,12 +114,12 @@ def _to_array(col: Column, values: object, n: int) -> np.ndarray:
     return arr
 
 
-def encode_copy_binary(columns: Sequence[Column], data: Mapping[str, object]) -> bytes:
+def encode_copy_binary(columns: Sequence[Column], data: ColumnData) -> bytes:
     """PostgreSQL binary COPY payload for ``columns`` as one bytes object (see ``_encode_chunks``)."""
     return b"".join(_encode_chunks(columns, data))
 
 
-def _encode_chunks(columns: Sequence[Column], data: Mapping[str, object]) -> list[bytes | memoryview]:
+def _encode_chunks(columns: Sequence[Column], data: ColumnData) -> list[bytes | memoryview]:
     """PostgreSQL binary COPY payload for ``columns``. NaN floats and None texts become NULL.
 
     Rows are grouped by the byte lengths of their texts (few groups: one symbol, one interval…);
@@ -140,8 +158,10 @@ def _encode_text(col: Column, values: object, n: int) -> tuple[np.ndarray, np.nd
     encoded = [str(u).encode() for u in uniques]
     width = max((len(e) for e in encoded), default=0) or 1
     # The sentinel code -1 picks the appended last entry: no bytes, length -1 (NULL).
-    return (np.array(encoded + [b""], dtype=f"S{width}")[codes],
-            np.array([len(e) for e in encoded] + [-1], dtype=np.int32)[codes])
+    return (
+        np.array([*encoded, b""], dtype=f"S{width}")[codes],
+        np.array([len(e) for e in encoded] + [-1], dtype=np.int32)[codes],
+    )
 
 
 def _rows_by_text_lengths(texts: Mapping[int, tuple[np.ndarray, np.ndarray]], n: int) -> list[np.ndarray]:
@@ -152,8 +172,13 @@ def _rows_by_text_lengths(texts: Mapping[int, tuple[np.ndarray, np.ndarray]], n:
     return [np.flatnonzero(group == key) for key in np.unique(group)]
 
 
-def _group_records(columns: Sequence[Column], texts: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                   values: Mapping[int, np.ndarray], nulls: Mapping[int, np.ndarray], rows: np.ndarray) -> np.ndarray:
+def _group_records(
+    columns: Sequence[Column],
+    texts: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    values: Mapping[int, np.ndarray],
+    nulls: Mapping[int, np.ndarray],
+    rows: np.ndarray,
+) -> np.ndarray:
     """``rows`` (which share their text lengths) as COPY tuples: one record of fixed width each,
     the field count, then a length and a value per column (no value bytes for an empty or NULL text)."""
     first = rows[0]
@@ -180,18 +205,19 @@ def _group_records(columns: Sequence[Column], texts: Mapping[int, tuple[np.ndarr
     return rec
 
 
-def _group_payload(rec: np.ndarray, nulls: Mapping[int, np.ndarray], rows: np.ndarray,
-                   with_null: np.ndarray) -> list[bytes | memoryview]:
+def _group_payload(
+    rec: np.ndarray, nulls: Mapping[int, np.ndarray], rows: np.ndarray, with_null: np.ndarray
+) -> list[bytes | memoryview]:
     """The bytes of ``rec`` (the records of ``rows``): as they are for rows without a NULL float;
     for the others, with the 8 value bytes of each NULL float cut out (its length says -1)."""
     if not with_null.any():
-        return [memoryview(rec).cast("B")]
+        return [memoryview(rec.data).cast("B")]
     part = rec[with_null]
     keep = np.ones((len(part), rec.dtype.itemsize), dtype=bool)
     for i, mask in nulls.items():
-        offset = rec.dtype.fields[f"v{i}"][1]
-        keep[mask[rows][with_null], offset:offset + 8] = False
-    return [memoryview(rec[~with_null]).cast("B"), part.view(np.uint8).reshape(len(part), -1)[keep].tobytes()]
+        offset = rec.dtype.fields[f"v{i}"][1]  # type: ignore[index]  # a record dtype has fields
+        keep[mask[rows][with_null], offset : offset + 8] = False
+    return [memoryview(rec[~with_null].data).cast("B"), part.view(np.uint8).reshape(len(part), -1)[keep].tobytes()]
 
 
 class _ChunkReader(io.RawIOBase):
@@ -210,15 +236,20 @@ class _ChunkReader(io.RawIOBase):
             chunk = self._chunks[self._index]
             if self._offset < len(chunk):
                 size = min(len(buffer), len(chunk) - self._offset)
-                buffer[:size] = chunk[self._offset:self._offset + size]
+                buffer[:size] = chunk[self._offset : self._offset + size]
                 self._offset += size
                 return size
             self._index, self._offset = self._index + 1, 0
         return 0
 
 
-def copy_rows(cur, table: str, columns: Sequence[Column], data: Mapping[str, object],
-              chunks: list[bytes | memoryview] | None = None) -> int:
+def copy_rows(
+    cur,
+    table: str,
+    columns: Sequence[Column],
+    data: ColumnData,
+    chunks: list[bytes | memoryview] | None = None,
+) -> int:
     """Binary COPY ``data`` (or its payload ``chunks``, already encoded) into ``table``; returns
     the row count."""
     if chunks is None:
@@ -231,11 +262,11 @@ def copy_rows(cur, table: str, columns: Sequence[Column], data: Mapping[str, obj
     return cur.rowcount
 
 
-def _take(data: Mapping[str, object], mask: np.ndarray) -> dict[str, object]:
+def _take(data: ColumnData, mask: np.ndarray) -> dict[str, Any]:
     return {k: (v[mask] if isinstance(v, pd.DatetimeIndex) else np.asarray(v)[mask]) for k, v in data.items()}
 
 
-def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: Mapping[str, object]) -> np.ndarray:
+def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: ColumnData) -> np.ndarray:
     """Rows whose time is after the newest stored row of their series (so they cannot conflict).
 
     Takes a transaction-scoped advisory lock per series first (in a fixed order, so two writers
@@ -257,13 +288,17 @@ def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: M
         keys.append(parts[::-1])
     order = sorted(range(len(keys)), key=lambda k: keys[k])
     cur.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || k, 0)) FROM unnest(%s::text[]) WITH ORDINALITY AS u(k, o) ORDER BY o",
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || k, 0))"
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS u(k, o) ORDER BY o",
         (table, ["/".join(keys[k]) for k in order]),
     )
     cols = [sql.Identifier(c) for c in series]
-    stmt = sql.SQL("SELECT (SELECT extract(epoch FROM max(t.{time})) FROM {table} t WHERE {match}) "
-                   "FROM unnest({arrs}) WITH ORDINALITY AS s({names}, o) ORDER BY o").format(
-        time=sql.Identifier(time_col), table=sql.Identifier(table),
+    stmt = sql.SQL(
+        "SELECT (SELECT extract(epoch FROM max(t.{time})) FROM {table} t WHERE {match}) "
+        "FROM unnest({arrs}) WITH ORDINALITY AS s({names}, o) ORDER BY o"
+    ).format(
+        time=sql.Identifier(time_col),
+        table=sql.Identifier(table),
         match=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in cols),
         arrs=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in cols),
         names=sql.SQL(", ").join(cols),
@@ -279,7 +314,7 @@ def upsert(
     cur,
     table: str,
     columns: Sequence[Column],
-    data: Mapping[str, object] | EncodedRows,
+    data: ColumnData | EncodedRows,
     *,
     key: Sequence[str],
     touch: Mapping[str, str] | None = None,
@@ -303,11 +338,13 @@ def upsert(
     ``count_by="symbol"`` also reports (inserted, updated) per value of that column in ``by``.
     ``data`` may be ``EncodedRows`` (see ``encode_rows``) of the same columns.
     """
-    chunks, checked_key = None, ()
+    chunks: list[bytes | memoryview] | None = None
+    checked_key: tuple[str, ...] = ()
     if isinstance(data, EncodedRows):
         if list(data.columns) != list(columns):
             raise StorageError(f"upsert into {table}: the encoded rows have other columns than the upsert")
-        data, chunks, checked_key = data.data, data.chunks, data.unique_key
+        chunks, checked_key = data.chunks, data.unique_key
+        data = data.data
     names = [c.name for c in columns]
     missing = [k for k in key if k not in names]
     if missing:
@@ -337,7 +374,7 @@ def upsert(
     return _staged_upsert(cur, table, columns, data, key, touch, count_by)
 
 
-def _appended_by(data: Mapping[str, object], count_by: str | None, mask: np.ndarray | None) -> dict | None:
+def _appended_by(data: ColumnData, count_by: str | None, mask: np.ndarray | None) -> dict | None:
     if count_by is None:
         return None
     values = np.asarray(data[count_by], dtype=object)
@@ -347,8 +384,15 @@ def _appended_by(data: Mapping[str, object], count_by: str | None, mask: np.ndar
     return {str(u): (int(c), 0) for u, c in counts.items()}
 
 
-def _staged_upsert(cur, table: str, columns: Sequence[Column], data: Mapping[str, object],
-                   key: Sequence[str], touch: Mapping[str, str] | None, count_by: str | None = None) -> UpsertCounts:
+def _staged_upsert(
+    cur,
+    table: str,
+    columns: Sequence[Column],
+    data: ColumnData,
+    key: Sequence[str],
+    touch: Mapping[str, str] | None,
+    count_by: str | None = None,
+) -> UpsertCounts:
     names = [c.name for c in columns]
     stage = f"_stage_{table}"
     cur.execute(

@@ -57,7 +57,9 @@ def libpq_url(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "mfs") -> psycopg2.extensions.connection:
+def connect(
+    url: str | None = None, *, autocommit: bool = False, application_name: str = "mfs"
+) -> psycopg2.extensions.connection:
     """A new, unpooled connection (migrations, admin work). The caller closes it."""
     url = libpq_url(url or database_url())
     try:
@@ -104,10 +106,13 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
     try:
         raw = engine(url).raw_connection()
     except Exception as exc:  # sqlalchemy wraps OperationalError; report one clear line
-        raise StorageError(f"cannot connect to {masked(url or database_url())}: {mask_secrets(str(exc).splitlines()[0])}") from None
+        raise StorageError(
+            f"cannot connect to {masked(url or database_url())}: {mask_secrets(str(exc).splitlines()[0])}"
+        ) from None
     driver = raw.driver_connection
+    assert driver is not None  # a checked-out pool connection always has its DBAPI connection
     try:
-        yield driver  # type: ignore[misc]
+        yield driver
         raw.commit()
     except BaseException as exc:
         if not driver.closed:
@@ -119,8 +124,10 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
             # already discarded the transaction. One clear line instead of a chain of
             # "connection already closed" errors.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"lost the connection to {masked(url or database_url())} mid-transaction "
-                               f"(nothing of it was committed): {mask_secrets(first)}") from exc
+            raise StorageError(
+                f"lost the connection to {masked(url or database_url())} mid-transaction "
+                f"(nothing of it was committed): {mask_secrets(first)}"
+            ) from exc
         raise
     finally:
         raw.close()

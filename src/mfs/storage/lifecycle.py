@@ -71,9 +71,11 @@ def edition_note(url: str) -> str | None:
         conn.close()
     if store == server:
         return None
-    return ("note: this store was built on the Apache edition and keeps its trigger-maintained rollups "
-            f"(the server offers the {server} license's continuous aggregates); to switch, load the data "
-            "into a new store: `mfs db down`, move .mfs/pg aside, `mfs db up`, `mfs backfill`")
+    return (
+        "note: this store was built on the Apache edition and keeps its trigger-maintained rollups "
+        f"(the server offers the {server} license's continuous aggregates); to switch, load the data "
+        "into a new store: `mfs db down`, move .mfs/pg aside, `mfs db up`, `mfs backfill`"
+    )
 
 
 def down() -> str:
@@ -99,8 +101,10 @@ def _continuous_aggregates(cur) -> list[ContinuousAggregate]:
            CROSS JOIN LATERAL (SELECT _timescaledb_functions.cagg_watermark(h.id) AS mark) w
            ORDER BY c.view_name"""
     )
-    return [{"name": name, "real_time": not mat_only, "watermark": mark.isoformat() if mark else None}
-            for name, mat_only, mark in cur.fetchall()]
+    return [
+        {"name": name, "real_time": not mat_only, "watermark": mark.isoformat() if mark else None}
+        for name, mat_only, mark in cur.fetchall()
+    ]
 
 
 def _jobs(cur) -> list[Job]:
@@ -112,12 +116,25 @@ def _jobs(cur) -> list[Job]:
            LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
            WHERE j.job_id >= 1000 ORDER BY j.proc_name, j.hypertable_name"""
     )
-    kinds = {"policy_refresh_continuous_aggregate": "refresh", "policy_compression": "compression",
-             "policy_columnstore": "compression", "policy_retention": "retention"}
-    return [{"id": job_id, "kind": kinds.get(proc, proc), "relation": relation, "every": every,
-             "last_run": last.isoformat() if last else None, "last_status": status or "never ran",
-             "next_start": nxt.isoformat() if nxt else None, "failures": failures}
-            for job_id, proc, relation, every, last, status, nxt, failures in cur.fetchall()]
+    kinds = {
+        "policy_refresh_continuous_aggregate": "refresh",
+        "policy_compression": "compression",
+        "policy_columnstore": "compression",
+        "policy_retention": "retention",
+    }
+    return [
+        {
+            "id": job_id,
+            "kind": kinds.get(proc, proc),
+            "relation": relation,
+            "every": every,
+            "last_run": last.isoformat() if last else None,
+            "last_status": status or "never ran",
+            "next_start": nxt.isoformat() if nxt else None,
+            "failures": failures,
+        }
+        for job_id, proc, relation, every, last, status, nxt, failures in cur.fetchall()
+    ]
 
 
 def _local_cluster() -> LocalCluster:
@@ -163,12 +180,16 @@ def store_status(url: str | None = None) -> StoreStatus:
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")
-            server_version = cur.fetchone()[0]
+            (server_version,) = cur.fetchone() or ("",)
             tsdb = _timescaledb(conn, cur)
             info: StoreStatus = {
-                "url": masked(url), "external": external, "server_version": server_version, "timescaledb": tsdb,
+                "url": masked(url),
+                "external": external,
+                "server_version": server_version,
+                "timescaledb": tsdb,
                 "migrations": [f"{v:03d}_{n}" for v, (n, _c) in migrations.applied(conn).items()],
-                "hypertables": _hypertables(cur) if tsdb["version"] else [], "row_counts": _row_counts(cur),
+                "hypertables": _hypertables(cur) if tsdb["version"] else [],
+                "row_counts": _row_counts(cur),
             }
             if tsdb["store_edition"] == "timescale":
                 info["continuous_aggregates"] = _continuous_aggregates(cur)

@@ -103,7 +103,9 @@ class LocalCluster:
         return value
 
     def url(self, dbname: str | None = None) -> str:
-        return f"postgresql://{self.user}:{quote(self.password(), safe='')}@127.0.0.1:{self.port}/{dbname or self.dbname}"
+        return (
+            f"postgresql://{self.user}:{quote(self.password(), safe='')}@127.0.0.1:{self.port}/{dbname or self.dbname}"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def initialized(self) -> bool:
@@ -132,10 +134,20 @@ class LocalCluster:
             if os_user:
                 os.chown(pwfile, pwd.getpwnam(os_user).pw_uid, -1)
             pwfile.chmod(0o600)
-            self._run([
-                str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", self.user, f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-            ])
+            self._run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         settings = dict(SERVER_SETTINGS, port=str(self.port), unix_socket_directories=f"'{self.socket_dir}'")
@@ -162,11 +174,11 @@ class LocalCluster:
         if self.running():
             return
         self.socket_dir.mkdir(parents=True, exist_ok=True)
-        if self._os_user():
-            os.chown(self.socket_dir, pwd.getpwnam(self._os_user()).pw_uid, -1)
         self.log_file.touch()
-        if self._os_user():
-            os.chown(self.log_file, pwd.getpwnam(self._os_user()).pw_uid, -1)
+        os_user = self._os_user()
+        if os_user:
+            for path in (self.socket_dir, self.log_file):
+                os.chown(path, pwd.getpwnam(os_user).pw_uid, -1)
         result = self._run(
             [str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start"],
             check=False,
@@ -180,7 +192,9 @@ class LocalCluster:
             self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
 
     def restart(self) -> None:
-        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-l", str(self.log_file), "restart"])
+        self._run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-l", str(self.log_file), "restart"]
+        )
 
     def destroy(self) -> None:
         """Stop and delete the cluster's folder (tests' throwaway clusters)."""
@@ -190,8 +204,9 @@ class LocalCluster:
 
 def default_cluster() -> LocalCluster:
     cfg = get_config().database
-    return LocalCluster(root=paths.state_dir() / "pg", port=cfg.port, user=cfg.user, dbname=cfg.name,
-                        edition=cfg.edition)
+    return LocalCluster(
+        root=paths.state_dir() / "pg", port=cfg.port, user=cfg.user, dbname=cfg.name, edition=cfg.edition
+    )
 
 
 def edition_cluster(edition: str) -> LocalCluster:
@@ -200,8 +215,9 @@ def edition_cluster(edition: str) -> LocalCluster:
     cfg = get_config().database
     if edition == cfg.edition:
         return default_cluster()
-    return LocalCluster(root=paths.state_dir() / f"pg-{edition}", port=cfg.port + 1, user=cfg.user,
-                        dbname=cfg.name, edition=edition)
+    return LocalCluster(
+        root=paths.state_dir() / f"pg-{edition}", port=cfg.port + 1, user=cfg.user, dbname=cfg.name, edition=edition
+    )
 
 
 def start_edition_cluster(edition: str) -> str:

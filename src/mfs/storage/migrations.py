@@ -44,8 +44,10 @@ DIRECTIVE = "-- mfs:"
 # comments) of files whose comments have changed since, each mapped to the normalised checksum of
 # the same text: such a record is accepted as long as the file's SQL is still that text's SQL.
 FULL_TEXT_CHECKSUMS = {
-    "cd076e3453f8f98e5f1e53fc45ecff3607aa4ce45553f06008ac8f95144c735f":
-        "730a166fa980b92a226bfb0058de7a28fe71c83665567708ab7a2edf2494831e",  # 031_ohlcv_aggregates.apache.sql
+    # 031_ohlcv_aggregates.apache.sql
+    "cd076e3453f8f98e5f1e53fc45ecff3607aa4ce45553f06008ac8f95144c735f": (
+        "730a166fa980b92a226bfb0058de7a28fe71c83665567708ab7a2edf2494831e"
+    ),
 }
 _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _IDENT_CHAR = re.compile(r"[\w$]")
@@ -73,7 +75,9 @@ class Migration:
 
     def accepts(self, recorded: str) -> bool:
         """Whether a store's recorded checksum matches this file's SQL."""
-        return recorded in (self.checksum, self.full_text_checksum) or FULL_TEXT_CHECKSUMS.get(recorded) == self.checksum
+        return (
+            recorded in (self.checksum, self.full_text_checksum) or FULL_TEXT_CHECKSUMS.get(recorded) == self.checksum
+        )
 
     @property
     def transactional(self) -> bool:
@@ -133,7 +137,7 @@ def normalised_sql(text: str) -> str:
         elif c == "$" and not (i > 0 and _IDENT_CHAR.match(text[i - 1])) and (tag := _DOLLAR_TAG.match(text, i)):
             close = text.find(tag.group(), tag.end())
             body_end = n if close < 0 else close
-            emit(tag.group() + normalised_sql(text[tag.end():body_end]) + ("" if close < 0 else tag.group()))
+            emit(tag.group() + normalised_sql(text[tag.end() : body_end]) + ("" if close < 0 else tag.group()))
             i = n if close < 0 else close + len(tag.group())
         else:
             emit(c)
@@ -158,9 +162,13 @@ def discover(edition: str, directory: Path | None = None) -> list[Migration]:
     for version in sorted(by_version):
         files = by_version[version]
         if None in files and len(files) > 1:
-            raise StorageError(f"migration {version:03d}: ship either one common file or per-edition variants, not both")
+            raise StorageError(
+                f"migration {version:03d}: ship either one common file or per-edition variants, not both"
+            )
         if None not in files and set(files) != set(EDITIONS):
-            raise StorageError(f"migration {version:03d}: per-edition variants need both .apache.sql and .timescale.sql")
+            raise StorageError(
+                f"migration {version:03d}: per-edition variants need both .apache.sql and .timescale.sql"
+            )
         result.append(Migration(version, names[version], files.get(None) or files[edition]))
     return result
 
@@ -315,8 +323,9 @@ def _apply_pending(conn, ed: str, directory: Path | None) -> list[str]:
                 )
             if recorded != mig.checksum:  # a full-text checksum: record the normalised one
                 with conn.cursor() as cur:
-                    cur.execute("UPDATE schema_migrations SET checksum = %s WHERE version = %s",
-                                (mig.checksum, mig.version))
+                    cur.execute(
+                        "UPDATE schema_migrations SET checksum = %s WHERE version = %s", (mig.checksum, mig.version)
+                    )
                 conn.commit()
                 log.debug("migration checksum recorded without comments", migration=label)
             continue
