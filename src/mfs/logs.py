@@ -154,6 +154,8 @@ def configure_logging(level: str | None = None, json_output: bool | None = None,
         json_output = fmt == "json" or (fmt != "console" and not sys.stderr.isatty())
     structlog.configure(
         processors=[
+            # First: a call below the level costs a level check, not the whole chain and message.
+            structlog.stdlib.filter_by_level,
             *_SHARED,
             structlog.processors.format_exc_info,  # here, so the readable message has it too
             _mask_processor,  # again: the traceback is text now
