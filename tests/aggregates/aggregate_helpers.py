@@ -8,20 +8,13 @@ import numpy as np
 import pandas as pd
 
 from mfs import calendar
+from mfs.ingest.write import MARKET_DATA_COLUMNS
 from mfs.market import NY
 from mfs.storage import bulk
 from mfs.storage.connection import connect
 
-BAR_COLUMNS = [
-    bulk.Column("symbol", "text"),
-    bulk.Column("interval", "text"),
-    bulk.Column("ts", "timestamptz"),
-    bulk.Column("open", "float8"),
-    bulk.Column("high", "float8"),
-    bulk.Column("low", "float8"),
-    bulk.Column("close", "float8"),
-    bulk.Column("volume", "int8"),
-]
+# The columns of market_data these helpers write (the rest take their defaults).
+BAR_COLUMNS = [c for c in MARKET_DATA_COLUMNS if c.name not in ("adj_close", "source")]
 FEATURE_SUBSET = ["return_1", "sma_5", "rsi_14", "obv", "hour_et", "dow_et"]
 
 

@@ -8,19 +8,11 @@ import pandas as pd
 
 from mfs import calendar
 from mfs.features.spec import FEATURE_NAMES
-from mfs.storage.bulk import Column, upsert
+from mfs.ingest.write import MARKET_DATA_COLUMNS
+from mfs.storage.bulk import upsert
 
-BAR_COLUMNS = [
-    Column("symbol", "text"),
-    Column("interval", "text"),
-    Column("ts", "timestamptz"),
-    Column("open", "float8"),
-    Column("high", "float8"),
-    Column("low", "float8"),
-    Column("close", "float8"),
-    Column("volume", "int8"),
-    Column("source", "text"),
-]
+# The columns of market_data these helpers write (the rest take their defaults).
+BAR_COLUMNS = [c for c in MARKET_DATA_COLUMNS if c.name != "adj_close"]
 
 
 def bar_labels(n: int, interval: str = "1h", start: str = "2023-01-03") -> pd.DatetimeIndex:

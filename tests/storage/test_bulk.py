@@ -7,20 +7,10 @@ import pandas as pd
 import pytest
 
 from mfs.errors import StorageError
+from mfs.ingest.write import MARKET_DATA_COLUMNS
 from mfs.storage.bulk import Column, encode_copy_binary, encode_rows, upsert
 
-BAR_COLUMNS = [
-    Column("symbol", "text"),
-    Column("interval", "text"),
-    Column("ts", "timestamptz"),
-    Column("open", "float8"),
-    Column("high", "float8"),
-    Column("low", "float8"),
-    Column("close", "float8"),
-    Column("adj_close", "float8"),
-    Column("volume", "int8"),
-    Column("source", "text"),
-]
+BAR_COLUMNS = MARKET_DATA_COLUMNS
 KEY = ["symbol", "interval", "ts"]
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mfs import calendar
@@ -28,7 +27,7 @@ from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.features import compute
 from mfs.features.spec import FEATURES
-from mfs.ingest.write import MARKET_DATA_COLUMNS, store_bars
+from mfs.ingest.write import MARKET_DATA_COLUMNS, bar_arrays, store_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.synthetic import synthetic_bars
@@ -95,19 +94,7 @@ def _frames(symbols: list[str], start: pd.Timestamp, end: pd.Timestamp, asof: pd
 def _columns_data(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """All frames as one set of column arrays, in the shape the COPY encoder takes."""
     df = pd.concat([f.assign(symbol=s) for s, f in frames.items()], ignore_index=True)
-    n = len(df)
-    return {
-        "symbol": df["symbol"].to_numpy(object),
-        "interval": np.full(n, "1h", dtype=object),
-        "ts": pd.DatetimeIndex(df["ts"]),
-        "open": df["open"].to_numpy(float),
-        "high": df["high"].to_numpy(float),
-        "low": df["low"].to_numpy(float),
-        "close": df["close"].to_numpy(float),
-        "adj_close": df["adj_close"].to_numpy(float),
-        "volume": df["volume"].to_numpy(np.int64),
-        "source": np.full(n, "synthetic", dtype=object),
-    }
+    return bar_arrays(df["symbol"].to_numpy(object), df, "1h", "synthetic")
 
 
 def _raw_copy(data: dict[str, object]) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mfs.cli.output import print_table
+from mfs.cli.output import print_run_table
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.market import INTERVALS
@@ -63,21 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_summary(report: RunReport) -> None:
-    rows = [
-        (
-            r.symbol,
-            r.stage,
-            r.status,
-            r.fetched,
-            r.inserted,
-            r.updated,
-            r.quarantined if not r.quarantine_reasons else f"{r.quarantined} {r.quarantine_reasons}",
-            f"{r.duration_s:.2f}",
-            r.reason or "",
-        )
-        for r in report.results
-    ]
-    print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
+    print_run_table(
+        report,
+        SUMMARY_COLUMNS,
+        lambda r: r.quarantined if not r.quarantine_reasons else f"{r.quarantined} {r.quarantine_reasons}",
+    )
     counts = report.counts()
     print(
         f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "

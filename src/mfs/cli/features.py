@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mfs.cli.output import print_json, print_table
+from mfs.cli.output import print_json, print_run_table
 from mfs.config import get_config
 from mfs.flow_names import FEATURES
 from mfs.market import INTERVALS
@@ -36,21 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_summary(report: RunReport) -> None:
-    rows = [
-        (
-            r.symbol,
-            r.stage,
-            r.status,
-            r.fetched,
-            r.inserted,
-            r.updated,
-            r.written,
-            f"{r.duration_s:.2f}",
-            r.reason or "",
-        )
-        for r in report.results
-    ]
-    print_table(f"{report.flow} run {report.run_id}", SUMMARY_COLUMNS, rows)
+    print_run_table(report, SUMMARY_COLUMNS, lambda r: r.written)
     counts = report.counts()
     print(
         f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "

@@ -6,7 +6,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mfs.runs import RunReport, SymbolResult
 
 
 def is_terminal() -> bool:
@@ -47,3 +50,23 @@ def progress(label: str) -> Iterator[Callable[[str], None]]:
             yield lambda message: status.update(f"{label}: {message}")
         return
     yield lambda message: print(f"{label}: {message}", file=sys.stderr, flush=True)
+
+
+def print_run_table(report: RunReport, columns: Sequence[str], outcome: Callable[[SymbolResult], Any]) -> None:
+    """One row per symbol and stage of ``report``: symbol, stage, status, fetched, inserted,
+    updated, the run's own ``outcome`` column, seconds and reason — under ``columns``' names."""
+    rows = [
+        (
+            r.symbol,
+            r.stage,
+            r.status,
+            r.fetched,
+            r.inserted,
+            r.updated,
+            outcome(r),
+            f"{r.duration_s:.2f}",
+            r.reason or "",
+        )
+        for r in report.results
+    ]
+    print_table(f"{report.flow} run {report.run_id}", columns, rows)

@@ -59,10 +59,11 @@ def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, 
     )
 
 
-def _bar_arrays(symbol: str, good: pd.DataFrame, interval: str, source: str) -> dict[str, object]:
+def bar_arrays(symbol: str | np.ndarray, good: pd.DataFrame, interval: str, source: str) -> dict[str, Any]:
+    """``good`` bars as the column arrays of MARKET_DATA_COLUMNS (``symbol``: one, or one per bar)."""
     n = len(good)
     return {
-        "symbol": np.full(n, symbol, dtype=object),
+        "symbol": np.array(np.broadcast_to(np.asarray(symbol, dtype=object), (n,))),
         "interval": np.full(n, interval, dtype=object),
         "ts": pd.DatetimeIndex(good["ts"]),
         "open": good["open"].to_numpy(float),
@@ -88,7 +89,7 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
     """The good bars of a batch as one set of columns with its COPY payload."""
-    parts = [_bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
+    parts = [bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
     return encode_rows(MARKET_DATA_COLUMNS, _concat(parts), key=MARKET_DATA_KEY)
 
 
@@ -152,7 +153,7 @@ def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: st
     for result, checked in results:
         cur.execute("SAVEPOINT symbol_write")
         try:
-            counts = _upsert_bars(cur, _bar_arrays(result.symbol, checked.good, interval, source))
+            counts = _upsert_bars(cur, bar_arrays(result.symbol, checked.good, interval, source))
             _quarantine_rows(cur, result.symbol, interval, source, run_id, checked)
             cur.execute("RELEASE SAVEPOINT symbol_write")
         except (psycopg2.Error, MfsError) as exc:
