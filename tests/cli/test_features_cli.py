@@ -28,3 +28,16 @@ def test_a_failed_symbol_makes_the_command_fail(conn, capsys, monkeypatch):
 def test_bad_arguments_are_clear_errors(db, capsys):
     assert main(["features", "--symbols", "NOT A TICKER"]) == 2
     assert "not a valid ticker" in capsys.readouterr().err
+
+
+def test_a_symbol_without_bars_is_a_failure_not_a_green_run(conn, capsys):
+    """A typo or a never-collected symbol computes nothing: it fails, per symbol, with the reason;
+    a symbol with bars of one interval only is skipped for the other, not counted ok."""
+    insert_bars(conn, "CLIC", "1d", make_bars(40, seed=3, interval="1d"))
+    assert main(["features", "--symbols", "NOPE,CLIC"]) == 1
+    captured = capsys.readouterr()
+    assert "NOPE\tfeatures_1h\tfailed" in captured.out and "NOPE\tfeatures_1d\tfailed" in captured.out
+    assert "CLIC\tfeatures_1d\tok\t40" in captured.out and "CLIC\tfeatures_1h\tskipped" in captured.out
+    assert "no 1h bars stored" in captured.out
+    assert "features: 1 ok, 2 failed, 1 skipped; 40 bars read" in captured.out
+    assert "NOPE (features_1h): no bars stored for this symbol: it is not in the store" in captured.err

@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_summary(report: RunReport) -> None:
     print_run_table(report, SUMMARY_COLUMNS, lambda r: r.written)
     counts = report.counts()
+    skipped = f", {counts.symbols_skipped} skipped" if counts.symbols_skipped else ""
     print(
-        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed{skipped}; "
         f"{counts.fetched} bars read, {counts.written} feature rows written "
         f"(feature_version {report.extra.get('feature_version')}, {report.extra.get('seconds')} s)"
     )

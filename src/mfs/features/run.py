@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
 
 from pebble import CONSTS, ProcessExpired, ProcessFuture, ProcessPool
@@ -25,7 +25,7 @@ from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
 from mfs.runs import BatchTiming, RunReport, SymbolResult, recorded_run
-from mfs.storage.connection import database_url
+from mfs.storage.connection import connection, database_url
 from mfs.symbols import normalize_symbol, normalize_symbols
 
 FAULTS_ENV = "MFS_FEATURE_FAULTS"
@@ -115,23 +115,10 @@ def compute(
         FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
         started = time.perf_counter()
-        pids: set[int] = set()
-        # One pool for every interval: its warm workers (and their connections) serve them all.
-        pool = ProcessPool(
-            max_workers=min(fc.workers, len(symbols)),
-            max_tasks=fc.max_tasks_per_worker,
-            initializer=worker.initialize,
-            initargs=(fc.worker_memory_mb,),
-            context=worker.context(),
-        )
-        finished = False
-        try:
-            for each in intervals:
-                pids |= _compute_interval(pool, report, symbols, each, full, fault_map)
-            finished = True
-        finally:  # interrupted (Ctrl-C, flow timeout): do not wait for the scheduled batches
-            pool.close() if finished else pool.stop()
-            pool.join()
+        with_bars = _symbols_with_bars(symbols, intervals)
+        # Decided before any worker starts: a symbol without bars has nothing to compute.
+        pids = _compute_stored(report, with_bars, intervals, full, fault_map) if any(with_bars.values()) else set()
+        _report_missing(report, symbols, intervals, with_bars)
         report.extra.update(
             intervals=intervals,
             full=full,
@@ -141,6 +128,66 @@ def compute(
             seconds=round(time.perf_counter() - started, 3),
         )
     return report
+
+
+def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str, list[str]]:
+    """Per interval, the symbols (in their order) that have at least one stored bar of it: one
+    index probe per pair (compressed chunks are segmented by symbol and interval)."""
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT i, s FROM unnest(%s::text[]) AS i CROSS JOIN unnest(%s::text[]) AS s
+               WHERE EXISTS (SELECT 1 FROM market_data m WHERE m.symbol = s AND m.interval = i)""",
+            (intervals, symbols),
+        )
+        present = {(i, s) for i, s in cur.fetchall()}
+    return {i: [s for s in symbols if (i, s) in present] for i in intervals}
+
+
+def _compute_stored(
+    report: RunReport, with_bars: dict[str, list[str]], intervals: Sequence[str], full: bool, fault_map: dict[str, str]
+) -> set[int]:
+    """Every interval's symbols with bars through one pool (its warm workers and their
+    connections serve every interval); returns the worker pids."""
+    fc = get_config().features
+    pids: set[int] = set()
+    pool = ProcessPool(
+        max_workers=min(fc.workers, max(len(s) for s in with_bars.values())),
+        max_tasks=fc.max_tasks_per_worker,
+        initializer=worker.initialize,
+        initargs=(fc.worker_memory_mb,),
+        context=worker.context(),
+    )
+    finished = False
+    try:
+        for each in intervals:
+            if with_bars[each]:
+                pids |= _compute_interval(pool, report, with_bars[each], each, full, fault_map)
+        finished = True
+    finally:  # interrupted (Ctrl-C, flow timeout): do not wait for the scheduled batches
+        pool.close() if finished else pool.stop()
+        pool.join()
+    return pids
+
+
+def _report_missing(
+    report: RunReport, symbols: list[str], intervals: Sequence[str], with_bars: dict[str, list[str]]
+) -> None:
+    """A symbol with no stored bar at all is not in the store (a typo, or never collected): failed,
+    never ok. One with bars of another interval only is skipped for this one, with the reason."""
+    anywhere = {s for present in with_bars.values() for s in present}
+    for each in intervals:
+        for symbol in symbols:
+            if symbol in with_bars[each]:
+                continue
+            if symbol not in anywhere:
+                reason = (
+                    "no bars stored for this symbol: it is not in the store (collect it first, or check the ticker)"
+                )
+                report.results.append(SymbolResult(symbol, f"features_{each}", "failed", reason=reason))
+            else:
+                report.results.append(
+                    SymbolResult(symbol, f"features_{each}", "skipped", reason=f"no {each} bars stored")
+                )
 
 
 def _batch_size(n_symbols: int) -> int:
