@@ -48,6 +48,7 @@ RUNTIME_ENV = {
     "MFS_TEST_EDITION",
     "MFS_LOG_FORMAT",
     "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
+    "MFS_SYNTHETIC_FAULTS",  # faults and events of the offline Yahoo (mfs.sources.fake_yahoo)
 }
 
 

@@ -105,3 +105,32 @@ def test_recorded_daily_bars_come_through_unchanged(_yfinance_cache_dir):
     np.testing.assert_allclose(bars["close"], source["close"])
     np.testing.assert_allclose(bars["adj_close"], source["adj_close"])
     assert (bars["volume"].to_numpy() == source["volume"].to_numpy()).all()
+
+
+def test_faults_and_events_can_be_set_from_the_shell(db):
+    """MFS_SYNTHETIC_FAULTS drives `mfs collect --offline`: the delisted symbol fails with Yahoo's
+    reason, the others are stored; a value that does not parse is one line naming the variable."""
+    from tests.reliability.reliability_helpers import error_lines, mfs_env, run_mfs
+
+    drill = run_mfs(
+        mfs_env(db, MFS_SYNTHETIC_FAULTS='{"KO": "delisted"}'),
+        "collect",
+        "--offline",
+        "--symbols",
+        "KO,PEP",
+        "--interval",
+        "1d",
+        "--days",
+        "5",
+    )
+    assert drill.returncode == 1
+    assert "KO\tcollect_1d\tfailed" in drill.stdout and "symbol may be delisted (HTTP 404)" in drill.stdout
+    assert "PEP\tcollect_1d\tok" in drill.stdout
+    for bad, says in (
+        ("{not json", "MFS_SYNTHETIC_FAULTS is not JSON"),
+        ('{"KO": "meteor"}', "MFS_SYNTHETIC_FAULTS: "),
+        ('["KO"]', "MFS_SYNTHETIC_FAULTS must map symbols"),
+    ):
+        refused = run_mfs(mfs_env(db, MFS_SYNTHETIC_FAULTS=bad), "collect", "--offline", "--symbols", "KO")
+        assert refused.returncode == 2, refused.stderr
+        assert len(error_lines(refused.stderr)) == 1 and says in refused.stderr and "Traceback" not in refused.stderr

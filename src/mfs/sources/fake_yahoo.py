@@ -36,6 +36,11 @@ Fault injection — ``faults`` maps a symbol to one fault or a list of faults (s
                              R and its volume multiplied by R
 ============================ ==============================================================
 
+From a shell, ``MFS_SYNTHETIC_FAULTS`` sets them for every offline run of the process (a JSON
+object in the same shape, e.g. ``MFS_SYNTHETIC_FAULTS='{"KO": "delisted", "PEP":
+"split:2025-10-20:4"}' mfs collect --offline``), so drills need no Python; a value that does not
+parse is refused with one line naming the variable.
+
 Counted faults count HTTP requests for that symbol's chart (yfinance retries a failed request
 once itself, so one yfinance call can consume two). ``SyntheticYahoo.requests`` logs every
 request path for tests that want to count attempts.
@@ -44,6 +49,7 @@ request path for tests that want to count attempts.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -56,6 +62,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from mfs.calendar import daily_bar_label, nyse
+from mfs.errors import ConfigError
 from mfs.market import INTERVALS, NY, YAHOO_HOURLY_DAYS
 from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
 
@@ -73,6 +80,7 @@ DEFAULT_UNIVERSE = tuple(_TICKERS.split())
 # defect kinds for bad_bars.
 FaultSpec = dict[str, Any]
 
+FAULTS_ENV = "MFS_SYNTHETIC_FAULTS"
 BAD_BAR_KINDS = ("nan", "negative", "high_below_low", "negative_volume", "off_session", "jump")
 VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
 _RANGE_DAYS = {
@@ -431,6 +439,29 @@ def synthetic_session(asof=None, faults=None) -> requests.Session:
     """A ``requests.Session`` whose Yahoo is the synthetic market as of ``asof``.
 
     ``asof`` defaults to MFS_SYNTHETIC_ASOF or now (read at every request, so a long-lived
-    session follows the clock); ``faults`` as documented in this module.
+    session follows the clock); ``faults`` as documented in this module, by default those of
+    MFS_SYNTHETIC_FAULTS.
     """
-    return _mount(SyntheticYahoo(asof=asof, faults=faults))
+    return _mount(SyntheticYahoo(asof=asof, faults=faults if faults is not None else faults_from_environment()))
+
+
+def faults_from_environment() -> dict[str, str | list[str]] | None:
+    """MFS_SYNTHETIC_FAULTS as a faults mapping (None when unset); ConfigError naming the variable
+    and what is wrong when it does not parse."""
+    raw = os.environ.get(FAULTS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{FAULTS_ENV} is not JSON ({exc.msg}): expected an object like "
+            '{"KO": "delisted", "PEP": ["rate_limit:2", "split:2025-10-20:4"]}'
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(v, (str, list)) for v in value.values()):
+        raise ConfigError(f"{FAULTS_ENV} must map symbols to a fault or a list of faults, got {raw!r}")
+    try:
+        parse_faults(value)
+    except ValueError as exc:
+        raise ConfigError(f"{FAULTS_ENV}: {exc}") from None
+    return value
