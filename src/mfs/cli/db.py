@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from mfs import provisioning
 from mfs.cli.output import print_json, print_table, progress
 from mfs.storage import lifecycle, migrations
 from mfs.storage.connection import database_url, masked
@@ -33,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     with progress("mfs db up") as report:
+        from mfs import provisioning  # here: the other verbs need neither pandas nor the calendar
+
         result = provisioning.up(report)
     print(f"database ready at {result.url} ({result.seconds} s)")
     for action in result.actions or ["nothing to do"]:
