@@ -16,48 +16,11 @@ import psycopg2
 import sqlalchemy
 import ta
 
+from mfs.features.spec import FEATURE_NAMES
 from mfs.market import NY
 
-COLUMNS = [
-    "return_1",
-    "return_5",
-    "return_20",
-    "log_return_1",
-    "sma_5",
-    "sma_10",
-    "sma_20",
-    "sma_50",
-    "sma_200",
-    "ema_12",
-    "ema_26",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "rsi_14",
-    "bb_upper",
-    "bb_lower",
-    "bb_width",
-    "bb_pctb",
-    "atr_14",
-    "natr_14",
-    "adx_14",
-    "plus_di_14",
-    "minus_di_14",
-    "stoch_k",
-    "stoch_d",
-    "willr_14",
-    "cci_20",
-    "obv",
-    "mfi_14",
-    "vwap_20",
-    "roc_10",
-    "volatility_20",
-    "volume_sma_20",
-    "volume_ratio_20",
-    "range_pct",
-    "hour_et",
-    "dow_et",
-]
+# The same columns as our features table (the comparison writes the same rows).
+COLUMNS = list(FEATURE_NAMES)
 
 
 def indicators(df: pd.DataFrame) -> pd.DataFrame:
