@@ -105,3 +105,25 @@ def market_gate(now) -> tuple[bool, str]:
     if now_utc > close + pd.Timedelta(hours=1):
         return False, f"market closed: the {day.date()} session closed at {close.tz_convert(NY):%H:%M} New York time"
     return True, "market open"
+
+
+def bar_closes(interval: str, ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """When each bar labelled ``ts`` (UTC) was over: an hourly bar one hour after its start but
+    never after its session's close (the 15:30 bar at 16:00, a half day's 12:30 bar at 13:00), a
+    daily bar at its session's close. A bar outside every session (never stored: validation
+    rejects it) gets ``ts`` + 1 h, or 16:00 New York for a daily label."""
+    ts = pd.DatetimeIndex(ts).tz_convert("UTC")
+    if len(ts) == 0:
+        return ts
+    days = ts.tz_convert(NY).tz_localize(None).normalize()
+    codes, unique_days = pd.factorize(days)
+    closes = nyse().schedule["close"].reindex(pd.DatetimeIndex(unique_days))
+    four_pm = pd.DatetimeIndex(unique_days) + pd.Timedelta(hours=16)
+    fallback = four_pm.tz_localize(NY, ambiguous="NaT").tz_convert("UTC")
+    day_close = pd.DatetimeIndex(closes).tz_convert("UTC").where(closes.notna().to_numpy(), fallback)
+    session_close = pd.DatetimeIndex(day_close[codes]).rename(None)
+    if interval == "1d":
+        return session_close
+    in_session = closes.notna().to_numpy()[codes]
+    hour_later = ts + pd.Timedelta(hours=1)
+    return hour_later.where(~in_session | (hour_later <= session_close), session_close)

@@ -67,6 +67,11 @@ class DatabaseConfig(Section):
         description="TimescaleDB license a new local cluster runs: 'timescale' (community: continuous "
         "aggregates, compression, policies) or 'apache' (as on hosts that ship only the Apache edition)",
     )
+    keep_revisions: bool = Field(
+        True,
+        description="keep every version an upsert replaces (market_data_revisions, features_revisions); "
+        "off only to measure what keeping them costs",
+    )
 
 
 class IngestConfig(Section):

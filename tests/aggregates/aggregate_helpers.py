@@ -41,14 +41,19 @@ def make_bars(symbol: str, start: str, end: str, seed: int = 0, scale: float = 1
     )
 
 
-def write_bars(url: str, bars: pd.DataFrame) -> bulk.UpsertCounts:
+def write_bars(url: str, bars: pd.DataFrame, *, with_closes: bool = True) -> bulk.UpsertCounts:
+    """``bars`` upserted into market_data; ``with_closes=False`` for a store whose schema predates
+    the bars' ``closes_at``."""
+    columns = [c for c in BAR_COLUMNS if with_closes or c.name != "closes_at"]
     conn = connect(url)
     try:
         with conn.cursor() as cur:
-            data = {c.name: bars[c.name].to_numpy() for c in BAR_COLUMNS}
+            data = {c.name: bars[c.name].to_numpy() for c in columns if c.name != "closes_at"}
             data["ts"] = pd.DatetimeIndex(bars["ts"])
+            if with_closes:
+                data["closes_at"] = calendar.bar_closes("1h", data["ts"])
             counts = bulk.upsert(
-                cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"}
+                cur, "market_data", columns, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"}
             )
         conn.commit()
         return counts

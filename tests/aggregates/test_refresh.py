@@ -196,14 +196,17 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
     assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3
     try:
         compress = [j[2] for j in jobs if j[0] == "policy_compression"]
-        assert len(compress) == 2 and all(c["compress_after"] == "8 days" for c in compress)
+        # market_data, features and their revision tables
+        assert len(compress) == 4 and all(c["compress_after"] == "8 days" for c in compress)
         retention = query(
             agg_db,
             """SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs
                                      WHERE proc_name = 'policy_retention' ORDER BY 1""",
         )
         days = get_config().aggregates.retention_days
-        assert retention == [("features", f"{days} days"), ("market_data", f"{days} days")]
+        assert retention == [
+            (table, f"{days} days") for table in ("features", "features_revisions", "market_data", "market_data_revisions")
+        ]
     finally:  # the session database is shared: no background compression or retention under later tests
         execute(agg_db, "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")
 

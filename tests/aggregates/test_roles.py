@@ -28,6 +28,13 @@ SERVING = {
     "missing_sessions",
     "stored_series",
     "expected_bars",
+    # point in time: every version of a bar or feature row, and the row types of the asof functions
+    "market_data_revisions",
+    "features_revisions",
+    "bar_versions",
+    "feature_versions",
+    "bars_asof_row",
+    "features_asof_row",
 }
 
 

@@ -62,6 +62,7 @@ def insert_bars(conn, symbol: str, interval: str, bars: pd.DataFrame) -> None:
         "close": bars["close"].to_numpy(),
         "volume": bars["volume"].to_numpy(),
         "source": ["test"] * n,
+        "closes_at": calendar.bar_closes(interval, pd.DatetimeIndex(bars["ts"])),
     }
     with conn.cursor() as cur:
         upsert(cur, "market_data", BAR_COLUMNS, data, key=["symbol", "interval", "ts"], touch={"ingested_at": "now()"})

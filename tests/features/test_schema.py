@@ -75,7 +75,8 @@ def test_live_features_table_has_the_spec_columns(conn):
         cols = cur.fetchall()
     fixed = ["symbol", "interval", "ts", "feature_version", "computed_at"]
     assert [c for c, _ in cols[: len(fixed)]] == fixed
-    # 021 appends bar_ingested_at (which version of the bar a row was computed from)
+    # 021 appends bar_ingested_at (which version of the bar a row was computed from), 050 closes_at
     assert cols[len(fixed) :] == [(f.name, f.sql_type) for f in FEATURES] + [
-        ("bar_ingested_at", "timestamp with time zone")
+        ("bar_ingested_at", "timestamp with time zone"),
+        ("closes_at", "timestamp with time zone"),
     ]

@@ -158,12 +158,15 @@ def test_the_reader_role_cannot_write_nor_read_internal_tables(reader_url, conn,
     collect(["AAPL"], "1d", days=10, session=fake_yahoo(asof=ASOF))
     # A writer mid-upsert: its staging table exists (a temp table of its session).
     with conn.cursor() as cur:
-        cur.execute("SELECT symbol, interval, ts, open, high, low, close, adj_close, volume, source FROM market_data")
+        cur.execute(
+            "SELECT symbol, interval, ts, open, high, low, close, adj_close, volume, source, closes_at FROM market_data"
+        )
         rows = cur.fetchall()
         data = {c.name: [r[i] for r in rows] for i, c in enumerate(MARKET_DATA_COLUMNS)}
         import pandas as pd
 
         data["ts"] = pd.DatetimeIndex(data["ts"]).tz_convert("UTC")
+        data["closes_at"] = pd.DatetimeIndex(data["closes_at"]).tz_convert("UTC")
         upsert(cur, "market_data", MARKET_DATA_COLUMNS, data, key=["symbol", "interval", "ts"])
         cur.execute("""SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                        WHERE c.relpersistence = 't' AND c.relkind = 'r' AND n.nspname LIKE 'pg_temp%%'""")

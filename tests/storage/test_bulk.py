@@ -31,6 +31,7 @@ def bars(symbols=("AAPL", "BRK-B"), n=5, close=100.0) -> dict:
                     "adj_close": np.nan,
                     "volume": np.arange(n) * 1000 + 7,
                     "source": "test",
+                    "closes_at": ts + pd.Timedelta(hours=1),
                 }
             )
         )

@@ -15,7 +15,7 @@ from mfs.config import get_config
 from mfs.logs import get_logger
 from mfs.storage.connection import connect
 
-RETAINED_TABLES = ("market_data", "features")
+RETAINED_TABLES = ("market_data", "features", "market_data_revisions", "features_revisions")
 log = get_logger("mfs.aggregates.retention")
 
 

@@ -29,6 +29,7 @@ from mfs.errors import FeatureError
 from mfs.features import engine
 from mfs.features.spec import FEATURE_VERSION, FEATURES
 from mfs.storage.bulk import PG_EPOCH_US, Column, upsert
+from mfs.storage.clock import WriteContext, set_write_context
 
 KEY = ["symbol", "interval", "ts"]
 WRITE_COLUMNS = [
@@ -37,6 +38,7 @@ WRITE_COLUMNS = [
     Column("ts", "timestamptz"),
     Column("feature_version", "int4"),
     Column("bar_ingested_at", "timestamptz"),
+    Column("closes_at", "timestamptz"),
 ] + [Column(f.name, f.pgtype) for f in FEATURES]
 
 # Bars and row states are read with binary COPY: every column selected is fixed-width and NOT NULL,
@@ -65,6 +67,7 @@ _BAR_RECORD = _record(
         ("close", ">f8"),
         ("volume", ">i8"),
         ("ingested_at", ">i8"),
+        ("closes_at", ">i8"),
     ]
 )
 
@@ -173,6 +176,7 @@ def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan) -> di
         "ts": ts[keep],
         "feature_version": np.full(n, FEATURE_VERSION),
         "bar_ingested_at": _to_utc(rec["ingested_at"][keep]),
+        "closes_at": _to_utc(rec["closes_at"][keep]),
     }
     data.update({name: arr[keep] for name, arr in values.items()})
     return data
@@ -195,6 +199,7 @@ def update_batch(
     full: bool,
     lookback: int,
     before_symbol: Callable[[str], None] | None = None,
+    context: WriteContext | None = None,
 ) -> dict[str, SymbolCounts | str]:
     """Recompute the stale feature rows of ``symbols`` in ONE transaction (a batch of a few dozen
     symbols: four reads and one write instead of ~10 round trips per symbol).
@@ -202,9 +207,11 @@ def update_batch(
     A symbol whose computation raises (bad bars, MemoryError, an injected fault) gets its reason
     as a string and is not written; the others are. A database error fails the whole batch (the
     caller retries its symbols one by one). ``before_symbol`` runs before each symbol's maths.
+    ``context`` is what the write records (``mfs.storage.clock.set_write_context``).
     """
     try:
         with conn.cursor() as cur:
+            set_write_context(cur, **(context or {}))
             key = (list(symbols), interval)
             bar_states, row_states = _read_states(cur, key)
             plans = [
@@ -280,7 +287,8 @@ def _read_windows(cur, key: tuple[list[str], str], plans: list[Plan]) -> list[np
     return _split(
         _copy_records(
             cur,
-            "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at "
+            "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
+            "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) "
             + _BATCH.format(table="market_data")
             + " WHERE t.ts >= to_timestamp(%s / 1e6::float8 + 946684800)",
             (*key, int(since)),
@@ -316,9 +324,8 @@ def _write_features(cur, interval: str, computed: list[_Computed]) -> None:
     upsert_needed = any(c.plan.rows_from_start > 0 for c in computed)
     data = {col.name: _concat([c.columns[col.name] for c in computed]) for col in WRITE_COLUMNS}
     # Only new bars everywhere (a backfill, the next hour): a plain INSERT, nothing to compare.
-    upsert(
-        cur, "features", WRITE_COLUMNS, data, key=KEY, touch={"computed_at": "now()"}, new_keys_only=not upsert_needed
-    )
+    touch = {"computed_at": "mfs_now()"}
+    upsert(cur, "features", WRITE_COLUMNS, data, key=KEY, touch=touch, new_keys_only=not upsert_needed)
     if upsert_needed:
         _split_counts(cur, interval, computed)
     else:
@@ -336,11 +343,11 @@ def _concat(chunks: list) -> object:
 
 def _split_counts(cur, interval: str, computed: list[_Computed]) -> None:
     """Per-symbol inserted/updated after one batch upsert. Bars without a row are inserts (the
-    plan knows how many rows existed); rows this transaction touched carry computed_at = now()
+    plan knows how many rows existed); rows this transaction touched carry computed_at = mfs_now()
     (unchanged rows keep their old computed_at), so touched - inserted = updated."""
     cur.execute(
         "SELECT symbol, count(*) FROM features WHERE symbol = ANY(%s) AND interval = %s "
-        "AND computed_at = now() GROUP BY symbol",
+        "AND computed_at = mfs_now() GROUP BY symbol",
         ([c.symbol for c in computed], interval),
     )
     touched = dict(cur.fetchall())

@@ -25,6 +25,7 @@ from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
 from mfs.runs import BatchTiming, RunReport, SymbolResult, recorded_run
+from mfs.storage.clock import pinned_clock
 from mfs.storage.connection import connection, database_url
 from mfs.symbols import normalize_symbol, normalize_symbols
 
@@ -212,6 +213,9 @@ def _compute_interval(
             fc.lookback_bars,
             url,
             tuple((s, fault_map[s]) for s in batch if s in fault_map),
+            run_id=report.run_id,
+            clock=pinned_clock(),
+            keep_revisions=get_config().database.keep_revisions,
         )
         return batch, pool.schedule(worker.run_batch, args=(task,), timeout=fc.timeout_s)
 

@@ -57,6 +57,10 @@ class BatchTask:
     lookback: int
     database_url: str
     faults: tuple[tuple[str, str], ...] = ()  # (symbol, kind) pairs
+    # What the write records (the worker's environment is the forkserver's, fixed at its start).
+    run_id: str | None = None
+    clock: str | None = None
+    keep_revisions: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,13 @@ def run_batch(task: BatchTask) -> BatchResult:
         conn = _connection(task.database_url)
         began = time.perf_counter()  # after connecting: a new worker's first task would pay for it
         outcomes = update_batch(
-            conn, list(task.symbols), task.interval, full=task.full, lookback=task.lookback, before_symbol=before
+            conn,
+            list(task.symbols),
+            task.interval,
+            full=task.full,
+            lookback=task.lookback,
+            before_symbol=before,
+            context={"run_id": task.run_id, "clock": task.clock, "keep": task.keep_revisions},
         )
     except BaseException:
         _close_connection()  # a broken transaction or socket must not leak into the next task

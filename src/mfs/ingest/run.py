@@ -212,16 +212,17 @@ def _ingest(
                 )
                 for s in batch
             ]
-            to_write = []
+            to_write, readjusted = [], []
             for symbol, future in zip(batch, futures, strict=False):
                 fetched = future.result()
                 if fetched.note:
                     report.notes.append(fetched.note)
+                    readjusted.append(symbol)
                 result = _symbol_result(symbol, stage, interval, fetched)
                 report.results.append(result)
                 if fetched.checked is not None:
                     to_write.append((result, fetched.checked))
-            write_batch(to_write, interval, source, report.run_id)
+            write_batch(to_write, interval, source, report.run_id, readjusted=readjusted)
 
 
 def _symbols(symbols) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,12 +22,14 @@ import pandas as pd
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
+from mfs.calendar import bar_closes
 from mfs.config import get_config
 from mfs.errors import MfsError, ValidationError
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
 from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
+from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
 
 log = get_logger("mfs.ingest")
@@ -41,6 +44,7 @@ MARKET_DATA_COLUMNS = [
     Column("adj_close", "float8"),
     Column("volume", "int8"),
     Column("source", "text"),
+    Column("closes_at", "timestamptz"),
 ]
 MARKET_DATA_KEY = ["symbol", "interval", "ts"]
 
@@ -62,10 +66,11 @@ def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, 
 def bar_arrays(symbol: str | np.ndarray, good: pd.DataFrame, interval: str, source: str) -> dict[str, Any]:
     """``good`` bars as the column arrays of MARKET_DATA_COLUMNS (``symbol``: one, or one per bar)."""
     n = len(good)
+    ts = pd.DatetimeIndex(good["ts"])
     return {
         "symbol": np.array(np.broadcast_to(np.asarray(symbol, dtype=object), (n,))),
         "interval": np.full(n, interval, dtype=object),
-        "ts": pd.DatetimeIndex(good["ts"]),
+        "ts": ts,
         "open": good["open"].to_numpy(float),
         "high": good["high"].to_numpy(float),
         "low": good["low"].to_numpy(float),
@@ -73,6 +78,7 @@ def bar_arrays(symbol: str | np.ndarray, good: pd.DataFrame, interval: str, sour
         "adj_close": good["adj_close"].to_numpy(float),
         "volume": good["volume"].to_numpy(np.int64),
         "source": np.full(n, source, dtype=object),
+        "closes_at": bar_closes(interval, ts),
     }
 
 
@@ -80,7 +86,7 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         k: (
             pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC")
-            if k == "ts"
+            if k in ("ts", "closes_at")
             else np.concatenate([p[k] for p in parts])
         )
         for k in parts[0]
@@ -100,7 +106,7 @@ def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
         MARKET_DATA_COLUMNS,
         data,
         key=MARKET_DATA_KEY,
-        touch={"ingested_at": "now()"},
+        touch={"ingested_at": "mfs_now()"},
         append_by=("symbol", "interval"),
         count_by="symbol",
     )
@@ -112,16 +118,20 @@ def write_batch(
     source: str,
     run_id: str,
     rows: EncodedRows | None = None,
+    readjusted: Sequence[str] = (),
 ) -> None:
     """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
     ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
     symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
-    neighbours down. Each symbol's ``duration_s`` gets an equal share of the write's seconds."""
+    neighbours down. Each symbol's ``duration_s`` gets an equal share of the write's seconds.
+    The versions the upsert replaces are kept by the revision trigger, noted with ``run_id`` (and
+    as a re-adjustment for the ``readjusted`` symbols)."""
     if not results:
         return
     began = time.monotonic()
     with connection() as conn, conn.cursor() as cur:
         stored: list[str] = []
+        set_write_context(cur, run_id=run_id, readjusted=readjusted)
         cur.execute("SAVEPOINT batch_write")
         try:
             counts = _upsert_bars(cur, rows if rows is not None else _batch_rows(results, interval, source))
