@@ -49,6 +49,7 @@ RUNTIME_ENV = {
     "MFS_LOG_FORMAT",
     "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
     "MFS_SYNTHETIC_FAULTS",  # faults and events of the offline Yahoo (mfs.sources.fake_yahoo)
+    "MFS_CLOCK",  # the store's clock pinned, for tests and shell drills (mfs.storage.clock)
 }
 
 

@@ -99,8 +99,9 @@ def _normal(seed: int, index: np.ndarray, stream: np.ndarray | int) -> np.ndarra
 
 
 def default_asof() -> pd.Timestamp:
-    """MFS_SYNTHETIC_ASOF (any timestamp pandas parses; naive means UTC) or now."""
-    raw = os.environ.get("MFS_SYNTHETIC_ASOF", "").strip()
+    """MFS_SYNTHETIC_ASOF (any timestamp pandas parses; naive means UTC), else the store's pinned
+    clock MFS_CLOCK (a drill pins one clock for the market and the store), else now."""
+    raw = os.environ.get("MFS_SYNTHETIC_ASOF", "").strip() or os.environ.get("MFS_CLOCK", "").strip()
     return _utc(raw) if raw else pd.Timestamp.now(tz="UTC")
 
 
