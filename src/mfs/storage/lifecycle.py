@@ -163,7 +163,8 @@ def _hypertables(cur) -> list[Hypertable]:
 
 def _row_counts(cur) -> dict[str, int]:
     counts = {}
-    for table in ("symbols", "market_data", "features", "quarantine", "pipeline_runs"):
+    tables = ("symbols", "market_data", "market_data_revisions", "features", "features_revisions", "quarantine")
+    for table in (*tables, "pipeline_runs"):
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
         if cur.fetchone()[0]:
             cur.execute(f"SELECT count(*) FROM {table}")  # names from the fixed list above
