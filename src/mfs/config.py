@@ -87,6 +87,9 @@ class IngestConfig(Section):
     max_jump: float = Field(
         0.5, gt=0, description="reject a bar whose close moves more than this fraction from the previous close"
     )
+    delisted_after: int = Field(
+        3, ge=1, description="consecutive runs answered 'may be delisted' before a stored symbol is marked delisted"
+    )
 
 
 class FeaturesConfig(Section):

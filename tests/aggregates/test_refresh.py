@@ -205,7 +205,8 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         )
         days = get_config().aggregates.retention_days
         assert retention == [
-            (table, f"{days} days") for table in ("features", "features_revisions", "market_data", "market_data_revisions")
+            (table, f"{days} days")
+            for table in ("features", "features_revisions", "market_data", "market_data_revisions")
         ]
     finally:  # the session database is shared: no background compression or retention under later tests
         execute(agg_db, "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")

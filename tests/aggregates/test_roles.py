@@ -93,6 +93,7 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None
                 cur.execute(f"SELECT count(*) FROM {relation}")  # names from the fixed set above
             cur.execute("SELECT count(*) FROM ohlcv_1d")
             assert cur.fetchone()[0] == 5
+            cur.execute("SELECT count(*) FROM universe_asof(current_date)")  # the reader may call it
             # Exactly the serving relations are readable: a new internal table must be revoked.
             cur.execute("""SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'f')

@@ -69,8 +69,9 @@ def print_summary(report: RunReport) -> None:
         lambda r: r.quarantined if not r.quarantine_reasons else f"{r.quarantined} {r.quarantine_reasons}",
     )
     counts = report.counts()
+    skipped = f", {counts.symbols_skipped} skipped" if counts.symbols_skipped else ""  # delisted symbols
     print(
-        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed; "
+        f"{report.flow}: {counts.symbols_ok} ok, {counts.symbols_failed} failed{skipped}; "
         f"{counts.fetched} bars fetched, {counts.inserted} inserted, "
         f"{counts.updated} updated, {counts.quarantined} quarantined"
     )

@@ -4,7 +4,9 @@ into market_data (the write path is ``mfs.ingest.write``).
 Per run: symbols are fetched in batches of ``ingest.batch_size``, at most ``ingest.max_concurrency``
 requests at a time. A symbol that still fails — or that Yahoo does not know — is one failed
 ``SymbolResult`` with the reason; the others go on. Every error of a symbol's fetch is caught
-here, so nothing above (a Prefect task) sees one: this is the only retry layer.
+here, so nothing above (a Prefect task) sees one: this is the only retry layer. A stored symbol
+Yahoo keeps answering "may be delisted" is marked delisted after ``ingest.delisted_after`` runs and
+skipped from then on (``mfs.ingest.delistings``).
 
 Retries are per request, never per run: a 429, a timeout or a damaged payload is retried with
 exponential backoff and full jitter, at most ``ingest.max_attempts`` times (``fetch_with_retry``);
@@ -29,6 +31,7 @@ from mfs.calendar import latest_expected_bar
 from mfs.config import get_config
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
 from mfs.flow_names import BACKFILL, COLLECT
+from mfs.ingest import delistings
 from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.ingest.write import write_batch
@@ -110,6 +113,7 @@ class FetchOutcome:
     error: str | None
     seconds: float  # measured for this symbol: its requests (retries included) and validation
     note: str | None = None  # the history was re-adjusted by Yahoo and fetched again
+    not_found: bool = False  # Yahoo said "may be delisted" (``mfs.ingest.delistings``)
 
 
 def _fetch_one(
@@ -130,8 +134,8 @@ def _fetch_one(
     (``mfs.ingest.history``); ``note`` then says so."""
     began = time.monotonic()
 
-    def outcome(checked: Validated | None, fetched: int, error: str | None, note: str | None = None):
-        return FetchOutcome(checked, fetched, error, time.monotonic() - began, note)
+    def outcome(checked: Validated | None, fetched: int, error: str | None, note=None, not_found=False):
+        return FetchOutcome(checked, fetched, error, time.monotonic() - began, note, not_found)
 
     note = None
     with bind_context(symbol=symbol):
@@ -153,7 +157,7 @@ def _fetch_one(
             return outcome(Validated(good=bars_frame()), 0, None)
         except MfsError as exc:
             log.error("fetch failed", interval=interval, reason=str(exc))
-            return outcome(None, 0, str(exc))
+            return outcome(None, 0, str(exc), not_found=delistings.is_not_found(exc))
         except Exception as exc:  # a yfinance bug for one symbol must not take the others down
             log.exception("fetch failed unexpectedly", interval=interval)
             return outcome(None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}")
@@ -179,7 +183,9 @@ def _symbol_result(symbol: str, stage: str, interval: str, fetched: FetchOutcome
 
 def _ingest(
     report: RunReport, symbols: list[str], interval: str, days: int, session, source: str, asof: pd.Timestamp
-) -> None:
+) -> list[SymbolResult]:
+    """One interval of a run; returns the results that failed with Yahoo's "may be delisted"
+    (``delistings.settle`` weighs them once every interval is done)."""
     cfg = get_config().ingest
     start = window_start(asof, days)
     stage = f"collect_{interval}"
@@ -194,6 +200,7 @@ def _ingest(
     yahoo.clear_request_cache()
     floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
     stored = stored_series(interval, symbols, start, floor)
+    not_found: list[SymbolResult] = []
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
             batch = symbols[first : first + cfg.batch_size]
@@ -220,9 +227,12 @@ def _ingest(
                     readjusted.append(symbol)
                 result = _symbol_result(symbol, stage, interval, fetched)
                 report.results.append(result)
+                if fetched.not_found:
+                    not_found.append(result)
                 if fetched.checked is not None:
                     to_write.append((result, fetched.checked))
-            write_batch(to_write, interval, source, report.run_id, readjusted=readjusted)
+            report.notes.extend(write_batch(to_write, interval, source, report.run_id, readjusted=readjusted))
+    return not_found
 
 
 def _symbols(symbols) -> list[str]:
@@ -263,8 +273,8 @@ def collect(
     with recorded_run(
         COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
-        for each in intervals:
-            _ingest(report, chosen, each, days, session, source, asof)
+        not_found = [r for each in intervals for r in _ingest(report, chosen, each, days, session, source, asof)]
+        delistings.settle(report, not_found)
     return report
 
 
@@ -290,6 +300,7 @@ def backfill(
     with recorded_run(
         BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
+        not_found: list[SymbolResult] = []
         for interval in cfg.intervals:
             span = days
             if interval == "1h" and days > MAX_HOURLY_DAYS:
@@ -300,5 +311,6 @@ def backfill(
                 )
                 log.warning(note)
                 report.notes.append(note)
-            _ingest(report, chosen, interval, span, session, source, asof)
+            not_found += _ingest(report, chosen, interval, span, session, source, asof)
+        delistings.settle(report, not_found)
     return report

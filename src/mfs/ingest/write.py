@@ -25,6 +25,7 @@ from psycopg2.extras import Json, execute_values
 from mfs.calendar import bar_closes
 from mfs.config import get_config
 from mfs.errors import MfsError, ValidationError
+from mfs.ingest.delistings import record_listings
 from mfs.ingest.validate import Validated, validate_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
@@ -119,15 +120,17 @@ def write_batch(
     run_id: str,
     rows: EncodedRows | None = None,
     readjusted: Sequence[str] = (),
-) -> None:
+) -> list[str]:
     """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
     ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
     symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
     neighbours down. Each symbol's ``duration_s`` gets an equal share of the write's seconds.
     The versions the upsert replaces are kept by the revision trigger, noted with ``run_id`` (and
-    as a re-adjustment for the ``readjusted`` symbols)."""
+    as a re-adjustment for the ``readjusted`` symbols). The stored symbols are upserted into
+    ``symbols`` (``mfs.ingest.delistings.record_listings``); returns its notes for the run (a
+    delisted symbol listed again)."""
     if not results:
-        return
+        return []
     began = time.monotonic()
     with connection() as conn, conn.cursor() as cur:
         stored: list[str] = []
@@ -151,11 +154,10 @@ def write_batch(
             result.duration_s += share
         if stored:
             # A few names: one statement (the COPY staging path costs two temp-table truncates).
-            cur.execute(
-                "INSERT INTO symbols (symbol, active) SELECT unnest(%s::text[]), true "
-                "ON CONFLICT (symbol) DO UPDATE SET active = true WHERE NOT symbols.active",
-                (stored,),
-            )
+            kept = set(stored)
+            bars = {r.symbol: pd.DatetimeIndex(c.good["ts"]) for r, c in results if r.symbol in kept}
+            return record_listings(cur, bars)
+    return []
 
 
 def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
@@ -249,4 +251,4 @@ def store_bars(
             if index + 1 < len(batches):
                 pending = validate_next(index + 1)
             report.results.extend(results)
-            write_batch(to_write, interval, source, report.run_id, rows)
+            report.notes.extend(write_batch(to_write, interval, source, report.run_id, rows))
