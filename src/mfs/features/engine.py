@@ -25,6 +25,7 @@ import talib
 import talib.abstract
 
 from mfs.errors import FeatureError
+from mfs.features.rolling import rolling_std
 from mfs.features.spec import FEATURES, Feature
 from mfs.market import NY
 
@@ -111,22 +112,6 @@ def _flat(high: np.ndarray, low: np.ndarray, period: int) -> np.ndarray:
     """True where the highest high equals the lowest low over the last ``period`` bars."""
     with np.errstate(invalid="ignore"):
         return talib.MAX(high, period) == talib.MIN(low, period)
-
-
-def rolling_std(values: np.ndarray, period: int) -> np.ndarray:
-    """Population std of each ``period``-bar window, two-pass per window (NaN before it fills).
-
-    Why not TA-Lib STDDEV/BBANDS: they keep running sums of x and x² and take E[x²] - E[x]², which
-    loses digits to cancellation when the spread is small next to the level (hourly prices) and
-    makes the value depend on where the history starts; a per-window two-pass std is exact to a
-    few ulps and identical whether computed from the first bar or from a look-back window.
-    """
-    out = np.full(len(values), np.nan)
-    if len(values) >= period:
-        windows = np.lib.stride_tricks.sliding_window_view(values, period)
-        mean = windows.mean(axis=1)
-        out[period - 1 :] = np.sqrt(((windows - mean[:, None]) ** 2).mean(axis=1))
-    return out
 
 
 def _any_last(mask: np.ndarray, period: int) -> np.ndarray:
