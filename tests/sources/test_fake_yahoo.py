@@ -4,6 +4,7 @@ recorded daily bars (bokeh_sampledata's public-domain Quandl WIKI prices: AAPL, 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 import requests
 
 from mfs.calendar import daily_bar_label
-from mfs.errors import RateLimitedError, SymbolNotFoundError
+from mfs.errors import ConfigError, RateLimitedError, SymbolNotFoundError
 from mfs.market import NY
-from mfs.sources.fake_yahoo import SyntheticYahoo, _mount, parse_faults
+from mfs.sources.fake_yahoo import SyntheticYahoo, _mount, faults_from_environment, parse_faults
 from mfs.sources.synthetic import synthetic_bars
 from mfs.sources.yahoo import TransientSourceError, fetch_history
 
@@ -134,3 +135,48 @@ def test_faults_and_events_can_be_set_from_the_shell(db):
         refused = run_mfs(mfs_env(db, MFS_SYNTHETIC_FAULTS=bad), "collect", "--offline", "--symbols", "KO")
         assert refused.returncode == 2, refused.stderr
         assert len(error_lines(refused.stderr)) == 1 and says in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_corrected_bar_is_served_scaled_while_the_event_lasts(fake_yahoo, monkeypatch):
+    """``correct:TS:F``: the bar labelled TS (exactly, per interval) comes through yfinance with its
+    prices times F and a valid range; every other bar, the volume and the other interval are as
+    before. Set from the shell (MFS_SYNTHETIC_FAULTS), it parses the same way."""
+    hour, day = pd.Timestamp("2025-11-25 15:30Z"), daily_bar_label("2025-11-24")
+    faults = {"AAPL": [f"correct:{hour.isoformat()}:1.01", "correct:2025-11-24:0.5"]}
+    plain = {i: fetch_history("AAPL", i, START, session=fake_yahoo(asof=ASOF)) for i in ("1h", "1d")}
+    monkeypatch.setenv("MFS_SYNTHETIC_FAULTS", json.dumps(faults))
+    fixed = {i: fetch_history("AAPL", i, START, session=fake_yahoo(asof=ASOF)) for i in ("1h", "1d")}
+    for interval, label, factor in (("1h", hour, 1.01), ("1d", day, 0.5)):
+        before, after = plain[interval].set_index("ts"), fixed[interval].set_index("ts")
+        assert list(before.index) == list(after.index) and label in before.index
+        others = before.index != label
+        pd.testing.assert_frame_equal(after[others], before[others])
+        prices = ["open", "high", "low", "close"] + (["adj_close"] if interval == "1d" else [])
+        np.testing.assert_allclose(
+            after.loc[label, prices].astype(float), before.loc[label, prices] * factor, rtol=1e-6
+        )
+        assert after.loc[label, "volume"] == before.loc[label, "volume"]
+        bar = after.loc[label]
+        assert bar["low"] <= min(bar["open"], bar["close"]) <= max(bar["open"], bar["close"]) <= bar["high"]
+    assert hour not in set(pd.DatetimeIndex(plain["1d"]["ts"]))  # daily labels are NY midnights: not matched
+
+
+def test_a_correction_spec_is_checked():
+    parsed = parse_faults({"ko": ["correct:2026-11-20T15:30Z:1.01", "correct:2026-11-20:2"]})
+    assert parsed == {
+        "KO": {"correct": ((pd.Timestamp("2026-11-20 15:30Z"), 1.01), (daily_bar_label("2026-11-20"), 2.0))}
+    }
+    for bad, says in (
+        ("correct:1.01", "expected correct:ISO_TIMESTAMP:FACTOR"),
+        ("correct:tuesday:1.01", "expected correct:ISO_TIMESTAMP:FACTOR"),
+        ("correct:2026-11-20T15:30Z:x", "expected correct:ISO_TIMESTAMP:FACTOR"),
+        ("correct:2026-11-20T15:30Z:-1", "factor must be > 0"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            parse_faults({"KO": bad})
+
+
+def test_a_bad_correction_from_the_shell_is_one_line_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("MFS_SYNTHETIC_FAULTS", '{"KO": "correct:2026-11-20T15:30Z"}')
+    with pytest.raises(ConfigError, match=r"^MFS_SYNTHETIC_FAULTS: fault 'correct:2026-11-20T15:30Z' for KO: expected"):
+        faults_from_environment()

@@ -34,6 +34,17 @@ Fault injection — ``faults`` maps a symbol to one fault or a list of faults (s
                              ``asof`` has reached it, every bar (earlier ones included, as
                              Yahoo re-adjusts history) is served with its prices divided by
                              R and its volume multiplied by R
+``correct:TS:F``             not a fault, an event: Yahoo corrected one past bar — the bar
+                             labelled ``TS`` is served with open/high/low/close (and
+                             adj_close) multiplied by F (> 0, so OHLC ranges stay valid;
+                             volume unchanged) for as long as the event is present. ``TS``
+                             is an ISO timestamp (naive = UTC; e.g.
+                             ``correct:2026-11-20T15:30Z:1.01``) matched exactly against the
+                             label in every interval — an hourly bar's start, or a daily
+                             bar's New York midnight; a bare date ``YYYY-MM-DD`` names that
+                             session's daily bar. The other interval's bars of that time are
+                             not touched (Yahoo corrects each series on its own). Several
+                             may be listed for one symbol.
 ============================ ==============================================================
 
 From a shell, ``MFS_SYNTHETIC_FAULTS`` sets them for every offline run of the process (a JSON
@@ -77,7 +88,7 @@ CL KMB GIS NEE DUK SO D AMT PLD CCI SPY QQQ IWM DIA TSLA F GM UBER ABNB SNOW PLT
 DEFAULT_UNIVERSE = tuple(_TICKERS.split())
 
 # A symbol's faults: kind -> remaining count (int, -1 = always), (day, ratio) for a split, the
-# defect kinds for bad_bars.
+# (label, factor) pairs of its corrections, the defect kinds for bad_bars.
 FaultSpec = dict[str, Any]
 
 FAULTS_ENV = "MFS_SYNTHETIC_FAULTS"
@@ -122,6 +133,8 @@ def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, 
                     raise ValueError(f"fault {item!r} for {symbol}: expected split:YYYY-MM-DD:RATIO") from None
                 if not out[kind][1] > 0:
                     raise ValueError(f"fault {item!r} for {symbol}: the split ratio must be > 0")
+            elif kind == "correct":
+                out[kind] = (*out.get(kind, ()), _correction(symbol, item, arg))
             elif kind == "bad_bars":
                 kinds = tuple(arg.split(",")) if arg else BAD_BAR_KINDS
                 unknown = set(kinds) - set(BAD_BAR_KINDS)
@@ -132,6 +145,24 @@ def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, 
                 raise ValueError(f"fault {item!r} for {symbol}: unknown fault (see mfs.sources.fake_yahoo)")
         parsed[symbol.upper()] = out
     return parsed
+
+
+def _correction(symbol: str, item: str, arg: str) -> tuple[pd.Timestamp, float]:
+    """``TS:F`` of a ``correct:`` event as (bar label in UTC, factor); the label holds colons, so
+    the factor is what follows the last one."""
+    label, _, factor = arg.rpartition(":")
+    try:
+        ts = daily_bar_label(pd.Timestamp(label)) if len(label) == 10 else _utc(label)
+        value = float(factor)
+        if pd.isna(ts):  # an empty label parses as NaT
+            raise ValueError(label)
+    except ValueError:
+        raise ValueError(
+            f"fault {item!r} for {symbol}: expected correct:ISO_TIMESTAMP:FACTOR (e.g. correct:2026-11-20T15:30Z:1.01)"
+        ) from None
+    if not value > 0:
+        raise ValueError(f"fault {item!r} for {symbol}: the correction factor must be > 0")
+    return ts, value
 
 
 def _response(
@@ -300,6 +331,9 @@ class SyntheticYahoo(BaseAdapter):
         split = self.faults.get(symbol, {}).get("split")
         if bars is not None and split:
             bars = split_adjusted(bars, split[0], split[1], asof)
+        corrections = self.faults.get(symbol, {}).get("correct")
+        if bars is not None and corrections:
+            bars = corrected(bars, corrections)
         bad = self.faults.get(symbol, {}).get("bad_bars")
         if bars is not None and bad:
             bars = corrupt(bars, interval, bad)
@@ -383,6 +417,20 @@ def split_adjusted(bars: pd.DataFrame, day: pd.Timestamp, ratio: float, asof: pd
     for c in ("open", "high", "low", "close", "adj_close"):
         bars[c] = np.round(bars[c] / ratio, 4)
     bars["volume"] = np.round(bars["volume"] * ratio).astype(np.int64)
+    return bars
+
+
+def corrected(bars: pd.DataFrame, corrections: Iterable[tuple[pd.Timestamp, float]]) -> pd.DataFrame:
+    """``bars`` with each bar labelled ``ts`` of ``corrections`` served at ``factor`` times its
+    prices (a positive factor keeps low <= open/close <= high; rounding to Yahoo's 4 decimals is
+    monotone, so it does too); bars with other labels as they were."""
+    bars = bars.copy()
+    labels = pd.DatetimeIndex(bars["ts"])
+    for ts, factor in corrections:
+        hit = np.asarray(labels == ts)
+        if hit.any():
+            for c in ("open", "high", "low", "close", "adj_close"):
+                bars.loc[hit, c] = np.round(bars.loc[hit, c] * factor, 4)
     return bars
 
 
