@@ -63,7 +63,7 @@ def real_bars() -> pd.DataFrame:
 
 
 def test_builtin_expressions_are_the_spec_definitions():
-    numpy_exprs = [f.name for f in FEATURES if f.function == "numpy" and "expr" in f.params]
+    numpy_exprs = [f.name for f in FEATURES if f.function == "expr"]
     assert numpy_exprs == list(BUILTIN)
     for name, text in BUILTIN.items():  # the spec writes SUM; the language spells functions lower-case
         assert parse(BY_NAME[name].params["expr"].replace("SUM(", "sum(")).normalized == parse(text).normalized
@@ -73,7 +73,7 @@ def test_builtin_expressions_are_the_spec_definitions():
 def test_builtin_features_are_bit_identical_to_the_engine(case):
     bars = {"degenerate": degenerate_bars, "real": real_bars}.get(case, lambda: make_bars(2000, int(case[-1])))()
     want = engine_output(bars)
-    features = {f.name: want[f.name] for f in FEATURES if f.function != "numpy"}
+    features = {f.name: want[f.name] for f in FEATURES if f.function != "expr"}
     for name, text in BUILTIN.items():  # chained: bb_width reads the bb_upper computed by its expression
         features[name] = got = parse(text, where=f"feature {name}").evaluate(inputs_of(bars), features)
         assert got.dtype == np.float64 and np.array_equal(got, want[name], equal_nan=True), name

@@ -218,6 +218,12 @@ def definitions_path() -> Path:
     return project_root() / "config" / "features.yaml"
 
 
+@lru_cache(maxsize=1)
+def current() -> tuple[Definition, ...]:
+    """The definitions of ``config/features.yaml``, read once per process."""
+    return tuple(load())
+
+
 def load(path: Path | None = None) -> list[Definition]:
     """The definitions in ``path`` (default ``config/features.yaml``)."""
     path = path or definitions_path()

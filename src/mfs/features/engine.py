@@ -1,22 +1,23 @@
 """Pure indicator computation: OHLCV numpy arrays + UTC bar timestamps -> one array per feature.
 
-No database, no processes: the worker calls this; tests call it directly. Every column of
-``spec.FEATURES`` is produced here and nothing else. TA-Lib does the maths (canonical Wilder/SMA
-seeding, NaN during warm-up); this module adds what TA-Lib does not do:
+No database, no processes: the worker calls this; tests call it directly. What is computed is the
+definitions of ``config/features.yaml`` (``mfs.features.definitions``), in their order — a TA-Lib
+function called as TA-Lib's abstract interface describes it, or an expression of the safe language —
+plus the built-in calendar columns. This module adds what TA-Lib does not do:
 
 * degenerate input -> NaN (stored NULL). TA-Lib returns 0 where a denominator is zero (RSI,
   stochastics, Williams %R, CCI, DI/ADX, MFI), which would store a plausible-looking wrong value;
-  the masks below turn exactly those cases into NaN.
-* OBV anchoring: OBV is a running sum, so its level depends on where the computation starts. An
-  incremental run starts inside the history and passes ``obv_anchor`` = the stored OBV of its
-  first bar; the result then equals a computation from the symbol's first bar exactly (sums of
-  integer volumes are exact in float64 below 2**53).
+  the masks below turn exactly those cases into NaN, for whatever periods a definition chooses.
+* anchoring of running sums (OBV, AD: TA-Lib flags them path-dependent, with no look-back): their
+  level depends on where the computation starts. An incremental run starts inside the history and
+  passes ``anchors`` = the stored value of its first bar; the result then equals a computation
+  from the symbol's first bar (sums of integer volumes are exact in float64 below 2**53). ADOSC is
+  path-dependent too but a difference of two EMAs of AD, so a constant offset cancels: no anchor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,69 +26,11 @@ import talib
 import talib.abstract
 
 from mfs.errors import FeatureError
-from mfs.features.rolling import rolling_std
-from mfs.features.spec import FEATURES, Feature
+from mfs.features.definitions import BUILTIN, Definition, current
+from mfs.features.rolling import rolling_std  # noqa: F401  # re-exported: the engine's two-pass std
 from mfs.market import NY
 
-
-@dataclass(frozen=True)
-class _TalibCall:
-    """One TA-Lib call, laid out as TA-Lib's abstract interface describes the function."""
-
-    function: Callable[..., np.ndarray | tuple[np.ndarray, ...]]
-    inputs: tuple[str, ...]  # keys of the engine's input arrays, in the function's order
-    args: tuple[Any, ...]  # every parameter in the function's order: the spec's value or TA-Lib's default
-    features: tuple[tuple[str, int], ...]  # (column, index into the function's outputs)
-
-
-def _talib_call(feature: Feature) -> _TalibCall:
-    """The call of ``feature``: inputs, parameters and outputs as ``talib.abstract`` knows them."""
-    info = talib.abstract.Function(feature.function)  # type: ignore[attr-defined]  # absent from TA-Lib's .pyi
-    params = {k: v for k, v in feature.params.items() if k not in ("output", "input")}
-    unknown = sorted(set(params) - set(info.parameters))
-    if unknown:  # the abstract interface ignores unknown names; a typo must not mean "default"
-        raise FeatureError(f"{feature.name}: {feature.function} has no parameter(s) {', '.join(unknown)}")
-    info.parameters = params  # type-checked here; .parameters and .lookback now hold the spec's values
-    inputs = [
-        name for series in info.input_names.values() for name in (series if isinstance(series, list) else [series])
-    ]
-    if "input" in feature.params:
-        if len(inputs) != 1:
-            raise FeatureError(f"{feature.name}: 'input' replaces the single input of a one-input function")
-        inputs = [feature.params["input"]]
-    output = feature.params.get("output", 0)
-    if (len(info.output_names) > 1 and "output" not in feature.params) or not 0 <= output < len(info.output_names):
-        raise FeatureError(f"{feature.name}: choose one of the outputs {info.output_names} by index ('output')")
-    # The function object the abstract interface calls itself, called as it calls it (positional
-    # inputs, then every parameter): the same C call without per-call bookkeeping — and without
-    # the abstract object's thread-local settings, which a new thread would see reset to defaults.
-    return _TalibCall(info.func_object, tuple(inputs), tuple(info.parameters.values()), ((feature.name, output),))
-
-
-def _talib_plan(features: list[Feature]) -> list[_TalibCall]:
-    """One call per distinct (function, inputs, parameters): MACD and STOCHF feed several columns."""
-    calls: dict[tuple, _TalibCall] = {}
-    for feature in features:
-        if feature.function == "numpy":
-            continue
-        call = _talib_call(feature)
-        key = (feature.function, call.inputs, call.args)
-        if key in calls:
-            call = replace(calls[key], features=calls[key].features + call.features)
-        calls[key] = call
-    return list(calls.values())
-
-
-_TALIB_PLAN = _talib_plan(FEATURES)
-
-
-def _talib_features(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for call in _TALIB_PLAN:
-        result = call.function(*(inputs[name] for name in call.inputs), *call.args)
-        for name, index in call.features:
-            out[name] = result if isinstance(result, np.ndarray) else result[index]
-    return out
+Masks = Callable[[Definition, Mapping[str, np.ndarray]], np.ndarray | None]
 
 
 def _check_inputs(ts: pd.DatetimeIndex, arrays: dict[str, np.ndarray]) -> None:
@@ -119,66 +62,108 @@ def _any_last(mask: np.ndarray, period: int) -> np.ndarray:
     return talib.MAX(mask.astype(np.float64), period) > 0
 
 
-def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
-    index = pd.DatetimeIndex(ts)
-    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-
-
-def _float_inputs(open_, high, low, close, volume) -> dict[str, np.ndarray]:
-    """The input arrays TA-Lib requires: float64 and contiguous (else it copies or refuses)."""
-    return {
-        name: np.ascontiguousarray(values, dtype=np.float64)
-        for name, values in (("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume))
-    }
-
-
 def _lagged(values: np.ndarray) -> np.ndarray:
     """``values`` one bar later: NaN at the first bar."""
     return np.concatenate(([np.nan], values[:-1]))
 
 
-def _numpy_features(
-    inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], prev_close: np.ndarray, typical: np.ndarray
-) -> None:
-    """The spec's "numpy" columns, from the inputs and the TA-Lib columns already in ``out``."""
-    c, h, lo, v = inputs["close"], inputs["high"], inputs["low"], inputs["volume"]
-    out["log_return_1"] = np.log(c / prev_close)
-    sma20 = out["sma_20"]
-    std20 = rolling_std(c, 20)
-    out["bb_upper"] = upper = sma20 + 2.0 * std20
-    out["bb_lower"] = lower = sma20 - 2.0 * std20
-    band = upper - lower
-    out["bb_width"] = band / sma20
-    out["bb_pctb"] = np.where(band > 0, (c - lower) / band, np.nan)
-    vol_sum = talib.SUM(v, 20)
-    out["vwap_20"] = np.where(vol_sum > 0, talib.SUM(typical * v, 20) / vol_sum, np.nan)
-    vsma = out["volume_sma_20"]
-    out["volume_ratio_20"] = np.where(vsma > 0, v / vsma, np.nan)
-    out["range_pct"] = 100.0 * (h - lo) / c
-    out["volatility_20"] = np.full(len(c), np.nan)
-    out["volatility_20"][1:] = rolling_std(out["return_1"][1:], 20)
+def _param(d: Definition, name: str) -> int:
+    return int(d.normalized["params"][name])
 
 
-def _null_degenerate_windows(
-    inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], prev_close: np.ndarray, typical: np.ndarray
-) -> None:
-    """TA-Lib reports 0 where the value is 0/0 (no change, a flat range, no flow); store NULL instead."""
-    c, h, lo, v = inputs["close"], inputs["high"], inputs["low"], inputs["volume"]
-    no_change_14 = talib.MAX(np.abs(c - prev_close), 14) == 0  # NaN compares False during warm-up
-    out["rsi_14"][no_change_14] = np.nan
-    flat_14 = _flat(h, lo, 14)
-    out["stoch_k"][flat_14] = np.nan
-    out["stoch_d"][_any_last(flat_14, 3)] = np.nan
-    out["willr_14"][flat_14] = np.nan
-    out["cci_20"][talib.MAX(typical, 20) == talib.MIN(typical, 20)] = np.nan
-    true_range = talib.TRANGE(h, lo, c)
-    no_range_14 = talib.MAX(true_range, 14) == 0
-    for name in ("plus_di_14", "minus_di_14", "adx_14"):
-        out[name][no_range_14] = np.nan
-    # TA-Lib's MFI returns 0 when the window's money flow is below 1 (currency unit × shares).
-    prev_typical = _lagged(typical)
-    flow = np.where(np.abs(typical - prev_typical) >= 1e-14, typical * v, 0.0)  # TA-Lib: smaller is a tie
-    out["mfi_14"][~(talib.SUM(flow, 14) >= 1.0)] = np.nan
+def _no_change(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    return talib.MAX(np.abs(a["close"] - _lagged(a["close"])), _param(d, "timeperiod")) == 0  # NaN: False
+
+
+def _stochf(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    flat = _flat(a["high"], a["low"], _param(d, "fastk_period"))
+    return flat if d.output == 0 else _any_last(flat, _param(d, "fastd_period"))
+
+
+def _flat_range(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    return _flat(a["high"], a["low"], _param(d, "timeperiod"))
+
+
+def _flat_typical(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    period = _param(d, "timeperiod")
+    return talib.MAX(a["typical"], period) == talib.MIN(a["typical"], period)
+
+
+def _no_range(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    return talib.MAX(talib.TRANGE(a["high"], a["low"], a["close"]), _param(d, "timeperiod")) == 0
+
+
+def _no_flow(d: Definition, a: Mapping[str, np.ndarray]) -> np.ndarray:
+    # TA-Lib's MFI returns 0 when the window's money flow is below 1 (currency unit × shares);
+    # a typical-price change below 1e-14 is a tie for TA-Lib.
+    typical = a["typical"]
+    flow = np.where(np.abs(typical - _lagged(typical)) >= 1e-14, typical * a["volume"], 0.0)
+    return ~(talib.SUM(flow, _param(d, "timeperiod")) >= 1.0)
+
+
+# Where each function's value is 0/0 and TA-Lib reports 0: those bars are NULL.
+DEGENERATE: dict[str, Masks] = {
+    "RSI": _no_change,
+    "STOCHF": _stochf,
+    "WILLR": _flat_range,
+    "CCI": _flat_typical,
+    "PLUS_DI": _no_range,
+    "MINUS_DI": _no_range,
+    "ADX": _no_range,
+    "MFI": _no_flow,
+}
+
+
+def _talib_value(
+    d: Definition,
+    columns: Mapping[str, np.ndarray],
+    bars: Mapping[str, np.ndarray],
+    cache: dict[tuple, Any],
+    anchors: Mapping[str, float],
+) -> np.ndarray:
+    """One TA-Lib output from ``columns`` (bars and the features computed so far); calls shared by
+    several columns (MACD, STOCHF) run once. ``bars`` (with ``typical``) feed the degenerate masks."""
+    assert d.function is not None
+    key = (d.function, d.inputs, d.args)
+    if key not in cache:
+        # The function object the abstract interface calls itself, called as it calls it
+        # (positional inputs, then every parameter): no per-call bookkeeping, and none of the
+        # abstract object's thread-local state, which a new thread would see reset to defaults.
+        function = talib.abstract.Function(d.function).func_object  # type: ignore[attr-defined]  # absent from .pyi
+        cache[key] = function(*(np.ascontiguousarray(columns[name]) for name in d.inputs), *d.args)
+    result = cache[key]
+    out = np.array(result if isinstance(result, np.ndarray) else result[d.output], dtype=np.float64)
+    mask = DEGENERATE.get(d.function)
+    if mask is not None and d.inputs == _default_inputs(d.function):  # rules about bars, not another column
+        out[mask(d, bars)] = np.nan
+    if d.cumulative and d.name in anchors and len(out):
+        out = out - out[0] + float(anchors[d.name])  # re-based on the stored value of the first bar
+    return out
+
+
+def _default_inputs(function: str) -> tuple[str, ...]:
+    names = talib.abstract.Function(function).input_names.values()  # type: ignore[attr-defined]
+    return tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
+
+
+def _needed(definitions: Sequence[Definition], only: Collection[str] | None) -> list[Definition]:
+    """``definitions`` restricted to ``only`` and everything they read (all when ``only`` is None)."""
+    if only is None:
+        return list(definitions)
+    by_name = {d.name: d for d in definitions}
+    want: set[str] = set()
+    todo = [n for n in only if n in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in want:
+            want.add(name)
+            todo.extend(by_name[name].depends_on)
+    return [d for d in definitions if d.name in want]
+
+
+def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(ts)
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
 
 
 def _calendar_features(ts_index: pd.DatetimeIndex) -> dict[str, np.ndarray]:
@@ -195,31 +180,44 @@ def compute(
     volume: np.ndarray,
     *,
     obv_anchor: float | None = None,
+    anchors: Mapping[str, float] | None = None,
+    only: Collection[str] | None = None,
+    definitions: Sequence[Definition] | None = None,
 ) -> dict[str, np.ndarray]:
-    """All features for consecutive bars of one symbol and interval, oldest first.
+    """Every feature (or those in ``only``) for consecutive bars of one symbol and interval, oldest first.
 
     ``ts``: bar labels in UTC (datetime64 or tz-aware DatetimeIndex). Returns float64 arrays
-    (int64 for hour_et/dow_et) with NaN where a value is undefined. Raises FeatureError on bad
-    input (non-finite or non-positive prices, negative volume, unordered timestamps).
+    (int64 for hour_et/dow_et) with NaN where a value is undefined, in definition order. ``anchors``
+    maps running-sum features to their stored value at the first bar (``obv_anchor``: OBV's).
+    Raises FeatureError on bad input (non-finite or non-positive prices, negative volume,
+    unordered timestamps).
     """
-    ts_index = _utc_index(ts)
-    inputs = _float_inputs(open_, high, low, close, volume)
-    _check_inputs(ts_index, inputs)
-    if len(ts_index) == 0:
-        return {f.name: np.empty(0, dtype=np.int64 if f.pgtype == "int2" else np.float64) for f in FEATURES}
-
-    out = _talib_features(inputs)
-    c, h, lo = inputs["close"], inputs["high"], inputs["low"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        prev_close, typical = _lagged(c), (h + lo + c) / 3.0
-        _numpy_features(inputs, out, prev_close, typical)
-        _null_degenerate_windows(inputs, out, prev_close, typical)
+    definitions = current() if definitions is None else definitions
+    anchors = dict(anchors or {})
     if obv_anchor is not None:
-        # TA-Lib starts OBV at the first bar's volume; re-base it on the stored value of that bar.
-        out["obv"] = out["obv"] - inputs["volume"][0] + float(obv_anchor)
+        anchors["obv"] = obv_anchor
+    ts_index = _utc_index(ts)
+    arrays: dict[str, np.ndarray] = {
+        name: np.ascontiguousarray(values, dtype=np.float64)
+        for name, values in (("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume))
+    }
+    _check_inputs(ts_index, arrays)
+    names = [d.name for d in definitions] + list(BUILTIN)
+    wanted = names if only is None else [n for n in names if n in set(only)]
+    if len(ts_index) == 0:
+        return {n: np.empty(0, dtype=np.int64 if n in BUILTIN else np.float64) for n in wanted}
+    bars = dict(arrays)
+    arrays["typical"] = (arrays["high"] + arrays["low"] + arrays["close"]) / 3.0
+    out: dict[str, np.ndarray] = {}
+    cache: dict[tuple, Any] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in _needed(definitions, only):
+            if d.expression is not None:
+                out[d.name] = d.expression.evaluate(bars, out)
+            else:
+                out[d.name] = _talib_value(d, {**arrays, **out}, arrays, cache, anchors)
     out.update(_calendar_features(ts_index))
-
     for arr in out.values():
         if arr.dtype.kind == "f":
             arr[~np.isfinite(arr)] = np.nan  # belt and braces: never store ±inf
-    return {f.name: out[f.name] for f in FEATURES}
+    return {n: out[n] for n in wanted}
