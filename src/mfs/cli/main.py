@@ -18,7 +18,15 @@ from mfs.errors import MfsError
 from mfs.logs import configure_logging, get_logger, mask_secrets
 
 # Each module exposes register(subparsers). Later features add their module here.
-COMMANDS = ["mfs.cli.db", "mfs.cli.collect", "mfs.cli.stack", "mfs.cli.features", "mfs.cli.aggregates", "mfs.cli.bench"]
+COMMANDS = [
+    "mfs.cli.db",
+    "mfs.cli.collect",
+    "mfs.cli.stack",
+    "mfs.cli.features",
+    "mfs.cli.aggregates",
+    "mfs.cli.bench",
+    "mfs.cli.dataset",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
