@@ -1,6 +1,8 @@
 """``mfs bench`` end to end on a tiny universe: every figure is measured on a scratch database
 that is dropped afterwards, and a figure from work that did not happen is refused. The community
-edition adds storage, compression and split-rewrite figures; the Apache edition runs without them."""
+edition adds storage, compression and split-rewrite figures; the Apache edition runs without them.
+Point-in-time figures (revision cost, a year of revisions, training-set reads) are on both; only
+their presence and sanity are checked here — never their speed, which is ``mfs bench``'s to measure."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mfs.bench import runner
+from mfs import calendar
+from mfs.bench import pit, runner
 from mfs.cli.bench import SUMMARY_KEYS, _side_by_side, is_timed
+from mfs.features import compute
 from mfs.storage.connection import connect, with_database
 from mfs.storage.localdb import start_edition_cluster
 
@@ -35,8 +39,47 @@ COMMUNITY_ONLY = {
     "chunks_partial_after_split",
     "split_refresh_s",
     "split_aggregates_caught_up",
+    "year_revisions_uncompressed_mb",
+    "year_revisions_compressed_chunks",
 }
+POINT_IN_TIME_TIMED = [
+    "revisions_ingest_on_s",
+    "revisions_ingest_off_s",
+    "revisions_features_on_s",
+    "revisions_features_off_s",
+    "dataset_floor_s",
+    "dataset_asof_s",
+    "dataset_by_hand_s",
+]
+POINT_IN_TIME_RATIOS = [
+    "revisions_ingest_ratio",
+    "revisions_features_ratio",
+    "year_revisions_vs_current",
+    "dataset_asof_vs_floor",
+    "dataset_by_hand_vs_floor",
+]
 MFS = str(Path(sys.executable).with_name("mfs"))
+
+
+def _assert_point_in_time_figures(figures: dict, symbols: int, bars: int, rounds: int) -> None:
+    """Every point-in-time figure is there and sane; one revision per stored hourly bar and feature
+    row, and the training set read back whole both ways."""
+    # The year, the new hour, the revision phase's catch-up hour and its hours on, off, off, on.
+    stored = bars + symbols * (2 + 4 * rounds)
+    assert figures["revisions_hour_symbols"] == symbols
+    # Every bar but each symbol's last, still partial (no version superseded yet).
+    assert figures["year_revisions_bar_rows"] == figures["year_revisions_feature_rows"] == stored - symbols
+    assert "partial" in figures["year_revisions_model"]
+    assert figures["dataset_entities"] == figures["dataset_asof_rows"] == figures["dataset_by_hand_rows"] == stored
+    assert "dataset_rows_note" not in figures  # the backfilled store: both reads answer every entity
+    for key in [*POINT_IN_TIME_TIMED, *POINT_IN_TIME_RATIOS]:
+        assert figures[key] > 0, key
+    for part in ("ingest", "features"):
+        on, off = figures[f"revisions_{part}_on_s"], figures[f"revisions_{part}_off_s"]
+        assert figures[f"revisions_{part}_ratio"] == pytest.approx(on / off, rel=0.1, abs=0.01)
+    sizes = figures["year_revisions_bars_mb"] + figures["year_revisions_features_mb"]
+    assert figures["year_revisions_mb"] == pytest.approx(sizes, abs=0.02)
+    assert figures["dataset_asof_rows_per_s"] > 0 and figures["dataset_by_hand_rows_per_s"] > 0
 
 
 def _bench_databases(db_url: str) -> set[str]:
@@ -73,6 +116,7 @@ def test_bench_measures_every_figure_on_a_scratch_database_it_drops(db_url):
     assert summary["details"]["new_hour_bars"] == 4  # one new bar per symbol, stored (not quarantined)
     for key in SUMMARY_KEYS:
         assert summary[key] > 0, key
+    _assert_point_in_time_figures(summary | summary["details"], 4, summary["bars"], rounds=1)
     assert _bench_databases(db_url) == before
 
 
@@ -104,6 +148,10 @@ def test_on_the_community_edition_the_history_is_compressed_and_a_split_rewrite_
     assert 0 < result["chunks_partial_after_split"] <= result["chunks_compressed_after_split"]
     for key in (k for k in result if is_timed(k) and k != "generate_s"):
         assert result[key] > 0, key
+    # The split symbol is served split-adjusted in the revision phase's hours (a jump would be quarantined).
+    _assert_point_in_time_figures(result, 20, result["bars"], rounds=1)
+    assert result["year_revisions_compressed_chunks"] >= 6  # both revision tables, as old as the compressed history
+    assert 0 < result["year_revisions_mb"] < result["year_revisions_uncompressed_mb"]
     assert _bench_databases(db_url) == before
 
 
@@ -116,7 +164,33 @@ def test_on_the_apache_edition_the_benchmark_runs_without_compression_figures():
     assert not COMMUNITY_ONLY & set(result)
     for key in SUMMARY_KEYS:
         assert result[key] > 0, key
+    _assert_point_in_time_figures(result, 4, result["bars"], rounds=1)
     assert _bench_databases(server) == before
+
+
+def test_the_revision_phase_simulates_runs_inside_successive_bars():
+    after = runner._next_hour(runner.pinned_asof())
+    clocks = pit.run_times(after, 12)  # past a session's 30-minute last bar into the next session
+    assert clocks == sorted(clocks) and clocks[0] > after and len(set(clocks)) == 12
+    starts = [pit._bar_start(clock) for clock in clocks]
+    assert all(clock - start == pit.RUN_OFFSET for clock, start in zip(clocks, starts, strict=True))
+    closes = calendar.bar_closes("1h", pd.DatetimeIndex(starts))
+    assert all(clock < close for clock, close in zip(clocks, closes, strict=True))  # each run sees its bar partial
+
+
+def test_a_benchmark_hour_is_refused_unless_it_completed_one_bar_and_kept_its_revisions_as_told(db):
+    asof = runner.pinned_asof()
+    symbols = runner.bench_symbols(2)
+    runner._ingest(runner._frames(symbols, asof - pd.Timedelta(days=3), asof, asof), asof)
+    compute(symbols, "1h", full=True)
+    clocks = pit.run_times(asof, 3)
+    pit._hour(symbols, asof, clocks[0], keep=True, split=None, check=False)  # the first partial bar
+    on = pit._hour(symbols, clocks[0], clocks[1], keep=True, split=None)  # one revision per symbol, kept
+    off = pit._hour(symbols, clocks[1], clocks[2], keep=False, split=None)  # none kept
+    assert min(on + off) > 0
+    # The same hour again changes nothing: no bar inserted or completed, no figure.
+    with pytest.raises(RuntimeError, match=r"inserted, updated bars and feature rows written \(0, 0, 0\)"):
+        pit._hour(symbols, clocks[1], clocks[2], keep=True, split=None)
 
 
 def test_an_edition_is_refused_when_the_store_is_an_external_server(db_url):

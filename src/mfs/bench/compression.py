@@ -63,20 +63,25 @@ def compression_horizon(asof: pd.Timestamp) -> pd.Timestamp:
     return asof - pd.Timedelta(days=get_config().ingest.incremental_days + 1)
 
 
+def compress_older(tables: tuple[str, ...], horizon: pd.Timestamp) -> int:
+    """Compress every chunk of ``tables`` entirely older than ``horizon``; how many were compressed."""
+    chunks = 0
+    with connection() as conn, conn.cursor() as cur:
+        for table in tables:
+            cur.execute(_COMPRESS_OLDER, (table, horizon))
+            (compressed,) = cur.fetchone() or (0,)
+            chunks += compressed
+    return chunks
+
+
 def compress_history(asof: pd.Timestamp) -> dict[str, Any]:
     """Compress every chunk older than the ingest window; sizes before and after.
 
     With too short a history no chunk is old enough: then only ``compressed_chunks`` (0) is
     reported — a ratio of sizes over nothing compressed would say nothing."""
     before = storage_bytes()
-    horizon = compression_horizon(asof)
     began = time.perf_counter()
-    with connection() as conn, conn.cursor() as cur:
-        chunks = 0
-        for table in HYPERTABLES:
-            cur.execute(_COMPRESS_OLDER, (table, horizon))
-            (compressed,) = cur.fetchone() or (0,)
-            chunks += compressed
+    chunks = compress_older(HYPERTABLES, compression_horizon(asof))
     seconds = time.perf_counter() - began
     if chunks == 0:
         return {"compressed_chunks": 0}
@@ -93,9 +98,13 @@ def compress_history(asof: pd.Timestamp) -> dict[str, Any]:
 def split_frame(symbol: str, start: pd.Timestamp, asof: pd.Timestamp) -> pd.DataFrame:
     """``symbol``'s whole hourly history as the source serves it once a 4-for-1 split took effect
     on ``asof``'s New York day: every bar's prices / 4 and volume × 4 (no jump at the split)."""
-    day = pd.Timestamp(asof.tz_convert(NY).date())
     bars = synthetic_bars(symbol, "1h", start, asof, asof)
-    return split_adjusted(bars, day, SPLIT_RATIO, asof)
+    return split_adjusted(bars, split_day(asof), SPLIT_RATIO, asof)
+
+
+def split_day(asof: pd.Timestamp) -> pd.Timestamp:
+    """The day of the split ``split_rewrite(…, asof)`` simulates: ``asof``'s New York day."""
+    return pd.Timestamp(asof.tz_convert(NY).date())
 
 
 def _rewrite(symbol: str, frame: pd.DataFrame, asof: pd.Timestamp) -> float:

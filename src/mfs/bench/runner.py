@@ -2,7 +2,9 @@
 queries, peak memory, and the baseline (the design this store replaced) side by side — all in
 one run, on a scratch database created and dropped here, fed by the synthetic market. On the
 community edition also storage before and after compression, queries on compressed data and a
-split rewrite of compressed history (mfs.bench.compression).
+split rewrite of compressed history (mfs.bench.compression). Point in time: the hourly run with
+revisions kept vs not, the storage of a year of revisions (mfs.bench.pit) and training-set reads
+through the versions vs a COPY floor and a hand-written merge_asof (mfs.bench.pit_reads).
 
 Contenders that are compared are run alternately (``rounds`` times) and summarised by medians:
 these 2-core machines are shared and noisy.
@@ -22,7 +24,7 @@ import pandas as pd
 
 from mfs import calendar
 from mfs.aggregates.refresh import RefreshResult
-from mfs.bench import compression
+from mfs.bench import compression, pit, pit_reads
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.features import compute
@@ -233,6 +235,25 @@ def _new_hour_phase(
     return out
 
 
+def _later_hours_phase(
+    symbols: list[str],
+    start: pd.Timestamp,
+    asof: pd.Timestamp,
+    compressed: bool,
+    rounds: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """After the new hour: with compressed history, a split rewrite of one symbol's; then the next
+    hours with revisions kept vs not (the split symbol served in its new adjustment)."""
+    out: dict[str, Any] = {}
+    split = None
+    if compressed:
+        progress(f"split re-adjustment of {symbols[0]}'s compressed history, aggregate refresh")
+        out |= compression.split_rewrite(symbols[0], start, _next_hour(asof))
+        split = (symbols[0], _next_hour(asof))
+    return out | pit.revision_cost(symbols, _next_hour(asof), rounds, progress, split)
+
+
 def _baseline_phase(url: str, subset: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
     progress(f"baseline (the design this store replaced) vs ours on {len(subset)} symbols, alternating ×{rounds}")
     _create_baseline_table()
@@ -261,7 +282,9 @@ def run(
     Order: ingest/COPY, feature backfill, first refresh, queries, baseline — all on uncompressed
     data, as they always were — then, on the community edition, compression of the history older
     than the ingest window and the queries again; then the new hour (against that compressed
-    history) and, last, a split rewrite of one symbol's compressed history. The baseline runs
+    history), a split rewrite of one symbol's compressed history, and the next hours with
+    revisions kept and not; then (outside the peak RSS, which is the pipeline's) a year of
+    revisions stored and the training-set reads over them. The baseline runs
     before compression because its full recompute upserts over the whole history, which on
     compressed chunks would time decompression instead of the feature engine."""
     asof = pinned_asof()
@@ -280,25 +303,28 @@ def run(
         "yfinance parsing is not on this path",
         "generate_s": round(gen_s, 2),
     }
-    with scratch_database(server=server) as url, PeakRss() as peak:
-        out["edition"] = _license()
-        community = out["edition"] == "timescale"
-        out |= _ingest_phase(frames, data, asof, rounds, progress)
-        # The year of input frames is the benchmark's, not the store's: released before the
-        # feature runs so the peak RSS measures their workers (~450 -> ~200 MB in this process).
-        last_ts = {s: f["ts"].max() for s, f in frames.items()}
-        del frames, data
-        out |= _backfill_phase(symbols, bars, progress)
-        progress("queries")
-        out |= _query_phase(symbols[0], start, "", community)
-        out |= _baseline_phase(url, symbols[:baseline_n], rounds, progress)
-        if community:
-            out |= _compression_phase(symbols[0], start, asof, progress)
-        out |= _new_hour_phase(symbols, asof, last_ts, progress)
-        if out.get("compressed_chunks"):
-            progress(f"split re-adjustment of {symbols[0]}'s compressed history, aggregate refresh")
-            out |= compression.split_rewrite(symbols[0], start, _next_hour(asof))
-    out["peak_rss_mb"] = round(peak.mb, 1)
+    with scratch_database(server=server) as url:
+        with PeakRss() as peak:
+            out["edition"] = _license()
+            community = out["edition"] == "timescale"
+            out |= _ingest_phase(frames, data, asof, rounds, progress)
+            # The year of input frames is the benchmark's, not the store's: released before the
+            # feature runs so the peak RSS measures their workers (~450 -> ~200 MB in this process).
+            last_ts = {s: f["ts"].max() for s, f in frames.items()}
+            del frames, data
+            out |= _backfill_phase(symbols, bars, progress)
+            progress("queries")
+            out |= _query_phase(symbols[0], start, "", community)
+            out |= _baseline_phase(url, symbols[:baseline_n], rounds, progress)
+            if community:
+                out |= _compression_phase(symbols[0], start, asof, progress)
+            out |= _new_hour_phase(symbols, asof, last_ts, progress)
+            out |= _later_hours_phase(symbols, start, asof, bool(out.get("compressed_chunks")), rounds, progress)
+        # The pipeline's peak: the training-set reads below hold a year of features in pandas
+        # frames, a reader's memory, not the store's.
+        out["peak_rss_mb"] = round(peak.mb, 1)
+        out |= pit.year_of_revisions(asof, community, progress)
+        out |= pit_reads.training_reads(rounds, progress)
     return out
 
 

@@ -1,6 +1,8 @@
 """``mfs bench``: throughput figures side by side with a baseline — the design this store replaced:
 a fresh interpreter per symbol, the ``ta`` package and row-by-row executemany — on the store's
 server or on local clusters of either TimescaleDB edition (``--edition``), both in one run if asked.
+Point in time: the hourly run with revisions kept vs not, the storage of a year of revisions, and
+training-set reads through the versions vs a COPY floor and a hand-written merge_asof.
 The baseline needs the ``bench`` extra (``ta``)."""
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ SUMMARY_KEYS = [
     "query_latest_ms",
     "peak_rss_mb",
     "baseline_speedup",
+    "revisions_ingest_ratio",
+    "revisions_features_ratio",
+    "year_revisions_vs_current",
+    "dataset_asof_rows_per_s",
+    "dataset_asof_vs_floor",
     "symbols",
     "bars",
 ]
@@ -37,6 +44,9 @@ TARGETS = {
     "query_daily_1y_ms": "<= 10",
     "peak_rss_mb": "<= 1024",
     "baseline_speedup": ">= 50",
+    # Keeping revisions (on / off, the same hourly work): within 10 %.
+    "revisions_ingest_ratio": "<= 1.1",
+    "revisions_features_ratio": "<= 1.1",
 }
 BOTH = ("timescale", "apache")  # the community edition first: the ratio column is apache / timescale
 
@@ -51,8 +61,8 @@ def _positive(text: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="measure ingest, features, aggregates, queries and memory against a baseline "
-        "(the design this store replaced)",
+        help="measure ingest, features, aggregates, queries, memory and point-in-time costs against a "
+        "baseline (the design this store replaced)",
     )
     p.add_argument("--symbols", type=_positive, default=500, help="symbols in the synthetic universe (default 500)")
     p.add_argument("--days", type=_positive, default=365, help="days of hourly history (default 365)")
