@@ -143,7 +143,9 @@ def run_batch(task: BatchTask) -> BatchResult:
             full=task.full,
             lookback=task.lookback,
             before_symbol=before,
-            context={"run_id": task.run_id, "clock": task.clock, "keep": task.keep_revisions},
+            # The run's clock, never this process's environment: it is the forkserver's, fixed when
+            # it started (possibly under another run's MFS_CLOCK).
+            context={"run_id": task.run_id, "clock": task.clock or "", "keep": task.keep_revisions},
         )
     except BaseException:
         _close_connection()  # a broken transaction or socket must not leak into the next task

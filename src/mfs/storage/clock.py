@@ -53,8 +53,8 @@ def set_write_context(
     readjusted: Sequence[str] = (),
     keep: bool | None = None,
 ) -> None:
-    """For the rest of the transaction: the clock its writes record (``clock``, else
-    ``MFS_CLOCK``, else the server's), the run and reason the revision triggers note with every
+    """For the rest of the transaction: the clock its writes record (``clock``, "" for the server's;
+    None: ``MFS_CLOCK``, else the server's), the run and reason the revision triggers note with every
     version they keep (``readjusted``: symbols whose history is rewritten in Yahoo's new
     adjustment), and whether they keep them (``keep``, default ``database.keep_revisions``)."""
     cur.execute(
@@ -62,7 +62,7 @@ def set_write_context(
         " set_config('mfs.revision_reason', %s, true), set_config('mfs.readjusted', %s, true),"
         " set_config('mfs.keep_revisions', %s, true)",
         (
-            clock or pinned_clock() or "",
+            (pinned_clock() or "") if clock is None else clock,
             run_id or "",
             reason or "",
             ",".join(readjusted),
