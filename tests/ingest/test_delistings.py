@@ -226,7 +226,7 @@ def test_the_migration_fills_listed_on_from_the_stored_bars(store_before_053: st
                            ('AAPL', '1d', '2025-11-11 05:00Z', 1, 1, 1, 1, 1),
                            ('MSFT', '1d', '2025-11-13 05:00Z', 1, 1, 1, 1, 1)""")
         conn.commit()
-        assert migrations.migrate(url) == ["053_universe"]
+        assert migrations.migrate(url)[0] == "053_universe"  # and the later ones
         with conn.cursor() as cur:
             cur.execute("SELECT symbol, listed_on, delisted_on, not_found_streak FROM symbols ORDER BY 1")
             assert cur.fetchall() == [

@@ -101,6 +101,12 @@ REVIEWED_DYNAMIC_SQL = {
     ("src/mfs/aggregates/refresh.py", "aggregate,rollup"): "rollup names from a fixed tuple",
     ("src/mfs/features/batch.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/storage/lifecycle.py", "table"): "table names from a fixed tuple",
+    ("src/mfs/dataset/versions.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
+    ("src/mfs/dataset/versions.py", "source.table"): "market_data or features, from the two fixed Source constants",
+    ("src/mfs/bench/pit.py", "', '.join(columns),complete,revisions,select,table,values['known_to']"): (
+        "table names and conditions fixed in the benchmark, columns from the table's own catalog"
+    ),
+    ("src/mfs/bench/pit_reads.py", "_SELECT"): "a constant query",
 }
 SQL_CALLS = {"execute", "executemany", "mogrify", "copy_expert", "execute_values"}
 
