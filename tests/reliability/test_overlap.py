@@ -43,7 +43,13 @@ def _runs(url: str, flow: str) -> list[tuple]:
 
 def _lock_sessions(url: str, lock: str) -> int:
     with connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"mfs-lock-{lock}",))
+        # A session counts once it has tried the lock (its last statement), not when it connected:
+        # a run that connected but had not tried yet would take the lock at once, without waiting.
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND query LIKE 'SELECT pg_try_advisory_lock(%%'",
+            (f"mfs-lock-{lock}",),
+        )
         count = cur.fetchone()[0]
     conn.close()
     return count
@@ -59,7 +65,7 @@ def _twice_at_once(url: str, env: dict, args: list[str], lock: str) -> list[subp
             for _ in range(2)
         ]
         deadline = time.monotonic() + 120
-        while _lock_sessions(url, lock) < 3:  # ours and the two runs' lock sessions
+        while _lock_sessions(url, lock) < 3:  # ours and the two runs' lock sessions, each having tried
             assert all(p.poll() is None for p in procs), "a run ended before it waited for the lock"
             assert time.monotonic() < deadline, "the two runs never both waited for the lock"
             time.sleep(0.1)

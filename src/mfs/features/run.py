@@ -20,7 +20,7 @@ from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.features import worker
 from mfs.features.batch import SymbolCounts
-from mfs.features.spec import FEATURE_VERSION
+from mfs.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
@@ -112,6 +112,7 @@ def compute(
     }
     if fault_map:
         params["faults"] = fault_map
+    _check_columns()
     with recorded_run(
         FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
@@ -129,6 +130,23 @@ def compute(
             seconds=round(time.perf_counter() - started, 3),
         )
     return report
+
+
+def _check_columns() -> None:
+    """Every defined feature has its column. Adding one to config/features.yaml does not yet add
+    the column (that needs the feature registry): refuse with the names, before anything runs."""
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT f FROM unnest(%s::text[]) AS f WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns c"
+            " WHERE c.table_schema = current_schema() AND c.table_name = 'features' AND c.column_name = f)",
+            (FEATURE_NAMES,),
+        )
+        missing = [r[0] for r in cur.fetchall()]
+    if missing:
+        raise ConfigError(
+            f"feature(s) {', '.join(missing)} in config/features.yaml have no column in the store: adding "
+            "features to an existing store is not supported yet; remove them from the file"
+        )
 
 
 def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str, list[str]]:
