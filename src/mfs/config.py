@@ -50,6 +50,7 @@ RUNTIME_ENV = {
     "MFS_FEATURE_FAULTS",  # fault injection for reliability tests (mfs.features.worker)
     "MFS_SYNTHETIC_FAULTS",  # faults and events of the offline Yahoo (mfs.sources.fake_yahoo)
     "MFS_CLOCK",  # the store's clock pinned, for tests and shell drills (mfs.storage.clock)
+    "MFS_FEATURES_FILE",  # the feature definitions instead of config/features.yaml (mfs.paths)
 }
 
 

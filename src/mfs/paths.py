@@ -22,6 +22,11 @@ def config_path() -> Path:
     return Path(os.environ.get("MFS_CONFIG", project_root() / "config" / "mfs.yaml"))
 
 
+def features_path() -> Path:
+    """The feature definitions (``MFS_FEATURES_FILE`` overrides ``config/features.yaml``)."""
+    return Path(os.environ.get("MFS_FEATURES_FILE", project_root() / "config" / "features.yaml"))
+
+
 def sql_dir() -> Path:
     return project_root() / "sql"
 

@@ -185,7 +185,7 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
                              ORDER BY 1""",
     )
-    assert caggs == [("features_1d", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
+    assert caggs == [("features_1d_last", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
     assert provisioning.apply_policies(agg_db) == "applied"
     assert provisioning.apply_policies(agg_db) == "unchanged"
     jobs = query(

@@ -35,6 +35,8 @@ SERVING = {
     "feature_versions",
     "bars_asof_row",
     "features_asof_row",
+    # what each feature column holds and since when
+    "feature_registry",
 }
 
 
@@ -71,8 +73,8 @@ def materialized_rows(url: str, aggregate: str) -> int:
 def internal_relations(url: str, edition: str) -> list[str]:
     """The aggregates' internal state, which only the owner side may read."""
     if edition == "apache":
-        return ["aggregate_invalidations", "ohlcv_1d_rollup", "features_1d_rollup"]
-    return [
+        return ["aggregate_invalidations", "ohlcv_1d_rollup", "features_1d_rollup", "features_1d_last"]
+    return ["features_1d_last"] + [
         r[0]
         for r in query(
             url,
@@ -110,6 +112,7 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None
                 "SELECT * FROM pipeline_runs",
                 "SELECT * FROM symbol_runs",
                 "SELECT * FROM schema_migrations",
+                "SELECT * FROM feature_schema_changes",
                 *internal,
             ):
                 with pytest.raises(errors.InsufficientPrivilege):
@@ -218,4 +221,4 @@ def test_the_writer_runs_every_pipeline_step_from_the_shell(role_urls, agg_db, e
         or edition == "apache"
     )
     if edition == "timescale":
-        assert materialized_rows(agg_db, "features_1d") > 0
+        assert materialized_rows(agg_db, "features_1d_last") > 0

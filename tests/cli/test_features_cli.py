@@ -41,24 +41,3 @@ def test_a_symbol_without_bars_is_a_failure_not_a_green_run(conn, capsys):
     assert "no 1h bars stored" in captured.out
     assert "features: 1 ok, 2 failed, 1 skipped; 40 bars read" in captured.out
     assert "NOPE (features_1h): no bars stored for this symbol: it is not in the store" in captured.err
-
-
-def test_a_defined_feature_without_its_column_is_refused_before_anything_runs(conn, capsys):
-    """What a feature added to config/features.yaml looks like to the store until the registry
-    adds columns: the run is refused with the names, nothing is written or recorded."""
-    insert_bars(conn, "CLID", "1d", make_bars(40, seed=4, interval="1d"))
-    with conn.cursor() as cur:
-        cur.execute("ALTER TABLE features RENAME COLUMN range_pct TO range_pct_elsewhere")
-    conn.commit()
-    try:
-        assert main(["features", "--symbols", "CLID", "--interval", "1d"]) == 2
-        err = capsys.readouterr().err
-        assert "feature(s) range_pct in config/features.yaml have no column in the store" in err
-        assert err.count("\n") == 1
-        with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT count(*) FROM features), (SELECT count(*) FROM pipeline_runs)")
-            assert cur.fetchone() == (0, 0)
-    finally:
-        with conn.cursor() as cur:
-            cur.execute("ALTER TABLE features RENAME COLUMN range_pct_elsewhere TO range_pct")
-        conn.commit()

@@ -299,7 +299,6 @@ def test_entity_order_columns_and_empty_input(pit_store) -> None:
         (None, {"tolerance": "soon"}, "tolerance 'soon' is not a duration"),
         (None, {"tolerance": "-1h"}, "tolerance must not be negative"),
         (None, {"tolerance": 2}, "tolerance must be a duration"),
-        (None, {"columns": ["rsi_14", "nope"]}, "unknown features column(s) 'nope'"),
         (None, {"mode": "live"}, "mode must be one of known, served"),
         (None, {"interval": "5m"}, "interval must be one of 1h, 1d"),
         (pd.DataFrame({"symbol": ["AAPL"], "at": [pd.Timestamp("2026-11-24", tz="UTC")], "ts": [1]}), {}, "clash"),
@@ -311,6 +310,14 @@ def test_bad_arguments_are_one_clear_error(frame, kwargs, message) -> None:
         features_asof(frame, url="postgresql://nowhere.invalid/none", **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_an_unknown_column_is_one_clear_error_naming_it(db) -> None:
+    """Which feature columns exist is the store's (the registry adds them): asked of it."""
+    frame = pd.DataFrame({"symbol": ["AAPL"], "at": [pd.Timestamp("2026-11-24", tz="UTC")]})
+    with pytest.raises(DatasetInputError) as info:
+        features_asof(frame, url=db, columns=["rsi_14", "nope"])
+    assert "unknown features column(s) 'nope'" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_parallel_readers_share_one_snapshot(pit_store) -> None:

@@ -33,6 +33,9 @@ from mfs.storage.sessions import sync_sessions
 
 REFRESH_LOCK_KEY = 0x6D66735F616767  # "mfs_agg": one refresh at a time per database
 AGGREGATES = ("ohlcv_1d", "ohlcv_1w", "features_1d")  # dependency order (weekly reads daily)
+# What is maintained for each aggregate: features_1d is a view joining the row of each day's last
+# bar, and only that last bar per (symbol, day) is materialized (its columns follow the registry).
+MATERIALIZED = {"ohlcv_1d": "ohlcv_1d", "ohlcv_1w": "ohlcv_1w", "features_1d": "features_1d_last"}
 log = get_logger("mfs.aggregates.refresh")
 
 
@@ -189,6 +192,7 @@ def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
             windows = dict.fromkeys(AGGREGATES, cur.fetchone())
     with conn.cursor() as cur:
         for aggregate in AGGREGATES:
-            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (aggregate, *windows[aggregate]))
+            refresh_args = (MATERIALIZED[aggregate], *windows[aggregate])
+            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", refresh_args)
     # The server does not report what it materialized; -1 says "not counted".
     return {a: -1 for a in AGGREGATES}, {a: -1 for a in AGGREGATES}

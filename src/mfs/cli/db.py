@@ -73,6 +73,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"migrations  {', '.join(info['migrations']) or 'none'}")
     print_table("hypertables", ["name", "chunks"], [(h["name"], h["chunks"]) for h in info["hypertables"]])
     print_table("rows", ["table", "rows"], sorted(info["row_counts"].items()))
+    if "feature_registry" in info:
+        print_table("feature registry (versions)", ["state", "count"], list(info["feature_registry"].items()))
     if "continuous_aggregates" in info:
         print_table(
             "continuous aggregates",

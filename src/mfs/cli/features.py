@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mfs.cli.output import print_json, print_run_table
+from mfs.cli.output import print_json, print_run_table, print_table
 from mfs.config import get_config
 from mfs.flow_names import FEATURES
 from mfs.market import INTERVALS
@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     feat = sub.add_parser(
         "features",
         help="compute indicators per symbol in isolated worker processes (incremental unless --full)",
+    )
+    feat.add_argument(
+        "action",
+        nargs="?",
+        choices=("compute", "list", "prune"),
+        default="compute",
+        help="compute (default): update the features; list: the feature registry; "
+        "prune: drop the columns of retired features",
     )
     feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
     feat.add_argument(
@@ -47,6 +55,10 @@ def print_summary(report: RunReport) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _list(args)
+    if args.action == "prune":
+        return _prune(args)
     from mfs.features import compute
 
     symbols = args.symbols.split(",") if args.symbols else None
@@ -58,4 +70,44 @@ def cmd_features(args: argparse.Namespace) -> int:
     else:
         print_summary(report)
     report.raise_if_failed(get_config().runs.failed_symbol_tolerance)  # RunFailedError: exit 1
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from mfs.features import registry
+
+    rows = registry.rows()
+    if args.json:
+        print_json([r.__dict__ for r in rows])
+        return 0
+    if not rows:
+        print("the feature registry is empty: `mfs db up` or the next `mfs features` run registers the definitions")
+        return 0
+
+    def when(value) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+    table = [
+        (r.name, r.version, r.status, when(r.added_at), when(r.filled_at), when(r.ended_at), _definition(r.definition))
+        for r in rows
+    ]
+    print_table("feature registry", ["name", "version", "status", "added", "filled", "ended", "definition"], table)
+    return 0
+
+
+def _definition(d: dict) -> str:
+    if "expr" in d:
+        return d["expr"]
+    if "talib" in d:
+        params = ", ".join(f"{k}={v}" for k, v in d["params"].items())
+        return f"{d['talib']}({', '.join(d['inputs'])}; {params}) -> {d['output']}"
+    return f"built in ({d.get('builtin')})"
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from mfs.features import registry
+
+    with run_lock(FEATURES, get_config().orchestration.lock_wait_s):  # no run writes the columns meanwhile
+        pruned = registry.prune()
+    print(f"pruned {', '.join(pruned)}" if pruned else "nothing to prune: no retired feature")
     return 0

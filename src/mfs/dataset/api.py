@@ -9,17 +9,30 @@ import pandas as pd
 
 from mfs.dataset.reader import BATCH_SYMBOLS, WINDOW_ROWS, Reader
 from mfs.dataset.request import RESULT_COLUMNS, DatasetInputError, Request, make_request, prepare_entities
-from mfs.dataset.versions import BAR_SOURCE, FEATURE_SOURCE, Source, pg_literal
+from mfs.dataset.versions import BAR_SOURCE, FEATURE_SOURCE, Source, feature_source, pg_literal
 
 SOURCES = {"features": FEATURE_SOURCE, "bars": BAR_SOURCE}
 
 
 def build_request(
-    kind: str, *, columns: Sequence[str] | str | None, interval: str, mode: str, known_at: Any, tolerance: Any
+    kind: str,
+    *,
+    columns: Sequence[str] | str | None,
+    interval: str,
+    mode: str,
+    known_at: Any,
+    tolerance: Any,
+    url: str | None = None,
+    conn=None,
+    store: bool = True,
 ) -> Request:
+    """The request for ``kind``; the features' columns are the store's (``store=False``: the
+    built-in ones, to check every other argument before connecting)."""
     source: Source | None = SOURCES.get(kind)
     if source is None:
         raise DatasetInputError(f"kind must be one of {', '.join(SOURCES)}, not {kind!r}")
+    if source is FEATURE_SOURCE and store:
+        source = feature_source(url, conn)
     return make_request(source, columns=columns, interval=interval, mode=mode, known_at=known_at, tolerance=tolerance)
 
 
@@ -89,8 +102,13 @@ def _asof(
     conn,
     batch: int,
 ) -> pd.DataFrame:
-    request = build_request(kind, columns=columns, interval=interval, mode=mode, known_at=known_at, tolerance=tolerance)
-    ents = prepare_entities(entities, [*RESULT_COLUMNS, *request.columns])
+    args = {"interval": interval, "mode": mode, "known_at": known_at, "tolerance": tolerance}
+    # Arguments and entities are checked before the store is asked which feature columns it has.
+    first = build_request(kind, columns=None, **args, store=False)
+    ents = prepare_entities(entities, [*RESULT_COLUMNS, *first.columns])
+    request = build_request(kind, columns=columns, **args, url=url, conn=conn)
+    if request.columns != first.columns:
+        ents = prepare_entities(entities, [*RESULT_COLUMNS, *request.columns])
     with Reader(request, url=url, conn=conn, window_rows=max(len(ents), WINDOW_ROWS), batch_symbols=batch) as reader:
         frames = list(reader.frames(ents)) or [reader.empty_frame(ents.frame)]
         missing = reader.missing_symbols()

@@ -99,7 +99,9 @@ def write_dataset(
     bar on stderr when it is a terminal (``progress`` None) or when asked. ``require_match``: raise
     NoMatchError, writing nothing, when not one entity row has an answer."""
     started = time.perf_counter()
-    request = build_request(kind, columns=columns, interval=interval, mode=mode, known_at=known_at, tolerance=tolerance)
+    request = build_request(
+        kind, columns=columns, interval=interval, mode=mode, known_at=known_at, tolerance=tolerance, url=url
+    )
     target = _output_path(out)
     frame = entities if isinstance(entities, pd.DataFrame) else read_entities(entities)
     ents = prepare_entities(frame, [*RESULT_COLUMNS, *request.columns])

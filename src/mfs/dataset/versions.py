@@ -14,6 +14,7 @@ frame is built.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 
 from mfs.errors import StorageError
 from mfs.features.spec import FEATURES
+from mfs.storage.connection import connect
 
 PG_INF = np.iinfo(np.int64).max  # timestamptz 'infinity' in binary COPY
 PG_NINF = np.iinfo(np.int64).min  # '-infinity'
@@ -65,6 +67,24 @@ FEATURE_SOURCE = Source(
     "features_asof",
     tuple((f.name, f.pgtype) for f in FEATURES),
 )
+_PG_TYPES = {"double precision": "float8", "smallint": "int2", "integer": "int4", "bigint": "int8"}
+
+
+def feature_source(url: str | None = None, conn=None) -> Source:
+    """The features source with the store's feature columns (the registry's, in column order):
+    a feature added to the definitions is in every dataset once its column exists."""
+    own = conn is None
+    conn = conn or connect(url, application_name="mfs-dataset")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT name, sql_type FROM mfs_feature_columns()")
+            columns = tuple((name, _PG_TYPES.get(kind, "float8")) for name, kind in cur.fetchall())
+    finally:
+        if own:
+            conn.close()
+    return dataclasses.replace(FEATURE_SOURCE, columns=columns)
+
+
 BAR_SOURCE = Source(
     "bars",
     "market_data",

@@ -27,19 +27,23 @@ import pandas as pd
 
 from mfs.errors import FeatureError
 from mfs.features import engine
-from mfs.features.spec import FEATURE_VERSION, FEATURES
+from mfs.features.spec import FEATURE_VERSION, FeatureSet
 from mfs.storage.bulk import PG_EPOCH_US, Column, upsert
 from mfs.storage.clock import WriteContext, set_write_context
 
 KEY = ["symbol", "interval", "ts"]
-WRITE_COLUMNS = [
-    Column("symbol", "text"),
-    Column("interval", "text"),
-    Column("ts", "timestamptz"),
+KEY_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz")]
+ROW_COLUMNS = [
     Column("feature_version", "int4"),
     Column("bar_ingested_at", "timestamptz"),
     Column("closes_at", "timestamptz"),
-] + [Column(f.name, f.pgtype) for f in FEATURES]
+]
+
+
+def write_columns(features: FeatureSet) -> list[Column]:
+    """The columns a feature row is written with: key, row metadata, every feature of the set."""
+    return KEY_COLUMNS + ROW_COLUMNS + [Column(f.name, f.pgtype) for f in features.features]
+
 
 # Bars and row states are read with binary COPY: every column selected is fixed-width and NOT NULL,
 # so the payload is a plain record array (far faster than building Python tuples row by row).
@@ -54,10 +58,15 @@ def _record(fields: list[tuple[str, str]]) -> np.dtype:
 
 
 _BAR_STATE = _record([("k", ">i4"), ("ts", ">i8"), ("ingested_at", ">i8")])
-_ROW_STATE = _record(
-    [("k", ">i4"), ("ts", ">i8"), ("feature_version", ">i4"), ("bar_ingested_at", ">i8"), ("obv", ">f8")]
-)
-_BAR_RECORD = _record(
+
+
+def _row_state(cumulative: tuple[str, ...]) -> np.dtype:
+    """A feature row's state, with the stored value of every running-sum feature (its anchor)."""
+    fields = [("k", ">i4"), ("ts", ">i8"), ("feature_version", ">i4"), ("bar_ingested_at", ">i8")]
+    return _record(fields + [(name, ">f8") for name in cumulative])
+
+
+BAR_RECORD = _record(
     [
         ("k", ">i4"),
         ("ts", ">i8"),
@@ -72,7 +81,7 @@ _BAR_RECORD = _record(
 )
 
 
-def _copy_records(cur, query: str, params: tuple, dtype: np.dtype) -> np.ndarray:
+def copy_records(cur, query: str, params: tuple, dtype: np.dtype) -> np.ndarray:
     buf = io.BytesIO()
     cur.copy_expert(f"COPY ({cur.mogrify(query, params).decode()}) TO STDOUT WITH (FORMAT binary)", buf)
     body = buf.getvalue()[_COPY_HEADER_LEN:-2]  # minus the header and the -1 trailer
@@ -92,19 +101,19 @@ class SymbolCounts:
     anchored: bool = False  # OBV continued from a stored row (incremental window)
 
 
-def _to_utc(pg_us: np.ndarray) -> pd.DatetimeIndex:
+def to_utc(pg_us: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex((pg_us.astype(np.int64) + PG_EPOCH_US).astype("datetime64[us]")).tz_localize("UTC")
 
 
 # k = the symbol's 1-based position in the batch, from a join with the batch's symbol array (an
 # ORDER BY or array_position() in SQL costs more than the scan itself: measured 135 vs 55 ms for
 # 44k rows); numpy sorts by (k, ts) instead.
-_BATCH = (
+BATCH_JOIN = (
     "FROM unnest(%s::text[]) WITH ORDINALITY AS w(symbol, k) JOIN {table} t ON t.symbol = w.symbol AND t.interval = %s"
 )
 
 
-def _split(rec: np.ndarray, n: int) -> list[np.ndarray]:
+def split_by_symbol(rec: np.ndarray, n: int) -> list[np.ndarray]:
     """Records of a batch -> one slice per symbol, each ordered by ts."""
     rec = rec[np.lexsort((rec["ts"].astype(np.int64), rec["k"].astype(np.int32)))]
     bounds = np.searchsorted(rec["k"].astype(np.int32), np.arange(1, n + 2))
@@ -118,12 +127,14 @@ class Plan:
     bar_ts: np.ndarray  # every bar's ts, PostgreSQL µs, ascending
     start: int | None  # first bar to (re)compute; None = nothing stale
     first: int = 0  # first bar read (start - lookback, or 0)
-    anchor: float | None = None  # stored OBV of bars[first] when first > 0
+    anchors: dict[str, float] | None = None  # stored running sums of bars[first] when first > 0
     rows_from_start: int = 0  # feature rows that already exist for bars[start:]
     orphans: np.ndarray | None = None  # ts (µs) of feature rows whose bar no longer exists
 
 
-def plan_symbol(bars: np.ndarray, rows: np.ndarray, *, full: bool, lookback: int) -> Plan:
+def plan_symbol(
+    bars: np.ndarray, rows: np.ndarray, *, full: bool, lookback: int, cumulative: tuple[str, ...] = ()
+) -> Plan:
     """Compare each bar's ingested_at with the bar_ingested_at of its feature row, in numpy.
 
     Two ordered index scans instead of a join: the join's plan depends on the statistics of a
@@ -149,24 +160,31 @@ def plan_symbol(bars: np.ndarray, rows: np.ndarray, *, full: bool, lookback: int
     plan.rows_from_start = int(has_row[plan.start :].sum())
     first = plan.start - lookback
     if first > 0:
-        # Every bar before start has a current row (start is the first stale one): continue its OBV.
-        obv = float(rows["obv"][pos[first]])
-        if not np.isnan(obv):
-            plan.first, plan.anchor = first, obv
+        # Every bar before start has a current row (start is the first stale one): continue its
+        # running sums. One not stored yet (a feature just added) means reading from the first bar.
+        anchors = {name: float(rows[name][pos[first]]) for name in cumulative}
+        if not any(np.isnan(v) for v in anchors.values()):
+            plan.first, plan.anchors = first, anchors
     return plan
 
 
-def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan) -> dict:
-    ts = _to_utc(rec["ts"])
-    values = engine.compute(
-        ts,
+def compute_rows(rec: np.ndarray, features: FeatureSet, anchors=None, only=None) -> dict[str, np.ndarray]:
+    return engine.compute(
+        to_utc(rec["ts"]),
         rec["open"].astype(np.float64),
         rec["high"].astype(np.float64),
         rec["low"].astype(np.float64),
         rec["close"].astype(np.float64),
         rec["volume"].astype(np.float64),
-        obv_anchor=plan.anchor,
+        anchors=anchors,
+        only=only,
+        definitions=features.definitions,
     )
+
+
+def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan, features: FeatureSet) -> dict:
+    ts = to_utc(rec["ts"])
+    values = compute_rows(rec, features, plan.anchors)
     assert plan.start is not None  # only symbols with something to compute get here
     keep = slice(plan.start - plan.first, None)
     n = len(rec) - (plan.start - plan.first)
@@ -175,8 +193,8 @@ def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan) -> di
         "interval": [interval] * n,
         "ts": ts[keep],
         "feature_version": np.full(n, FEATURE_VERSION),
-        "bar_ingested_at": _to_utc(rec["ingested_at"][keep]),
-        "closes_at": _to_utc(rec["closes_at"][keep]),
+        "bar_ingested_at": to_utc(rec["ingested_at"][keep]),
+        "closes_at": to_utc(rec["closes_at"][keep]),
     }
     data.update({name: arr[keep] for name, arr in values.items()})
     return data
@@ -198,6 +216,7 @@ def update_batch(
     *,
     full: bool,
     lookback: int,
+    features: FeatureSet,
     before_symbol: Callable[[str], None] | None = None,
     context: WriteContext | None = None,
 ) -> dict[str, SymbolCounts | str]:
@@ -213,9 +232,10 @@ def update_batch(
         with conn.cursor() as cur:
             set_write_context(cur, **(context or {}))
             key = (list(symbols), interval)
-            bar_states, row_states = _read_states(cur, key)
+            bar_states, row_states = _read_states(cur, key, features.cumulative)
             plans = [
-                plan_symbol(b, r, full=full, lookback=lookback) for b, r in zip(bar_states, row_states, strict=True)
+                plan_symbol(b, r, full=full, lookback=lookback, cumulative=features.cumulative)
+                for b, r in zip(bar_states, row_states, strict=True)
             ]
             deleted = _delete_orphans(cur, symbols, interval, plans)
             windows = _read_windows(cur, key, plans)
@@ -226,13 +246,13 @@ def update_batch(
                 out[symbol] = counts
                 if plan.start is None or window is None:  # nothing stale
                     continue
-                outcome = _compute_symbol(symbol, interval, window, plan, counts, before_symbol)
+                outcome = _compute_symbol(symbol, interval, window, plan, counts, features, before_symbol)
                 if isinstance(outcome, str):
                     out[symbol] = outcome
                 else:
                     computed.append(outcome)
             if computed:
-                _write_features(cur, interval, computed)
+                _write_features(cur, interval, computed, write_columns(features))
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -240,22 +260,26 @@ def update_batch(
     return out
 
 
-def _read_states(cur, key: tuple[list[str], str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _read_states(
+    cur, key: tuple[list[str], str], cumulative: tuple[str, ...]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per symbol: every bar's (ts, ingested_at) and every feature row's state, ordered by ts."""
     n = len(key[0])
-    bar_states = _split(
-        _copy_records(
-            cur, "SELECT w.k::int4, t.ts, t.ingested_at " + _BATCH.format(table="market_data"), key, _BAR_STATE
+    bar_states = split_by_symbol(
+        copy_records(
+            cur, "SELECT w.k::int4, t.ts, t.ingested_at " + BATCH_JOIN.format(table="market_data"), key, _BAR_STATE
         ),
         n,
     )
-    row_states = _split(
-        _copy_records(
+    row_states = split_by_symbol(
+        copy_records(
             cur,
-            "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity'), "
-            "coalesce(t.obv, 'NaN') " + _BATCH.format(table="features"),
+            "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity')"
+            + "".join(f", coalesce(t.{name}, 'NaN')" for name in cumulative)
+            + " "
+            + BATCH_JOIN.format(table="features"),
             key,
-            _ROW_STATE,
+            _row_state(cumulative),
         ),
         n,
     )
@@ -284,15 +308,15 @@ def _read_windows(cur, key: tuple[list[str], str], plans: list[Plan]) -> list[np
     if not todo:
         return [None] * n
     since = min(p.bar_ts[p.first] for p in todo)
-    return _split(
-        _copy_records(
+    return split_by_symbol(
+        copy_records(
             cur,
             "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
             "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) "
-            + _BATCH.format(table="market_data")
+            + BATCH_JOIN.format(table="market_data")
             + " WHERE t.ts >= to_timestamp(%s / 1e6::float8 + 946684800)",
             (*key, int(since)),
-            _BAR_RECORD,
+            BAR_RECORD,
         ),
         n,
     )
@@ -304,6 +328,7 @@ def _compute_symbol(
     window: np.ndarray,
     plan: Plan,
     counts: SymbolCounts,
+    features: FeatureSet,
     before_symbol: Callable[[str], None] | None,
 ) -> _Computed | str:
     """One symbol's feature rows from its bars (``counts`` filled in), or why they failed."""
@@ -311,21 +336,21 @@ def _compute_symbol(
     try:
         if before_symbol:
             before_symbol(symbol)
-        data = _features_for(symbol, interval, rec, plan)
+        data = _features_for(symbol, interval, rec, plan, features)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     counts.bars_read, counts.staged = len(rec), len(data["ts"])
-    counts.start, counts.anchored = data["ts"][0].isoformat(), plan.anchor is not None
+    counts.start, counts.anchored = data["ts"][0].isoformat(), plan.anchors is not None
     return _Computed(symbol, data, plan, counts)
 
 
-def _write_features(cur, interval: str, computed: list[_Computed]) -> None:
+def _write_features(cur, interval: str, computed: list[_Computed], columns: list[Column]) -> None:
     """One write for the batch's computed rows; fills in each symbol's inserted/updated."""
     upsert_needed = any(c.plan.rows_from_start > 0 for c in computed)
-    data = {col.name: _concat([c.columns[col.name] for c in computed]) for col in WRITE_COLUMNS}
+    data = {col.name: concat([c.columns[col.name] for c in computed]) for col in columns}
     # Only new bars everywhere (a backfill, the next hour): a plain INSERT, nothing to compare.
     touch = {"computed_at": "mfs_now()"}
-    upsert(cur, "features", WRITE_COLUMNS, data, key=KEY, touch=touch, new_keys_only=not upsert_needed)
+    upsert(cur, "features", columns, data, key=KEY, touch=touch, new_keys_only=not upsert_needed)
     if upsert_needed:
         _split_counts(cur, interval, computed)
     else:
@@ -333,7 +358,7 @@ def _write_features(cur, interval: str, computed: list[_Computed]) -> None:
             c.counts.inserted = len(c.columns["ts"])
 
 
-def _concat(chunks: list) -> object:
+def concat(chunks: list) -> object:
     if isinstance(chunks[0], pd.DatetimeIndex):
         return chunks[0].append(chunks[1:]) if len(chunks) > 1 else chunks[0]
     if isinstance(chunks[0], list):

@@ -15,6 +15,7 @@ depends on it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -30,8 +31,9 @@ import talib.abstract
 import yaml
 
 from mfs.errors import ConfigError
+from mfs.features import probes
 from mfs.features.expressions import BAR_INPUTS, Expression, parse
-from mfs.paths import project_root
+from mfs.paths import features_path
 
 # Columns of the features table that are not features, and the built-in calendar features.
 RESERVED_COLUMNS = frozenset(
@@ -73,10 +75,21 @@ class Definition:
     inputs: tuple[str, ...] = ()  # bar columns or features fed to it, in its order
     args: tuple[Any, ...] = ()  # every parameter in TA-Lib's order (spec value or default)
     output: int = 0
-    cumulative: bool = False  # a running sum from the first bar (OBV, AD): anchored incrementally
+    lookback: int = 0  # the TA-Lib function's own look-back (its warm-up on bar columns)
+    from_integer: bool = False  # computed from a TA-Lib integer output (patterns: 0, ±100; positions)
+    # How a value depends on where a computation starts (mfs.features.probes): "none", "add" or
+    # "scale" (running sums and products: re-based on the stored value of a window's first bar),
+    # "index" (stored as bars since the position TA-Lib returns).
+    anchoring: str = "none"
+    memory: int = 0  # bars of look-back an incremental run needs to reproduce the full history
     expression: Expression | None = None
     depends_on: frozenset[str] = field(default_factory=frozenset)
     pgtype: str = "float8"
+
+    @property
+    def cumulative(self) -> bool:
+        """A running sum or product from the first bar: an incremental run continues its stored value."""
+        return self.anchoring in ("add", "scale")
 
 
 def _fail(name: str, key: str, value: object, why: str) -> ConfigError:
@@ -133,6 +146,11 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
         raise _fail(name, "params", dict(params), f"refused by TA-Lib: {exc}") from None
     inputs = [n for series in info.input_names.values() for n in (series if isinstance(series, list) else [series])]
     source = entry.get("input")
+    unknown = [n for n in inputs if n not in BAR_INPUTS]
+    if unknown and not (source is not None and len(inputs) == 1):
+        raise _fail(
+            name, "talib", function, f"reads {unknown[0]!r}, which is not a bar column ({', '.join(BAR_INPUTS)})"
+        )
     if source is not None:
         if len(inputs) != 1:
             raise _fail(
@@ -150,15 +168,44 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
     index = outputs.index(chosen) if chosen in outputs else chosen if isinstance(chosen, int) else -1
     if isinstance(index, bool) or not 0 <= index < len(outputs):
         raise _fail(name, "output", chosen, f"is not one of {function}'s outputs {outputs}")
-    flags = info.info.get("function_flags") or []
-    upstream = known[source].warmup if isinstance(source, str) and source in known else 0
+    upstream = known[source] if isinstance(source, str) and source in known else None
+    # A function fed another feature is probed on the close: its own behaviour, plus its input's memory.
+    found = probes.behaviour(
+        function, [n if n in BAR_INPUTS else "close" for n in inputs], info.parameters.values(), index, lookback
+    )
+    if found is None:
+        raise _fail(
+            name,
+            "talib",
+            function,
+            "depends on the whole history from the first bar in a way a stored value cannot continue",
+        )
+    if upstream is not None and upstream.from_integer and not found.finite:
+        raise _fail(
+            name,
+            "input",
+            source,
+            f"derives from an integer series (a pattern: 0, ±100, or a position); {function} smooths without "
+            "end and would not forget where a computation started: feed it a price-like feature",
+        )
+    if found.kind == "index" and upstream is not None:
+        raise _fail(
+            name,
+            "input",
+            source,
+            f"is a computed feature: {function} returns a position, which a rounding "
+            "difference in its input can move; it reads bar columns only",
+        )
     return {
         "function": function,
         "inputs": tuple(inputs),
         "args": tuple(info.parameters.values()),
         "output": index,
-        "warmup": lookback + upstream,
-        "cumulative": "Output is path-dependent" in flags and lookback == 0,
+        "warmup": lookback + (upstream.warmup if upstream else 0),
+        "lookback": lookback,
+        "from_integer": "integer" in (info.info.get("output_flags") or {}) or bool(upstream and upstream.from_integer),
+        "anchoring": found.kind,
+        "memory": found.memory + (upstream.memory if upstream else 0),
         "normalized": {"talib": function, "params": dict(info.parameters), "inputs": inputs, "output": outputs[index]},
         "depends_on": frozenset({source} & set(known)) if source else frozenset(),
     }
@@ -176,9 +223,27 @@ def _expression_definition(name: str, entry: Mapping[str, Any], known: Mapping[s
     return {
         "expression": expression,
         "warmup": expression.warmup({n: d.warmup for n, d in known.items()}),
+        "memory": expression.warmup({n: d.memory for n, d in known.items()}),
+        "from_integer": any(known[n].from_integer for n in expression.feature_names & set(known)),
         "normalized": {"expr": expression.normalized},
         "depends_on": frozenset(expression.feature_names & set(known)),
     }
+
+
+def _measured_through_inputs(d: Definition, known: Mapping[str, Definition]) -> Definition:
+    """A TA-Lib function fed another feature: its look-back measured through the whole chain (a
+    function probed on the close may behave otherwise on a computed series)."""
+    memory = probes.chain_memory([*known.values(), d], d.name)
+    if memory is None:
+        raise _fail(
+            d.name,
+            "input",
+            d.inputs[0],
+            f"as input of {d.function} gives values that depend on where a computation starts beyond any look-back",
+        )
+    # Twice the measured look-back: the probe's computed input is one series, a store's differ
+    # more than its prices do (KAMA of a volume average needed 1.3 times the measured 500).
+    return dataclasses.replace(d, memory=max(2 * memory, d.memory))
 
 
 def _version(normalized: Mapping[str, Any], depends_on: frozenset[str], known: Mapping[str, Definition]) -> str:
@@ -210,29 +275,46 @@ def resolve(entries: object, *, source: str = "config/features.yaml") -> list[De
         if not isinstance(description, str):
             raise _fail(name, "description", description, "must be a string")
         version = _version(parts["normalized"], parts["depends_on"], known)
-        known[name] = Definition(name=name, description=description, version=version, **parts)
+        definition = Definition(name=name, description=description, version=version, **parts)
+        if definition.function is not None and definition.depends_on:
+            definition = _measured_through_inputs(definition, known)
+        known[name] = definition
     return list(known.values())
 
 
 def definitions_path() -> Path:
-    return project_root() / "config" / "features.yaml"
+    return features_path()
 
 
 @lru_cache(maxsize=1)
 def current() -> tuple[Definition, ...]:
-    """The definitions of ``config/features.yaml``, read once per process."""
+    """The definitions of the default file (``config/features.yaml``), read once per process: the
+    built-in set the docs and tests describe. A run reads the file it is given (``read``)."""
     return tuple(load())
 
 
 def load(path: Path | None = None) -> list[Definition]:
-    """The definitions in ``path`` (default ``config/features.yaml``)."""
+    """The definitions in ``path`` (default ``config/features.yaml`` or ``MFS_FEATURES_FILE``)."""
+    path = path or definitions_path()
+    return list(from_text(read_source(path), str(path)))
+
+
+def read_source(path: Path | None = None) -> str:
+    """The text of the definitions file (one line naming it when it cannot be read)."""
     path = path or definitions_path()
     try:
-        document = yaml.safe_load(path.read_text())
+        return path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the feature definitions: {exc.strerror}") from None
+
+
+@lru_cache(maxsize=8)
+def from_text(text: str, source: str = "config/features.yaml") -> tuple[Definition, ...]:
+    """The definitions in the YAML ``text`` (cached: a worker resolves its run's text once)."""
+    try:
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(document, Mapping) or set(document) != {"features"}:
-        raise ConfigError(f"{path}: expected one key, `features`, holding the list of definitions")
-    return resolve(document["features"], source=str(path))
+        raise ConfigError(f"{source}: expected one key, `features`, holding the list of definitions")
+    return tuple(resolve(document["features"], source=source))

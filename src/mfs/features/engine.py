@@ -27,6 +27,7 @@ import talib.abstract
 
 from mfs.errors import FeatureError
 from mfs.features.definitions import BUILTIN, Definition, current
+from mfs.features.probes import positional, rebase
 from mfs.features.rolling import rolling_std  # noqa: F401  # re-exported: the engine's two-pass std
 from mfs.market import NY
 
@@ -130,15 +131,63 @@ def _talib_value(
         # (positional inputs, then every parameter): no per-call bookkeeping, and none of the
         # abstract object's thread-local state, which a new thread would see reset to defaults.
         function = talib.abstract.Function(d.function).func_object  # type: ignore[attr-defined]  # absent from .pyi
-        cache[key] = function(*(np.ascontiguousarray(columns[name]) for name in d.inputs), *d.args)
-    result = cache[key]
-    out = np.array(result if isinstance(result, np.ndarray) else result[d.output], dtype=np.float64)
+        series = [np.ascontiguousarray(columns[name]) for name in d.inputs]
+        n_outputs = len(talib.abstract.Function(d.function).output_names)  # type: ignore[attr-defined]
+        cache[key] = _outputs(function, series, d.args, d.lookback, n_outputs, index=d.anchoring == "index")
+    out = cache[key][d.output].copy()
     mask = DEGENERATE.get(d.function)
     if mask is not None and d.inputs == _default_inputs(d.function):  # rules about bars, not another column
         out[mask(d, bars)] = np.nan
+    if d.anchoring == "index":
+        out = positional(_latest_of_ties(out, columns[d.inputs[0]], d.lookback + 1))
+    out[: d.warmup] = np.nan  # integer outputs (patterns, indexes) are 0 there, not NaN
     if d.cumulative and d.name in anchors and len(out):
-        out = out - out[0] + float(anchors[d.name])  # re-based on the stored value of the first bar
+        out = rebase(out, d.anchoring, float(anchors[d.name]))  # continued from the stored value of the first bar
     return out
+
+
+def _latest_of_ties(index: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
+    """Positions TA-Lib chose among equal values made the latest such position in the window:
+    which of two equal minima TA-Lib reports depends on where its scan started."""
+    out = index.copy()
+    valid = np.flatnonzero(~np.isnan(index))
+    if not len(valid):
+        return out
+    chosen = values[index[valid].astype(np.int64)]
+    found = np.zeros(len(valid), dtype=bool)
+    for back in range(window):  # newest first: the first equal value found is the latest
+        at = valid - back
+        hit = ~found & (at >= 0) & (values[np.maximum(at, 0)] == chosen)
+        out[valid[hit]] = at[hit]
+        found |= hit
+    return out
+
+
+def _outputs(
+    function: Any, series: list[np.ndarray], args: tuple, lookback: int, n_outputs: int, *, index: bool
+) -> list[np.ndarray]:
+    """Every output of ``function`` as float64 arrays. A NaN in an input (a feature fed in as
+    input, NaN where it is undefined) splits the bars into runs computed separately, each with its
+    own warm-up: in one call TA-Lib would carry the NaN into every later value (running sums,
+    smoothing) — or not, for an incremental run that starts after it. ``index``: outputs are
+    positions in the array passed, made positions in ``series``."""
+    bad = np.zeros(len(series[0]), dtype=bool)
+    for s in series:
+        bad |= np.isnan(s)
+    if not bad.any():
+        result = function(*series, *args)
+        return [np.asarray(r, dtype=np.float64) for r in (result if isinstance(result, tuple) else (result,))]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], (~bad).astype(np.int8), [0])))).reshape(-1, 2)
+    outs: list[np.ndarray] = []
+    for lo, hi in edges:
+        result = function(*(np.ascontiguousarray(s[lo:hi]) for s in series), *args)
+        parts = result if isinstance(result, tuple) else (result,)
+        outs = outs or [np.full(len(bad), np.nan) for _ in parts]
+        for out, part in zip(outs, parts, strict=True):
+            values = np.asarray(part, dtype=np.float64) + (lo if index else 0)
+            values[:lookback] = np.nan
+            out[lo:hi] = values
+    return outs or [np.full(len(bad), np.nan) for _ in range(n_outputs)]  # no bar without a NaN input
 
 
 def _default_inputs(function: str) -> tuple[str, ...]:

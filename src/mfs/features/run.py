@@ -13,14 +13,16 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import NamedTuple
 
 from pebble import CONSTS, ProcessExpired, ProcessFuture, ProcessPool
 
 from mfs.config import get_config
 from mfs.errors import ConfigError
-from mfs.features import worker
+from mfs.features import registry, spec, worker
 from mfs.features.batch import SymbolCounts
-from mfs.features.spec import FEATURE_NAMES, FEATURE_VERSION
+from mfs.features.definitions import definitions_path
+from mfs.features.spec import FEATURE_VERSION, FeatureSet
 from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
@@ -102,25 +104,33 @@ def compute(
     intervals = [interval] if interval else list(cfg.intervals)
     symbols = normalize_symbols(symbols if symbols else cfg.symbols)
     fault_map = resolve_faults(faults)
-    fc = cfg.features
+    # The definitions as the file says now: a mistake in it stops here, before anything changes.
+    features = spec.load()
     params = {
         "symbols": symbols,
         "intervals": intervals,
         "full": full,
         "feature_version": FEATURE_VERSION,
-        "lookback_bars": fc.lookback_bars,
+        "lookback_bars": lookback_bars(features),
     }
     if fault_map:
         params["faults"] = fault_map
-    _check_columns()
+    changes = registry.sync(features)
     with recorded_run(
         FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
         started = time.perf_counter()
         with_bars = _symbols_with_bars(symbols, intervals)
+        pending = registry.unfilled(features)
         # Decided before any worker starts: a symbol without bars has nothing to compute.
-        pids = _compute_stored(report, with_bars, intervals, full, fault_map) if any(with_bars.values()) else set()
+        jobs = [Job(f"features_{i}", i, with_bars[i]) for i in intervals if with_bars[i]]
+        if pending and not full:
+            stored = _stored_series()
+            fill = tuple(name for name, _ in pending)
+            jobs += [Job(f"fill_{i}", i, stored[i], fill) for i in sorted(stored)]
+        pids = _compute_stored(report, jobs, features, full, fault_map) if jobs else set()
         _report_missing(report, symbols, intervals, with_bars)
+        filled = _filled(report, pending, full, jobs)
         report.extra.update(
             intervals=intervals,
             full=full,
@@ -128,25 +138,55 @@ def compute(
             batch_size=_batch_size(len(symbols)),
             worker_pids=sorted(pids),
             seconds=round(time.perf_counter() - started, 3),
+            registry={
+                "added": changes.added,
+                "changed": changes.changed,
+                "retired": changes.retired,
+                "restored": changes.restored,
+                "filled": [name for name, _ in filled],
+            },
         )
     return report
 
 
-def _check_columns() -> None:
-    """Every defined feature has its column. Adding one to config/features.yaml does not yet add
-    the column (that needs the feature registry): refuse with the names, before anything runs."""
+def lookback_bars(features: FeatureSet) -> int:
+    """Bars read before the first new one: features.lookback_bars, or more when a definition's
+    measured memory needs it (KAMA: 900)."""
+    return max(get_config().features.lookback_bars, features.memory)
+
+
+class Job(NamedTuple):
+    """One interval's symbols through the workers: the incremental update (``fill`` empty) or the
+    fill of the columns ``fill`` over the whole history."""
+
+    stage: str
+    interval: str
+    symbols: list[str]
+    fill: tuple[str, ...] = ()
+
+
+def _stored_series() -> dict[str, list[str]]:
+    """Every symbol with feature rows, per interval: a column is filled for the whole store."""
     with connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT f FROM unnest(%s::text[]) AS f WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns c"
-            " WHERE c.table_schema = current_schema() AND c.table_name = 'features' AND c.column_name = f)",
-            (FEATURE_NAMES,),
+            "SELECT s.interval, s.symbol FROM stored_series s WHERE EXISTS "
+            "(SELECT 1 FROM features f WHERE f.symbol = s.symbol AND f.interval = s.interval) ORDER BY 1, 2"
         )
-        missing = [r[0] for r in cur.fetchall()]
-    if missing:
-        raise ConfigError(
-            f"feature(s) {', '.join(missing)} in config/features.yaml have no column in the store: adding "
-            "features to an existing store is not supported yet; remove them from the file"
-        )
+        out: dict[str, list[str]] = {}
+        for interval, symbol in cur.fetchall():
+            out.setdefault(interval, []).append(symbol)
+    return out
+
+
+def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool, jobs: list[Job]) -> list[tuple[str, str]]:
+    """Mark the pending versions filled when their fill (or a full recompute) failed nowhere."""
+    stages = {j.stage for j in jobs if j.fill or full}
+    if not pending or any(r.status == "failed" for r in report.results if r.stage in stages):
+        return []
+    if full and any(r.status == "failed" for r in report.results):
+        return []
+    registry.mark_filled(pending)
+    return pending
 
 
 def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str, list[str]]:
@@ -163,14 +203,14 @@ def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str
 
 
 def _compute_stored(
-    report: RunReport, with_bars: dict[str, list[str]], intervals: Sequence[str], full: bool, fault_map: dict[str, str]
+    report: RunReport, jobs: list[Job], features: FeatureSet, full: bool, fault_map: dict[str, str]
 ) -> set[int]:
-    """Every interval's symbols with bars through one pool (its warm workers and their
-    connections serve every interval); returns the worker pids."""
+    """Every job through one pool (its warm workers and their connections serve every interval);
+    returns the worker pids."""
     fc = get_config().features
     pids: set[int] = set()
     pool = ProcessPool(
-        max_workers=min(fc.workers, max(len(s) for s in with_bars.values())),
+        max_workers=min(fc.workers, max(len(j.symbols) for j in jobs)),
         max_tasks=fc.max_tasks_per_worker,
         initializer=worker.initialize,
         initargs=(fc.worker_memory_mb,),
@@ -178,9 +218,8 @@ def _compute_stored(
     )
     finished = False
     try:
-        for each in intervals:
-            if with_bars[each]:
-                pids |= _compute_interval(pool, report, with_bars[each], each, full, fault_map)
+        for job in jobs:
+            pids |= _compute_job(pool, report, job, features, full, fault_map)
         finished = True
     finally:  # interrupted (Ctrl-C, flow timeout): do not wait for the scheduled batches
         pool.close() if finished else pool.stop()
@@ -214,23 +253,27 @@ def _batch_size(n_symbols: int) -> int:
     return max(1, min(fc.batch_size, -(-n_symbols // min(fc.workers, n_symbols))))  # every worker gets work
 
 
-def _compute_interval(
-    pool: ProcessPool, report: RunReport, symbols: list[str], interval: str, full: bool, fault_map: dict[str, str]
+def _compute_job(
+    pool: ProcessPool, report: RunReport, job: Job, features: FeatureSet, full: bool, fault_map: dict[str, str]
 ) -> set[int]:
-    """One interval of a run: every symbol through ``pool``, its outcome appended to ``report``;
+    """One job of a run: every symbol through ``pool``, its outcome appended to ``report``;
     returns the worker pids."""
     fc = get_config().features
     url = database_url()
+    symbols = job.symbols
     size = _batch_size(len(symbols))
 
     def schedule(batch: list[str]) -> tuple[list[str], ProcessFuture]:
         task = worker.BatchTask(
             tuple(batch),
-            interval,
+            job.interval,
             full,
-            fc.lookback_bars,
+            lookback_bars(features),
             url,
-            tuple((s, fault_map[s]) for s in batch if s in fault_map),
+            definitions=features.source,
+            definitions_source=str(definitions_path()),
+            fill=job.fill,
+            faults=tuple((s, fault_map[s]) for s in batch if s in fault_map),
             run_id=report.run_id,
             clock=pinned_clock(),
             keep_revisions=get_config().database.keep_revisions,
@@ -238,7 +281,7 @@ def _compute_interval(
         return batch, pool.schedule(worker.run_batch, args=(task,), timeout=fc.timeout_s)
 
     finished, failures = _run_batches(schedule, [symbols[i : i + size] for i in range(0, len(symbols), size)])
-    _record_outcomes(report, symbols, interval, finished, failures)
+    _record_outcomes(report, symbols, job, finished, failures)
     return {result.pid for result in finished}
 
 
@@ -271,11 +314,11 @@ def _run_batches(
 
 
 def _record_outcomes(
-    report: RunReport, symbols: list[str], interval: str, finished: list[worker.BatchResult], failures: dict[str, str]
+    report: RunReport, symbols: list[str], job: Job, finished: list[worker.BatchResult], failures: dict[str, str]
 ) -> None:
     """One SymbolResult per symbol, in the run's order. A batch is timed as a whole (its
     BatchTiming); each of its symbols' ``duration_s`` is an equal share of it."""
-    stage = f"features_{interval}"
+    stage, interval = job.stage, job.interval
     outcomes: dict[str, SymbolCounts | str] = dict(failures)
     share: dict[str, float] = {}
     for result in finished:

@@ -16,11 +16,14 @@ are of another version, and ``mfs features --full`` recomputes everything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Any
 
 import talib.abstract
 
-from mfs.features.definitions import Definition, current
+from mfs.features import definitions
+from mfs.features.definitions import Definition
 from mfs.market import NY
 
 FEATURE_VERSION = 1
@@ -56,8 +59,7 @@ def _default_inputs(function: str | None) -> tuple[str, ...]:
     return tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
 
 
-# The defined features (config/features.yaml, in its order), then the built-in calendar columns.
-FEATURES: list[Feature] = [_feature(d) for d in current()] + [
+_CALENDAR = (
     Feature(
         "hour_et",
         "calendar",
@@ -67,14 +69,61 @@ FEATURES: list[Feature] = [_feature(d) for d in current()] + [
         "int2",
     ),
     Feature("dow_et", "calendar", {"tz": NY}, "day of week of the bar in New York, 0 = Monday … 6 = Sunday", 0, "int2"),
-]
+)
 
-FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The columns one run computes: the definitions of a file, in its order, then the built-in
+    calendar columns. ``source`` is the file's text, which is what a worker is handed."""
+
+    definitions: tuple[Definition, ...]
+    source: str = ""
+
+    @cached_property
+    def features(self) -> tuple[Feature, ...]:
+        return tuple(_feature(d) for d in self.definitions) + _CALENDAR
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def max_warmup(self) -> int:
+        return max(f.warmup for f in self.features)
+
+    @property
+    def memory(self) -> int:
+        """Bars of look-back an incremental run needs so that every feature equals a full
+        recompute (measured per definition, mfs.features.probes)."""
+        return max((d.memory for d in self.definitions), default=0)
+
+    @property
+    def cumulative(self) -> tuple[str, ...]:
+        """Running sums from the first bar (OBV, AD): an incremental run continues their stored value."""
+        return tuple(d.name for d in self.definitions if d.cumulative)
+
+
+@lru_cache(maxsize=8)
+def from_text(text: str, source: str = "config/features.yaml") -> FeatureSet:
+    return FeatureSet(definitions.from_text(text, source), text)
+
+
+def load(path: Path | None = None) -> FeatureSet:
+    """The feature set of ``path`` (default: ``config/features.yaml`` or ``MFS_FEATURES_FILE``)."""
+    path = path or definitions.definitions_path()
+    return from_text(definitions.read_source(path), str(path))
+
+
+# The built-in set (config/features.yaml as shipped, in its order): what the docs describe.
+DEFAULT = FeatureSet(definitions.current())
+FEATURES: list[Feature] = list(DEFAULT.features)
+FEATURE_NAMES: list[str] = DEFAULT.names
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 # The longest warm-up; the configured look-back (features.lookback_bars ≥ 400) is far above it so
 # that exponentially smoothed indicators (EMA, Wilder) forget their seed: on random-walk bars 400
 # bars of look-back reproduce full-history values to ~4e-12 relative, 450 to ~3e-13, 300 to ~1e-8.
-MAX_WARMUP = max(f.warmup for f in FEATURES)
+MAX_WARMUP = DEFAULT.max_warmup
 
 
 def markdown_table() -> str:

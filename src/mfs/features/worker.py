@@ -37,8 +37,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pandas as pd  # noqa: E402  (after the thread limits above)
 
-from mfs.features import engine  # noqa: E402
+from mfs.features import engine, spec  # noqa: E402
 from mfs.features.batch import SymbolCounts, update_batch  # noqa: E402
+from mfs.features.fill import fill_batch  # noqa: E402
+from mfs.storage.clock import WriteContext  # noqa: E402
 from mfs.storage.connection import connect  # noqa: E402
 
 # pandas resolves the New York zone name through pytz, whose first lookup stats its ~600 zone
@@ -56,6 +58,11 @@ class BatchTask:
     full: bool
     lookback: int
     database_url: str
+    # The run's feature definitions (the file's YAML text; the forkserver's own copy of the file
+    # may be older) and, for a column fill, the columns to fill over the whole history.
+    definitions: str = ""
+    definitions_source: str = "config/features.yaml"
+    fill: tuple[str, ...] = ()
     faults: tuple[tuple[str, str], ...] = ()  # (symbol, kind) pairs
     # What the write records (the worker's environment is the forkserver's, fixed at its start).
     run_id: str | None = None
@@ -136,17 +143,26 @@ def run_batch(task: BatchTask) -> BatchResult:
     try:
         conn = _connection(task.database_url)
         began = time.perf_counter()  # after connecting: a new worker's first task would pay for it
-        outcomes = update_batch(
-            conn,
-            list(task.symbols),
-            task.interval,
-            full=task.full,
-            lookback=task.lookback,
-            before_symbol=before,
-            # The run's clock, never this process's environment: it is the forkserver's, fixed when
-            # it started (possibly under another run's MFS_CLOCK).
-            context={"run_id": task.run_id, "clock": task.clock or "", "keep": task.keep_revisions},
-        )
+        features = spec.from_text(task.definitions, task.definitions_source) if task.definitions else spec.DEFAULT
+        # The run's clock, never this process's environment: it is the forkserver's, fixed when it
+        # started (possibly under another run's MFS_CLOCK).
+        context: WriteContext = {"run_id": task.run_id, "clock": task.clock or "", "keep": task.keep_revisions}
+        symbols = list(task.symbols)
+        if task.fill:
+            outcomes = fill_batch(
+                conn, symbols, task.interval, task.fill, features=features, before_symbol=before, context=context
+            )
+        else:
+            outcomes = update_batch(
+                conn,
+                symbols,
+                task.interval,
+                full=task.full,
+                lookback=task.lookback,
+                features=features,
+                before_symbol=before,
+                context=context,
+            )
     except BaseException:
         _close_connection()  # a broken transaction or socket must not leak into the next task
         raise

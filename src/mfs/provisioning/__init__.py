@@ -76,4 +76,25 @@ def after_migrate(url: str | None = None) -> list[str]:
         done.append(f"market sessions: {counts.inserted} added, {counts.updated} updated")
     if apply_policies(url) == "applied":
         done.append("aggregate, compression and retention policies applied")
+    done += _sync_feature_registry(url)
     return done
+
+
+def _sync_feature_registry(url: str | None) -> list[str]:
+    """The feature registry and columns follow config/features.yaml (the next ``mfs features`` run
+    fills what is new)."""
+    from mfs.features import registry, spec  # TA-Lib: paid only when bringing a store up
+
+    changes = registry.sync(spec.load(), url)
+    if changes.first:
+        return [f"feature registry: {len(changes.added)} features registered"]
+    return [
+        f"feature registry: {what} {', '.join(names)}"
+        for what, names in (
+            ("added", changes.added),
+            ("changed", changes.changed),
+            ("retired", changes.retired),
+            ("restored", changes.restored),
+        )
+        if names
+    ]

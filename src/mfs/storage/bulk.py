@@ -9,6 +9,7 @@ NaN floats are encoded as NULL, so warm-up values are NULL in the table, never N
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 from collections.abc import Mapping, Sequence
@@ -81,11 +82,11 @@ def encode_rows(columns: Sequence[Column], data: ColumnData, *, key: Sequence[st
     """Encode ``data`` for COPY; with ``key``, also check its uniqueness here (on the caller's
     thread) so that ``upsert`` with the same key does not repeat the check."""
     if key:
-        _check_unique_keys("rows to encode", data, key)
+        check_unique_keys("rows to encode", data, key)
     return EncodedRows(tuple(columns), data, _encode_chunks(columns, data), tuple(key))
 
 
-def _check_unique_keys(what: str, data: ColumnData, key: Sequence[str]) -> None:
+def check_unique_keys(what: str, data: ColumnData, key: Sequence[str]) -> None:
     keys = pd.DataFrame({k: data[k] for k in key})
     if keys.duplicated().any():
         dup = keys[keys.duplicated(keep=False)].head(3).to_dict("records")
@@ -353,7 +354,7 @@ def upsert(
     if n == 0:
         return UpsertCounts(0, 0, 0)
     if checked_key != tuple(key):
-        _check_unique_keys(f"upsert into {table}", data, key)
+        check_unique_keys(f"upsert into {table}", data, key)
     if new_keys_only:
         inserted = copy_rows(cur, table, columns, data, chunks)
         return UpsertCounts(staged=n, inserted=inserted, updated=0, by=_appended_by(data, count_by, None))
@@ -394,14 +395,7 @@ def _staged_upsert(
     count_by: str | None = None,
 ) -> UpsertCounts:
     names = [c.name for c in columns]
-    stage = f"_stage_{table}"
-    cur.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(
-            sql.Identifier(stage), sql.Identifier(table)
-        )
-    )
-    cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
-    staged = copy_rows(cur, stage, columns, data)
+    stage, staged = stage_rows(cur, table, columns, data)
     touch = dict(touch or {})
     value_cols = [c for c in columns if c.name not in key]
     select_exprs = [sql.Identifier(c.name) for c in columns] + [sql.SQL(expr) for expr in touch.values()]
@@ -436,3 +430,24 @@ def _staged_upsert(
     by = {r[0]: (r[1], r[2]) for r in rows} if count_by else None
     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
     return UpsertCounts(staged=staged, inserted=inserted, updated=updated, by=by)
+
+
+def stage_rows(
+    cur, table: str, columns: Sequence[Column], data: ColumnData, *, constraints: bool = True
+) -> tuple[str, int]:
+    """``data`` in an empty session-temporary table with ``table``'s layout; returns (its name,
+    rows). ``constraints=False``: only ``columns``, typed as in ``table``, without its NOT NULLs
+    (rows that update some columns of existing rows). Named after the columns: a session that
+    staged rows before ``table`` gained a column gets a new staging table with it."""
+    names = ",".join(c.name for c in columns)
+    stage = f"_stage_{table}_{hashlib.sha256(f'{names}:{constraints}'.encode()).hexdigest()[:8]}"
+    layout = (
+        sql.SQL("(LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(sql.Identifier(table))
+        if constraints
+        else sql.SQL("ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in columns), sql.Identifier(table)
+        )
+    )
+    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ").format(sql.Identifier(stage)) + layout)
+    cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+    return stage, copy_rows(cur, stage, columns, data)

@@ -60,6 +60,7 @@ class StoreStatus(TypedDict):
     migrations: list[str]
     hypertables: list[Hypertable]
     row_counts: dict[str, int]
+    feature_registry: NotRequired[dict[str, int]]  # registered feature versions per state
 
 
 def edition_note(url: str) -> str | None:
@@ -172,6 +173,21 @@ def _row_counts(cur) -> dict[str, int]:
     return counts
 
 
+def _feature_registry(cur) -> dict[str, int] | None:
+    cur.execute("SELECT to_regclass('feature_registry') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(
+        """SELECT CASE WHEN pruned_at IS NOT NULL THEN 'pruned' WHEN superseded_at IS NOT NULL THEN 'superseded'
+                       WHEN retired_at IS NOT NULL THEN 'retired' WHEN filled_at IS NULL THEN 'unfilled'
+                       ELSE 'active' END AS state, count(*)
+           FROM feature_registry GROUP BY 1"""
+    )
+    counts = dict.fromkeys(("active", "unfilled", "retired", "superseded", "pruned"), 0)
+    counts.update(dict(cur.fetchall()))
+    return counts
+
+
 def store_status(url: str | None = None) -> StoreStatus:
     """Server and TimescaleDB versions, edition, migrations, hypertables and row counts."""
     url = url or database_url()
@@ -192,6 +208,9 @@ def store_status(url: str | None = None) -> StoreStatus:
                 "hypertables": _hypertables(cur) if tsdb["version"] else [],
                 "row_counts": _row_counts(cur),
             }
+            registry = _feature_registry(cur)
+            if registry is not None:
+                info["feature_registry"] = registry
             if tsdb["store_edition"] == "timescale":
                 info["continuous_aggregates"] = _continuous_aggregates(cur)
                 info["jobs"] = _jobs(cur)

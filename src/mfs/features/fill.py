@@ -1,0 +1,91 @@
+"""Filling feature columns over the whole history: a feature that was added or whose definition
+changed is computed for every stored bar of a batch of symbols, and only its columns are written.
+
+Runs in a worker like ``batch.update_batch`` (one REPEATABLE READ transaction per batch). Each
+symbol's bars are read from its first bar, so running sums need no anchor and the values equal a
+full recompute. Rows whose value is unchanged are not rewritten; a changed row gets the new
+``computed_at`` (it is a new version: as of an earlier moment the old one is what was known) and
+its previous version is kept as a revision with reason ``definition_change``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mfs.features.batch import (
+    BAR_RECORD,
+    BATCH_JOIN,
+    KEY,
+    KEY_COLUMNS,
+    SymbolCounts,
+    compute_rows,
+    concat,
+    copy_records,
+    split_by_symbol,
+    to_utc,
+)
+from mfs.features.spec import FeatureSet
+from mfs.storage.bulk import Column
+from mfs.storage.clock import WriteContext, set_write_context
+from mfs.storage.updates import update_existing
+
+
+def fill_batch(
+    conn,
+    symbols: list[str],
+    interval: str,
+    names: Sequence[str],
+    *,
+    features: FeatureSet,
+    before_symbol: Callable[[str], None] | None = None,
+    context: WriteContext | None = None,
+) -> dict[str, SymbolCounts | str]:
+    """Recompute the columns ``names`` of every stored feature row of ``symbols``; per symbol its
+    counts (``updated`` = rows whose value changed) or why it failed."""
+    by_name = {f.name: f for f in features.features}
+    columns = KEY_COLUMNS + [Column(n, by_name[n].pgtype) for n in names]
+    try:
+        with conn.cursor() as cur:
+            recorded: WriteContext = {**(context or {}), "reason": "definition_change"}
+            set_write_context(cur, **recorded)
+            windows = split_by_symbol(
+                copy_records(
+                    cur,
+                    "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
+                    "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) " + BATCH_JOIN.format(table="market_data"),
+                    (list(symbols), interval),
+                    BAR_RECORD,
+                ),
+                len(symbols),
+            )
+            out: dict[str, SymbolCounts | str] = {}
+            parts: list[dict] = []
+            for symbol, rec in zip(symbols, windows, strict=True):
+                try:
+                    if before_symbol:
+                        before_symbol(symbol)
+                    values = compute_rows(rec, features, only=names)
+                except Exception as exc:
+                    out[symbol] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    continue
+                out[symbol] = SymbolCounts(bars_read=len(rec), staged=len(rec))
+                parts.append(
+                    {
+                        "symbol": [symbol] * len(rec),
+                        "interval": [interval] * len(rec),
+                        "ts": to_utc(rec["ts"]),
+                        **{n: values[n] for n in names},
+                    }
+                )
+            data = {c.name: concat([p[c.name] for p in parts]) for c in columns} if parts else {}
+            updated = update_existing(
+                cur, "features", columns, data, key=KEY, touch={"computed_at": "mfs_now()"}, count_by="symbol"
+            )
+            for symbol, counts in out.items():
+                if isinstance(counts, SymbolCounts):
+                    counts.updated = updated.get(symbol, 0)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return out
