@@ -312,11 +312,11 @@ def test_bad_arguments_are_one_clear_error(frame, kwargs, message) -> None:
     assert info.value.exit_code == 2
 
 
-def test_an_unknown_column_is_one_clear_error_naming_it(db) -> None:
+def test_an_unknown_column_is_one_clear_error_naming_it(pit_store) -> None:
     """Which feature columns exist is the store's (the registry adds them): asked of it."""
     frame = pd.DataFrame({"symbol": ["AAPL"], "at": [pd.Timestamp("2026-11-24", tz="UTC")]})
     with pytest.raises(DatasetInputError) as info:
-        features_asof(frame, url=db, columns=["rsi_14", "nope"])
+        features_asof(frame, url=pit_store.url, columns=["rsi_14", "nope"])
     assert "unknown features column(s) 'nope'" in str(info.value) and "\n" not in str(info.value)
 
 
