@@ -4,7 +4,8 @@ one run, on a scratch database created and dropped here, fed by the synthetic ma
 community edition also storage before and after compression, queries on compressed data and a
 split rewrite of compressed history (mfs.bench.compression). Point in time: the hourly run with
 revisions kept vs not, the storage of a year of revisions (mfs.bench.pit) and training-set reads
-through the versions vs a COPY floor and a hand-written merge_asof (mfs.bench.pit_reads).
+through the versions vs a COPY floor and a hand-written merge_asof (mfs.bench.pit_reads). The
+feature registry: one feature added to the whole history vs a full recompute (mfs.bench.registry).
 
 Contenders that are compared are run alternately (``rounds`` times) and summarised by medians:
 these 2-core machines are shared and noisy.
@@ -24,7 +25,7 @@ import pandas as pd
 
 from mfs import calendar
 from mfs.aggregates.refresh import RefreshResult
-from mfs.bench import compression, pit, pit_reads
+from mfs.bench import compression, pit, pit_reads, registry
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.features import compute
@@ -316,6 +317,7 @@ def run(
             progress("queries")
             out |= _query_phase(symbols[0], start, "", community)
             out |= _baseline_phase(url, symbols[:baseline_n], rounds, progress)
+            out |= registry.add_feature_vs_full(symbols, rounds, progress)
             if community:
                 out |= _compression_phase(symbols[0], start, asof, progress)
             out |= _new_hour_phase(symbols, asof, last_ts, progress)

@@ -32,6 +32,9 @@ SUMMARY_KEYS = [
     "year_revisions_vs_current",
     "dataset_asof_rows_per_s",
     "dataset_asof_vs_floor",
+    "add_feature_s",
+    "full_recompute_s",
+    "add_feature_vs_full",
     "symbols",
     "bars",
 ]

@@ -275,6 +275,7 @@ def _read_states(
         copy_records(
             cur,
             "SELECT w.k::int4, t.ts, t.feature_version, coalesce(t.bar_ingested_at, '-infinity')"
+            # Feature names are checked SQL identifiers (mfs.features.definitions: [a-z][a-z0-9_]*).
             + "".join(f", coalesce(t.{name}, 'NaN')" for name in cumulative)
             + " "
             + BATCH_JOIN.format(table="features"),

@@ -141,25 +141,21 @@ def sync(features: FeatureSet, url: str | None = None) -> SyncResult:
             wanted = entries(features)
             for e in wanted:
                 old = live.get(e.name)
+                added_column = _add_column(cur, e, columns)  # a column dropped by hand comes back too
+                if added_column:
+                    result.statements += added_column
+                    result.new_columns.append(e.name)
                 if old is not None and old["version"] == e.version:
-                    added_column = _add_column(cur, e, columns)  # a column dropped by hand comes back
                     if old["retired_at"] is not None or added_column:  # its values are not up to date
                         cur.execute(
                             "UPDATE feature_registry SET retired_at = NULL, filled_at = NULL WHERE id = %s",
                             (old["id"],),
                         )
                         result.restored.append(e.name)
-                    if added_column:
-                        result.statements += added_column
-                        result.new_columns.append(e.name)
                     continue
                 if old is not None:
                     cur.execute("UPDATE feature_registry SET superseded_at = mfs_now() WHERE id = %s", (old["id"],))
-                added_column = _add_column(cur, e, columns)
-                if added_column:
-                    result.statements += added_column
-                    result.new_columns.append(e.name)
-                _insert(cur, e, filled=first and e.name in columns)
+                _insert(cur, e, filled=first and not added_column)
                 (result.changed if old is not None else result.added).append(e.name)
             for name, old in live.items():
                 if name not in {e.name for e in wanted} and old["retired_at"] is None:

@@ -441,13 +441,18 @@ def stage_rows(
     staged rows before ``table`` gained a column gets a new staging table with it."""
     names = ",".join(c.name for c in columns)
     stage = f"_stage_{table}_{hashlib.sha256(f'{names}:{constraints}'.encode()).hexdigest()[:8]}"
-    layout = (
-        sql.SQL("(LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(sql.Identifier(table))
+    template = (
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         if constraints
-        else sql.SQL("ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA").format(
-            sql.SQL(", ").join(sql.Identifier(c.name) for c in columns), sql.Identifier(table)
+        else "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
+        " AS SELECT {columns} FROM {table} WITH NO DATA"
+    )
+    cur.execute(
+        sql.SQL(template).format(
+            stage=sql.Identifier(stage),
+            table=sql.Identifier(table),
+            columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
         )
     )
-    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ").format(sql.Identifier(stage)) + layout)
     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
     return stage, copy_rows(cur, stage, columns, data)

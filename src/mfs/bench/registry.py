@@ -1,0 +1,68 @@
+"""The benchmark's feature-registry phase: adding one feature to a store (its column filled over
+the whole history) side by side with a full recompute of every feature, alternated.
+
+Each round defines the extra feature anew (RSI with another period: the first round adds it,
+the next ones change it, so each refills the one column) and then runs ``mfs features --full``
+over every symbol. The full recompute's values are unchanged, so it rewrites no row: it is the
+cost of computing and comparing every feature, a lower bound of recomputing after a global
+definition change (which also rewrote every row and kept a revision of each).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mfs.features import compute, registry
+from mfs.features.definitions import definitions_path
+
+EXTRA = "bench_rsi"
+
+
+def _define(path: Path, period: int | None) -> None:
+    entries = yaml.safe_load(definitions_path().read_text())["features"]
+    if period is not None:
+        entries.append({"name": EXTRA, "talib": "RSI", "params": {"timeperiod": period}})
+    path.write_text(yaml.safe_dump({"features": entries}, sort_keys=False))
+
+
+def add_feature_vs_full(symbols: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Seconds to add (then change) one feature on every symbol's history vs a full recompute."""
+    progress(f"one feature added to {len(symbols)} symbols' history vs a full recompute, alternating ×{rounds}")
+    previous = os.environ.get("MFS_FEATURES_FILE")
+    add, full, rows = [], [], 0
+    with tempfile.TemporaryDirectory(prefix="mfs-bench-") as folder:
+        path = Path(folder) / "features.yaml"
+        os.environ["MFS_FEATURES_FILE"] = str(path)
+        try:
+            for i in range(rounds):
+                _define(path, 7 + i)
+                began = time.perf_counter()
+                report = compute(symbols[:1], "1h")  # the fill covers every stored symbol
+                add.append(time.perf_counter() - began)
+                rows = sum(r.written for r in report.results if r.stage.startswith("fill_"))
+                began = time.perf_counter()
+                compute(symbols, "1h", full=True)
+                full.append(time.perf_counter() - began)
+            _define(path, None)
+            compute(symbols[:1], "1h")  # retires the extra feature
+            registry.prune()  # and drops its column: the later phases see the built-in store
+        finally:
+            if previous is None:
+                os.environ.pop("MFS_FEATURES_FILE", None)
+            else:
+                os.environ["MFS_FEATURES_FILE"] = previous
+    out = {
+        "add_feature_s": round(statistics.median(add), 2),
+        "add_feature_rows": rows,
+        "full_recompute_s": round(statistics.median(full), 2),
+    }
+    out["add_feature_vs_full"] = round(out["add_feature_s"] / out["full_recompute_s"], 3)
+    return out
