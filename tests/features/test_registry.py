@@ -128,6 +128,12 @@ def test_added_features_get_their_columns_filled_and_nothing_else_changes(store)
     assert 'ALTER TABLE "features_revisions" ADD COLUMN "kama_30" double precision' in statements
     # The previous versions of the filled rows are kept: as of before the fill there was no rsi_7.
     assert query("SELECT DISTINCT reason FROM features_revisions") == [("definition_change",)]
+    written = sum(r.written for r in report.results if r.stage.startswith("fill_"))
+    assert query("SELECT count(*), count(rsi_7), count(DISTINCT run_id) FROM features_revisions") == [(written, 0, 1)]
+    assert query(
+        "SELECT count(*) FROM features_revisions r JOIN features f USING (symbol, interval, ts) "
+        "WHERE r.rsi_14 IS NOT DISTINCT FROM f.rsi_14 AND r.known_to = f.computed_at AND r.computed_at < f.computed_at"
+    ) == [(written,)]
     # Nothing left to fill: the next run does nothing but the incremental update.
     again = compute(["AAA"], "1h")
     assert again.extra["registry"]["filled"] == [] and {r.stage for r in again.results} == {"features_1h"}

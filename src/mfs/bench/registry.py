@@ -1,11 +1,11 @@
-"""The benchmark's feature-registry phase: adding one feature to a store (its column filled over
-the whole history) side by side with a full recompute of every feature, alternated.
+"""The benchmark's feature-registry phase: one feature added or changed, the store brought up to
+date by filling only its column, side by side with bringing it up to date by a full recompute of
+every feature (what a definition change meant before the registry), alternated.
 
-Each round defines the extra feature anew (RSI with another period: the first round adds it,
-the next ones change it, so each refills the one column) and then runs ``mfs features --full``
-over every symbol. The full recompute's values are unchanged, so it rewrites no row: it is the
-cost of computing and comparing every feature, a lower bound of recomputing after a global
-definition change (which also rewrote every row and kept a revision of each).
+Each round defines the extra feature anew (RSI with another period: the first round adds it, the
+next ones change it), times the next run (``mfs features``: the column filled over every stored
+symbol's history), defines it anew again and times ``mfs features --full`` over every symbol,
+which computes every feature and rewrites every row (the changed column differs in each).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def _define(path: Path, period: int | None) -> None:
 
 
 def add_feature_vs_full(symbols: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Seconds to add (then change) one feature on every symbol's history vs a full recompute."""
+    """Seconds until the store is current after one feature was added (then changed): its column
+    filled, vs every feature recomputed."""
     progress(f"one feature added to {len(symbols)} symbols' history vs a full recompute, alternating ×{rounds}")
     previous = os.environ.get("MFS_FEATURES_FILE")
     add, full, rows = [], [], 0
@@ -43,13 +44,14 @@ def add_feature_vs_full(symbols: list[str], rounds: int, progress: Callable[[str
         os.environ["MFS_FEATURES_FILE"] = str(path)
         try:
             for i in range(rounds):
-                _define(path, 7 + i)
+                _define(path, 7 + 2 * i)
                 began = time.perf_counter()
                 report = compute(symbols[:1], "1h")  # the fill covers every stored symbol
                 add.append(time.perf_counter() - began)
                 rows = sum(r.written for r in report.results if r.stage.startswith("fill_"))
+                _define(path, 8 + 2 * i)
                 began = time.perf_counter()
-                compute(symbols, "1h", full=True)
+                compute(symbols, "1h", full=True)  # every symbol recomputed: nothing left to fill
                 full.append(time.perf_counter() - began)
             _define(path, None)
             compute(symbols[:1], "1h")  # retires the extra feature

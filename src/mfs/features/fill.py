@@ -79,7 +79,14 @@ def fill_batch(
                 )
             data = {c.name: concat([p[c.name] for p in parts]) for c in columns} if parts else {}
             updated = update_existing(
-                cur, "features", columns, data, key=KEY, touch={"computed_at": "mfs_now()"}, count_by="symbol"
+                cur,
+                "features",
+                columns,
+                data,
+                key=KEY,
+                touch={"computed_at": "mfs_now()"},
+                count_by="symbol",
+                revisions="features_revisions",
             )
             for symbol, counts in out.items():
                 if isinstance(counts, SymbolCounts):

@@ -124,13 +124,11 @@ def compute(
         pending = registry.unfilled(features)
         # Decided before any worker starts: a symbol without bars has nothing to compute.
         jobs = [Job(f"features_{i}", i, with_bars[i]) for i in intervals if with_bars[i]]
-        if pending and not full:
-            stored = _stored_series()
-            fill = tuple(name for name, _ in pending)
-            jobs += [Job(f"fill_{i}", i, stored[i], fill) for i in sorted(stored)]
+        if pending:  # every stored symbol, not only the run's: the column is the whole store's
+            jobs += _fill_jobs(tuple(name for name, _ in pending), with_bars if full else {})
         pids = _compute_stored(report, jobs, features, full, fault_map) if jobs else set()
         _report_missing(report, symbols, intervals, with_bars)
-        filled = _filled(report, pending, full, jobs)
+        filled = _filled(report, pending, full)
         report.extra.update(
             intervals=intervals,
             full=full,
@@ -151,7 +149,7 @@ def compute(
 
 def lookback_bars(features: FeatureSet) -> int:
     """Bars read before the first new one: features.lookback_bars, or more when a definition's
-    measured memory needs it (KAMA: 900)."""
+    measured memory needs it (KAMA(30): 640)."""
     return max(get_config().features.lookback_bars, features.memory)
 
 
@@ -165,25 +163,25 @@ class Job(NamedTuple):
     fill: tuple[str, ...] = ()
 
 
-def _stored_series() -> dict[str, list[str]]:
-    """Every symbol with feature rows, per interval: a column is filled for the whole store."""
+def _fill_jobs(fill: tuple[str, ...], recomputed: dict[str, list[str]]) -> list[Job]:
+    """Per interval, every symbol with feature rows (a column is filled for the whole store) but
+    those this run recomputes in full anyway (``recomputed``)."""
     with connection() as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT s.interval, s.symbol FROM stored_series s WHERE EXISTS "
             "(SELECT 1 FROM features f WHERE f.symbol = s.symbol AND f.interval = s.interval) ORDER BY 1, 2"
         )
-        out: dict[str, list[str]] = {}
+        stored: dict[str, list[str]] = {}
         for interval, symbol in cur.fetchall():
-            out.setdefault(interval, []).append(symbol)
-    return out
+            if symbol not in recomputed.get(interval, ()):
+                stored.setdefault(interval, []).append(symbol)
+    return [Job(f"fill_{i}", i, symbols, fill) for i, symbols in sorted(stored.items())]
 
 
-def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool, jobs: list[Job]) -> list[tuple[str, str]]:
-    """Mark the pending versions filled when their fill (or a full recompute) failed nowhere."""
-    stages = {j.stage for j in jobs if j.fill or full}
-    if not pending or any(r.status == "failed" for r in report.results if r.stage in stages):
-        return []
-    if full and any(r.status == "failed" for r in report.results):
+def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool) -> list[tuple[str, str]]:
+    """Mark the pending versions filled when no symbol's fill (or full recompute) failed."""
+    failed = [r for r in report.results if r.status == "failed" and (full or r.stage.startswith("fill_"))]
+    if not pending or failed:
         return []
     registry.mark_filled(pending)
     return pending
