@@ -95,7 +95,7 @@ class IngestConfig(Section):
 
 class FeaturesConfig(Section):
     lookback_bars: int = Field(
-        450, ge=400, description="bars read before the first new bar (≥ longest window + warm-up)"
+        450, ge=400, description="bars read before the first new bar, at least (more when a definition needs it)"
     )
     timeout_s: float = Field(
         30.0, gt=0, description="per-task timeout; a batch past it is rerun one symbol per task, each with this timeout"

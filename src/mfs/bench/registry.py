@@ -26,11 +26,9 @@ from mfs.features.definitions import definitions_path
 EXTRA = "bench_rsi"
 
 
-def _define(path: Path, period: int | None) -> None:
-    entries = yaml.safe_load(definitions_path().read_text())["features"]
-    if period is not None:
-        entries.append({"name": EXTRA, "talib": "RSI", "params": {"timeperiod": period}})
-    path.write_text(yaml.safe_dump({"features": entries}, sort_keys=False))
+def _define(path: Path, base: list[dict], period: int | None) -> None:
+    extra = [] if period is None else [{"name": EXTRA, "talib": "RSI", "params": {"timeperiod": period}}]
+    path.write_text(yaml.safe_dump({"features": [*base, *extra]}, sort_keys=False))
 
 
 def add_feature_vs_full(symbols: list[str], rounds: int, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -38,22 +36,23 @@ def add_feature_vs_full(symbols: list[str], rounds: int, progress: Callable[[str
     filled, vs every feature recomputed."""
     progress(f"one feature added to {len(symbols)} symbols' history vs a full recompute, alternating ×{rounds}")
     previous = os.environ.get("MFS_FEATURES_FILE")
+    base = yaml.safe_load(definitions_path().read_text())["features"]  # the store's definitions
     add, full, rows = [], [], 0
     with tempfile.TemporaryDirectory(prefix="mfs-bench-") as folder:
         path = Path(folder) / "features.yaml"
         os.environ["MFS_FEATURES_FILE"] = str(path)
         try:
             for i in range(rounds):
-                _define(path, 7 + 2 * i)
+                _define(path, base, 7 + 2 * i)
                 began = time.perf_counter()
                 report = compute(symbols[:1], "1h")  # the fill covers every stored symbol
                 add.append(time.perf_counter() - began)
                 rows = sum(r.written for r in report.results if r.stage.startswith("fill_"))
-                _define(path, 8 + 2 * i)
+                _define(path, base, 8 + 2 * i)
                 began = time.perf_counter()
                 compute(symbols, "1h", full=True)  # every symbol recomputed: nothing left to fill
                 full.append(time.perf_counter() - began)
-            _define(path, None)
+            _define(path, base, None)
             compute(symbols[:1], "1h")  # retires the extra feature
             registry.prune()  # and drops its column: the later phases see the built-in store
         finally:

@@ -3,15 +3,16 @@ compute, write.
 
 Runs inside a worker process on that worker's single connection (see worker.py, which times the
 batch as a whole: its symbols share the reads and the write, so they are not timed one by one); a
-batch is one REPEATABLE READ transaction, so the stale-bar search, the bars, the OBV anchors and
-the write all see one snapshot of committed data, and a reader never sees half a symbol.
+batch is one REPEATABLE READ transaction, so the stale-bar search, the bars, the running-sum
+anchors and the write all see one snapshot of committed data, and a reader never sees half a symbol.
 
 Incremental rule (documented in docs/features.md): recompute from the EARLIEST bar that has no feature
 row of the current FEATURE_VERSION, or whose ``market_data.ingested_at`` differs from the
 ``bar_ingested_at`` stored with its feature row (the partial last bar that ingest overwrote, a
 late correction, a backfilled older bar). Everything from that bar on is recomputed, reading
-``lookback`` bars before it, counted in bars (not calendar time). OBV is continued from the stored
-value of the first look-back bar, so the rows written equal a full recompute.
+``lookback`` bars before it, counted in bars (not calendar time). Running sums (OBV, AD) are
+continued from the stored value of the first look-back bar, so the rows written equal a full
+recompute. The features computed are the run's (``FeatureSet``: its definitions file).
 """
 
 from __future__ import annotations

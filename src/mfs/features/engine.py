@@ -8,11 +8,15 @@ plus the built-in calendar columns. This module adds what TA-Lib does not do:
 * degenerate input -> NaN (stored NULL). TA-Lib returns 0 where a denominator is zero (RSI,
   stochastics, Williams %R, CCI, DI/ADX, MFI), which would store a plausible-looking wrong value;
   the masks below turn exactly those cases into NaN, for whatever periods a definition chooses.
-* anchoring of running sums (OBV, AD: TA-Lib flags them path-dependent, with no look-back): their
-  level depends on where the computation starts. An incremental run starts inside the history and
-  passes ``anchors`` = the stored value of its first bar; the result then equals a computation
-  from the symbol's first bar (sums of integer volumes are exact in float64 below 2**53). ADOSC is
-  path-dependent too but a difference of two EMAs of AD, so a constant offset cancels: no anchor.
+* anchoring of running sums and products (OBV, AD: off by a constant; NVI, PVI: by a factor —
+  measured per definition, ``mfs.features.probes``): their level depends on where the computation
+  starts. An incremental run starts inside the history and passes ``anchors`` = the stored value
+  of its first bar; the result then equals a computation from the symbol's first bar (sums of
+  integer volumes are exact in float64 below 2**53). ADOSC is path-dependent too but a difference
+  of two EMAs of AD, so a constant offset cancels: no anchor.
+* positions (MAXINDEX …) as bars since the position, the latest of equal values, and a NaN inside
+  a fed-in feature splitting the bars into runs computed separately: both so that a value does
+  not depend on where the computation started.
 """
 
 from __future__ import annotations
