@@ -173,6 +173,26 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
     found = probes.behaviour(
         function, [n if n in BAR_INPUTS else "close" for n in inputs], info.parameters.values(), index, lookback
     )
+    found = _checked(name, function, source, upstream, found)
+    return {
+        "function": function,
+        "inputs": tuple(inputs),
+        "args": tuple(info.parameters.values()),
+        "output": index,
+        "warmup": lookback + (upstream.warmup if upstream else 0),
+        "lookback": lookback,
+        "from_integer": "integer" in (info.info.get("output_flags") or {}) or bool(upstream and upstream.from_integer),
+        "anchoring": found.kind,
+        "memory": found.memory + (upstream.memory if upstream else 0),
+        "normalized": {"talib": function, "params": dict(info.parameters), "inputs": inputs, "output": outputs[index]},
+        "depends_on": frozenset({source} & set(known)) if source else frozenset(),
+    }
+
+
+def _checked(
+    name: str, function: str, source: object, upstream: Definition | None, found: probes.Behaviour | None
+) -> probes.Behaviour:
+    """``found``, unless an incremental run could not reproduce the values (mfs.features.probes)."""
     if found is None:
         raise _fail(
             name,
@@ -196,19 +216,7 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
             f"is a computed feature: {function} returns a position, which a rounding "
             "difference in its input can move; it reads bar columns only",
         )
-    return {
-        "function": function,
-        "inputs": tuple(inputs),
-        "args": tuple(info.parameters.values()),
-        "output": index,
-        "warmup": lookback + (upstream.warmup if upstream else 0),
-        "lookback": lookback,
-        "from_integer": "integer" in (info.info.get("output_flags") or {}) or bool(upstream and upstream.from_integer),
-        "anchoring": found.kind,
-        "memory": found.memory + (upstream.memory if upstream else 0),
-        "normalized": {"talib": function, "params": dict(info.parameters), "inputs": inputs, "output": outputs[index]},
-        "depends_on": frozenset({source} & set(known)) if source else frozenset(),
-    }
+    return found
 
 
 def _expression_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, Definition]) -> dict[str, Any]:
@@ -233,7 +241,13 @@ def _expression_definition(name: str, entry: Mapping[str, Any], known: Mapping[s
 def _measured_through_inputs(d: Definition, known: Mapping[str, Definition]) -> Definition:
     """A TA-Lib function fed another feature: its look-back measured through the whole chain (a
     function probed on the close may behave otherwise on a computed series)."""
-    memory = probes.chain_memory([*known.values(), d], d.name)
+    needed, todo = set(), list(d.depends_on)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(known[name].depends_on)
+    memory = probes.chain_memory([*(k for n, k in known.items() if n in needed), d], d.name)
     if memory is None:
         raise _fail(
             d.name,
@@ -289,7 +303,7 @@ def definitions_path() -> Path:
 @lru_cache(maxsize=1)
 def current() -> tuple[Definition, ...]:
     """The definitions of the default file (``config/features.yaml``), read once per process: the
-    built-in set the docs and tests describe. A run reads the file it is given (``read``)."""
+    built-in set the docs and tests describe. A run reads the file it is given (``load``)."""
     return tuple(load())
 
 
