@@ -324,6 +324,11 @@ def _read_windows(cur, key: tuple[list[str], str], plans: list[Plan]) -> list[np
     )
 
 
+def symbol_failure(exc: BaseException) -> str:
+    """Why one symbol's maths failed, as its result records it."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _compute_symbol(
     symbol: str,
     interval: str,
@@ -340,7 +345,7 @@ def _compute_symbol(
             before_symbol(symbol)
         data = _features_for(symbol, interval, rec, plan, features)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return symbol_failure(exc)
     counts.bars_read, counts.staged = len(rec), len(data["ts"])
     counts.start, counts.anchored = data["ts"][0].isoformat(), plan.anchors is not None
     return _Computed(symbol, data, plan, counts)

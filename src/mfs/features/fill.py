@@ -22,6 +22,7 @@ from mfs.features.batch import (
     concat,
     copy_records,
     split_by_symbol,
+    symbol_failure,
     to_utc,
 )
 from mfs.features.spec import FeatureSet
@@ -58,25 +59,7 @@ def fill_batch(
                 ),
                 len(symbols),
             )
-            out: dict[str, SymbolCounts | str] = {}
-            parts: list[dict] = []
-            for symbol, rec in zip(symbols, windows, strict=True):
-                try:
-                    if before_symbol:
-                        before_symbol(symbol)
-                    values = compute_rows(rec, features, only=names)
-                except Exception as exc:
-                    out[symbol] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    continue
-                out[symbol] = SymbolCounts(bars_read=len(rec), staged=len(rec))
-                parts.append(
-                    {
-                        "symbol": [symbol] * len(rec),
-                        "interval": [interval] * len(rec),
-                        "ts": to_utc(rec["ts"]),
-                        **{n: values[n] for n in names},
-                    }
-                )
+            out, parts = _computed(symbols, windows, interval, names, features, before_symbol)
             data = {c.name: concat([p[c.name] for p in parts]) for c in columns} if parts else {}
             updated = update_existing(
                 cur,
@@ -96,3 +79,34 @@ def fill_batch(
         conn.rollback()
         raise
     return out
+
+
+def _computed(
+    symbols: Sequence[str],
+    windows: Sequence,
+    interval: str,
+    names: Sequence[str],
+    features: FeatureSet,
+    before_symbol: Callable[[str], None] | None,
+) -> tuple[dict[str, SymbolCounts | str], list[dict]]:
+    """Per symbol its counts or why its maths failed, and the column values of those that did not."""
+    out: dict[str, SymbolCounts | str] = {}
+    parts: list[dict] = []
+    for symbol, rec in zip(symbols, windows, strict=True):
+        try:
+            if before_symbol:
+                before_symbol(symbol)
+            values = compute_rows(rec, features, only=names)
+        except Exception as exc:
+            out[symbol] = symbol_failure(exc)
+            continue
+        out[symbol] = SymbolCounts(bars_read=len(rec), staged=len(rec))
+        parts.append(
+            {
+                "symbol": [symbol] * len(rec),
+                "interval": [interval] * len(rec),
+                "ts": to_utc(rec["ts"]),
+                **{n: values[n] for n in names},
+            }
+        )
+    return out, parts
