@@ -21,6 +21,7 @@ plus the built-in calendar columns. This module adds what TA-Lib does not do:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -134,9 +135,8 @@ def _talib_value(
         # The function object the abstract interface calls itself, called as it calls it
         # (positional inputs, then every parameter): no per-call bookkeeping, and none of the
         # abstract object's thread-local state, which a new thread would see reset to defaults.
-        function = talib.abstract.Function(d.function).func_object  # type: ignore[attr-defined]  # absent from .pyi
+        function, n_outputs, _inputs = _described(d.function)
         series = [np.ascontiguousarray(columns[name]) for name in d.inputs]
-        n_outputs = len(talib.abstract.Function(d.function).output_names)  # type: ignore[attr-defined]
         cache[key] = _outputs(function, series, d.args, d.lookback, n_outputs, index=d.anchoring == "index")
     out = cache[key][d.output].copy()
     mask = DEGENERATE.get(d.function)
@@ -194,9 +194,19 @@ def _outputs(
     return outs or [np.full(len(bad), np.nan) for _ in range(n_outputs)]  # no bar without a NaN input
 
 
+@functools.cache
+def _described(function: str) -> tuple[Any, int, tuple[str, ...]]:
+    """TA-Lib's function object, its number of outputs and its default inputs, looked up once per
+    process: building an abstract Function costs ~27 µs, 57 times per symbol (1.5 ms of a one-bar
+    incremental update's 4.4 ms, measured)."""
+    described = talib.abstract.Function(function)
+    names = described.input_names.values()  # type: ignore[attr-defined]
+    inputs = tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
+    return described.func_object, len(described.output_names), inputs  # type: ignore[attr-defined]  # absent from .pyi
+
+
 def _default_inputs(function: str) -> tuple[str, ...]:
-    names = talib.abstract.Function(function).input_names.values()  # type: ignore[attr-defined]
-    return tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
+    return _described(function)[2]
 
 
 def _needed(definitions: Sequence[Definition], only: Collection[str] | None) -> list[Definition]:

@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 
 from mfs.features.batch import (
     BAR_RECORD,
-    BATCH_JOIN,
     KEY,
     KEY_COLUMNS,
     SymbolCounts,
+    batch_rows,
     compute_rows,
     concat,
     copy_records,
+    refresh_latest,
     split_by_symbol,
     symbol_failure,
     to_utc,
@@ -53,7 +54,7 @@ def fill_batch(
                 copy_records(
                     cur,
                     "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
-                    "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) " + BATCH_JOIN.format(table="market_data"),
+                    "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) " + batch_rows("market_data"),
                     (list(symbols), interval),
                     BAR_RECORD,
                 ),
@@ -74,6 +75,8 @@ def fill_batch(
             for symbol, counts in out.items():
                 if isinstance(counts, SymbolCounts):
                     counts.updated = updated.get(symbol, 0)
+            if any(updated.values()):
+                refresh_latest(cur, symbols, interval)
         conn.commit()
     except BaseException:
         conn.rollback()

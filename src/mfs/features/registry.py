@@ -4,11 +4,12 @@ computed from (``feature_registry``, sql/060), kept in step with the definitions
 ``sync`` compares the file with the registry and, in one transaction, records what changed —
 a feature added, a definition changed (a new version: the old one is superseded), a feature
 removed (retired; its column stays until ``prune``), a retired one defined again — and generates
-the DDL that follows: the new column in ``features`` and ``features_revisions`` (same position in
-both, so a revision is the row as it was), then the views that carry every feature column
-(``mfs_rebuild_feature_views``). The statements are recorded in ``feature_schema_changes`` like an
-applied migration. Nothing is computed here: a version that is not ``filled`` yet is computed over
-the whole history by the next ``mfs features`` run, and marked filled when every symbol succeeded.
+the DDL that follows: the new column in ``features``, ``features_revisions`` and
+``features_latest`` (same position in each, so a revision or the newest row is the row as it
+was), then the views that carry every feature column (``mfs_rebuild_feature_views``). The
+statements are recorded in ``feature_schema_changes`` like an applied migration. Nothing is
+computed here: a version that is not ``filled`` yet is computed over the whole history by the
+next ``mfs features`` run, and marked filled when every symbol succeeded.
 
 The first sync of a store (an empty registry) registers the columns it already has as filled:
 they were computed by the same engine from the same definitions.
@@ -36,6 +37,8 @@ SMALLINT = "smallint"
 # result type is one of them: dropping a column drops and recreates them.
 FEATURE_VIEWS = ("features_1d", "latest_features", "features_asof_row", "feature_versions")
 REVISION_TABLE = "features_revisions"
+# Every table with a column per feature, in the same order: the rows, their revisions, the newest row.
+FEATURE_TABLES = ("features", REVISION_TABLE, "features_latest")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def _add_column(cur, e: Entry, columns: dict[str, str]) -> list[str]:
         sql.SQL("ALTER TABLE {} ADD COLUMN {} {}")
         .format(sql.Identifier(table), sql.Identifier(e.name), sql.SQL(e.sql_type))
         .as_string(cur)
-        for table in ("features", REVISION_TABLE)
+        for table in FEATURE_TABLES
     ]
 
 
@@ -252,7 +255,7 @@ def _drop_columns(cur, names: list[str]) -> None:
     functions = cur.fetchall()
     statements = [f"DROP FUNCTION {signature}" for _, signature, _ in functions]
     statements += [sql.SQL("DROP VIEW {}").format(sql.Identifier(v)).as_string(cur) for v in FEATURE_VIEWS]
-    for table in ("features", REVISION_TABLE):
+    for table in FEATURE_TABLES:
         statements += [
             sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(sql.Identifier(table), sql.Identifier(n)).as_string(cur)
             for n in names
