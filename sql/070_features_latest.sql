@@ -10,10 +10,18 @@ CREATE TABLE features_latest (LIKE features INCLUDING DEFAULTS, PRIMARY KEY (sym
 COMMENT ON TABLE features_latest IS
     'The newest row of features per symbol and interval (kept by the feature runs); read it as latest_features';
 
-INSERT INTO features_latest
-SELECT f.* FROM stored_series s
-CROSS JOIN LATERAL (SELECT * FROM features f WHERE f.symbol = s.symbol AND f.interval = s.interval
-                    ORDER BY f.ts DESC LIMIT 1) f;
+-- Every series' newest row again, from features: after a write of feature rows that did not keep
+-- the table itself (SQL by hand; see 071), and once here.
+CREATE FUNCTION mfs_refresh_features_latest() RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM features_latest;
+    INSERT INTO features_latest
+    SELECT f.* FROM stored_series s
+    CROSS JOIN LATERAL (SELECT * FROM features f WHERE f.symbol = s.symbol AND f.interval = s.interval
+                        ORDER BY f.ts DESC LIMIT 1) f;
+$$;
+REVOKE EXECUTE ON FUNCTION mfs_refresh_features_latest() FROM PUBLIC;
+SELECT mfs_refresh_features_latest();
 
 CREATE OR REPLACE FUNCTION mfs_rebuild_feature_views() RETURNS void
 LANGUAGE plpgsql AS $$
@@ -46,3 +54,6 @@ END $$;
 REVOKE EXECUTE ON FUNCTION mfs_rebuild_feature_views() FROM PUBLIC;
 
 SELECT mfs_rebuild_feature_views();
+
+-- Readers read it as latest_features (the view runs with its owner's rights).
+REVOKE SELECT ON features_latest FROM mfs_reader;

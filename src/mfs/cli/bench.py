@@ -51,6 +51,14 @@ TARGETS = {
     "revisions_ingest_ratio": "<= 1.1",
     "revisions_features_ratio": "<= 1.1",
 }
+SCALE_TARGETS = {
+    "incremental_ms_per_symbol": "<= 1",
+    "noop_command_s": "< 1",
+    "latest_one_p99_ms": "<= 1",
+    "latest_all_p99_ms": "<= 25",
+    "latest_all_binary_copy_p99_ms": "<= 25",
+    "product_peak_rss_mb": "flat",
+}
 BOTH = ("timescale", "apache")  # the community edition first: the ratio column is apache / timescale
 
 
@@ -79,8 +87,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run on a local cluster of this TimescaleDB edition (started when needed; 'both': one after "
         "the other, side by side); default the store's own server. Not with MFS_DATABASE_URL",
     )
+    p.add_argument(
+        "--scales",
+        type=_scales,
+        help="comma-separated numbers of symbols, e.g. 500,2000,8000: instead of the full benchmark, the "
+        "hourly pipeline and the serving queries at each scale, with each phase's growth against linear",
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     p.set_defaults(func=cmd_bench)
+
+
+def _scales(text: str) -> list[int]:
+    try:
+        scales = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers of symbols, got {text!r}") from None
+    if len(scales) < 2 or any(n <= 0 for n in scales) or scales != sorted(set(scales)):
+        raise argparse.ArgumentTypeError(f"expected at least two increasing positive numbers, got {text!r}")
+    return scales
 
 
 def is_timed(key: str) -> bool:
@@ -103,6 +127,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     editions = BOTH if args.edition == "both" else (args.edition,)
     # Every server first: a refusal or a cluster that cannot start ends the command before a long run.
     servers = {edition: edition_server(edition) if edition else None for edition in editions}
+    if args.scales:
+        return _cmd_scales(args, servers)
     results = {}
     with progress("mfs bench") as report:
         for edition, server in servers.items():
@@ -126,6 +152,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_table("benchmark", ["figure", *results, " / ".join(reversed(results)), "target"], _side_by_side(results))
     if args.json:
         print_json({"editions": {edition: summary(result) for edition, result in results.items()}})
+    return 0
+
+
+def _cmd_scales(args: argparse.Namespace, servers: dict[str | None, str | None]) -> int:
+    from mfs.bench import scaling
+
+    results = {}
+    with progress("mfs bench --scales") as report:
+        for edition, server in servers.items():
+            label = f"[{edition}] " if len(servers) > 1 else ""
+            results[edition or "store"] = scaling.run(
+                args.scales, args.days, functools.partial(_labelled, report, label), server=server
+            )
+    for name, result in results.items():
+        scales = result["scales"]
+        keys = list(dict.fromkeys(k for s in scales for k in s if k != "vs_linear"))
+        rows = [(k, *(s.get(k, "") for s in scales), SCALE_TARGETS.get(k, "")) for k in keys]
+        rows += [
+            (f"{k} vs linear", *(s["vs_linear"].get(k, "") for s in scales), "<= 1.1") for k in scaling.LINEAR_PHASES
+        ]
+        title = f"scaling, {result['days']} days of hourly bars" + (f" ({name})" if len(results) > 1 else "")
+        print_table(title, ["figure", *(f"{s['symbols']} symbols" for s in scales), "target"], rows)
+    if args.json:
+        print_json(results if len(results) > 1 else next(iter(results.values())))
     return 0
 
 

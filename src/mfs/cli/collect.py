@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mfs.cli.output import print_run_table
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.market import INTERVALS
-from mfs.orchestration.locks import run_lock
-from mfs.runs import RunReport
+
+if TYPE_CHECKING:
+    from mfs.runs import RunReport
 
 PERIOD_UNITS = {"d": 1, "wk": 7, "mo": 30, "y": 365}
 
@@ -87,6 +89,7 @@ def _finish(report: RunReport) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from mfs.ingest import collect
+    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
 
     # The same run lock as the collect/backfill flows: a second run waits (up to
     # orchestration.lock_wait_s) for the first instead of fetching and writing the same bars.
@@ -97,6 +100,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from mfs.ingest import backfill
+    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
 
     with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
         report = backfill(args.symbols, days=args.days, offline=args.offline, raise_on_failure=False)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mfs.cli.output import print_json, print_run_table, print_table
 from mfs.config import get_config
 from mfs.flow_names import FEATURES
 from mfs.market import INTERVALS
-from mfs.orchestration.locks import run_lock
-from mfs.runs import RunReport
+
+if TYPE_CHECKING:
+    from mfs.runs import RunReport
 
 SUMMARY_COLUMNS = ["symbol", "stage", "status", "bars_read", "inserted", "updated", "written", "seconds", "reason"]
 
@@ -55,6 +57,8 @@ def print_summary(report: RunReport) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
+
     if args.action == "list":
         return _list(args)
     if args.action == "prune":
@@ -106,6 +110,7 @@ def _definition(d: dict) -> str:
 
 def _prune(args: argparse.Namespace) -> int:
     from mfs.features import registry
+    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
 
     with run_lock(FEATURES, get_config().orchestration.lock_wait_s):  # no run writes the columns meanwhile
         pruned = registry.prune()

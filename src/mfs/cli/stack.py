@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mfs.cli.output import print_json, print_table
 from mfs.errors import MfsError
-from mfs.orchestration import deploy as deployment
-from mfs.orchestration.stack import PrefectStack, local_prefect_database_url
+
+if TYPE_CHECKING:
+    from mfs.orchestration.stack import PrefectStack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _stack(with_database: bool = False) -> PrefectStack:
+    # Imported here, as the deployment module by the verbs that deploy: not every verb's start.
+    from mfs.orchestration.stack import PrefectStack, local_prefect_database_url
+
     stack = PrefectStack.default()
     if with_database:
         stack.database_url = local_prefect_database_url()
@@ -39,6 +44,8 @@ def _stack(with_database: bool = False) -> PrefectStack:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from mfs.orchestration import deploy as deployment
+
     stack = _stack(with_database=True)
     if args.offline:
         stack.extra_env["MFS_OFFLINE"] = "1"
@@ -75,12 +82,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from mfs.orchestration import deploy as deployment
+
     result = deployment.deploy(_stack())
     print(f"deployed {', '.join(result['deployments'])} to work pool {result['work_pool']}; {result['alerts'][0]}")
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from mfs.orchestration import deploy as deployment
+
     stack = _stack()
     if not stack.healthy():
         raise MfsError(f"no Prefect server at {stack.api_url}: run `mfs stack up` first")

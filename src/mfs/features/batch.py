@@ -29,8 +29,10 @@ import pandas as pd
 from mfs.errors import FeatureError
 from mfs.features import engine
 from mfs.features.spec import FEATURE_VERSION, FeatureSet
+from mfs.storage import progress
 from mfs.storage.bulk import PG_EPOCH_US, Column, upsert
 from mfs.storage.clock import WriteContext, set_write_context
+from mfs.storage.progress import set_accounted_write
 
 KEY = ["symbol", "interval", "ts"]
 KEY_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz")]
@@ -244,6 +246,8 @@ def update_batch(
     try:
         with conn.cursor() as cur:
             set_write_context(cur, **(context or {}))
+            set_accounted_write(cur)  # the progress recorded below accounts for this batch's writes
+            changes, unaccounted = progress.change_counts(cur, symbols, interval)
             key = (list(symbols), interval)
             bar_states, row_states = _read_states(cur, key, features.cumulative)
             plans = [
@@ -268,6 +272,8 @@ def update_batch(
                 _write_features(cur, interval, computed, write_columns(features))
             if computed or any(deleted.values()):
                 refresh_latest(cur, symbols, interval)
+            current = [s for s in symbols if not isinstance(out[s], str)]
+            progress.record_progress(cur, interval, changes, unaccounted, FEATURE_VERSION, current)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -199,10 +199,10 @@ def _described(function: str) -> tuple[Any, int, tuple[str, ...]]:
     """TA-Lib's function object, its number of outputs and its default inputs, looked up once per
     process: building an abstract Function costs ~27 µs, 57 times per symbol (1.5 ms of a one-bar
     incremental update's 4.4 ms, measured)."""
-    described = talib.abstract.Function(function)
-    names = described.input_names.values()  # type: ignore[attr-defined]
+    described = talib.abstract.Function(function)  # type: ignore[attr-defined]  # absent from .pyi
+    names = described.input_names.values()
     inputs = tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
-    return described.func_object, len(described.output_names), inputs  # type: ignore[attr-defined]  # absent from .pyi
+    return described.func_object, len(described.output_names), inputs
 
 
 def _default_inputs(function: str) -> tuple[str, ...]:

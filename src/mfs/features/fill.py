@@ -29,6 +29,7 @@ from mfs.features.batch import (
 from mfs.features.spec import FeatureSet
 from mfs.storage.bulk import Column
 from mfs.storage.clock import WriteContext, set_write_context
+from mfs.storage.progress import set_accounted_write
 from mfs.storage.updates import update_existing
 
 
@@ -50,6 +51,7 @@ def fill_batch(
         with conn.cursor() as cur:
             recorded: WriteContext = {**(context or {}), "reason": "definition_change"}
             set_write_context(cur, **recorded)
+            set_accounted_write(cur)  # a column fill changes no bar: nothing to recompute after it
             windows = split_by_symbol(
                 copy_records(
                     cur,

@@ -27,6 +27,7 @@ from mfs.flow_names import FEATURES
 from mfs.logs import bind_context, get_logger
 from mfs.market import INTERVALS
 from mfs.runs import BatchTiming, RunReport, SymbolResult, recorded_run
+from mfs.storage import progress
 from mfs.storage.clock import pinned_clock
 from mfs.storage.connection import connection, database_url
 from mfs.symbols import normalize_symbol, normalize_symbols
@@ -122,12 +123,15 @@ def compute(
         started = time.perf_counter()
         with_bars = _symbols_with_bars(symbols, intervals)
         pending = registry.unfilled(features)
-        # Decided before any worker starts: a symbol without bars has nothing to compute.
-        jobs = [Job(f"features_{i}", i, with_bars[i]) for i in intervals if with_bars[i]]
+        # Decided before any worker starts: a symbol without bars, or whose bars and feature rows
+        # did not change since its features were brought up to date, has nothing to compute.
+        todo = with_bars if full else _series_to_update(with_bars)
+        jobs = [Job(f"features_{i}", i, todo[i]) for i in intervals if todo[i]]
         if pending:  # every stored symbol, not only the run's: the column is the whole store's
             jobs += _fill_jobs(tuple(name for name, _ in pending), with_bars if full else {})
         pids = _compute_stored(report, jobs, features, full, fault_map) if jobs else set()
         _report_missing(report, symbols, intervals, with_bars)
+        _report_current(report, with_bars, todo)
         filled = _filled(report, pending, full)
         report.extra.update(
             intervals=intervals,
@@ -198,6 +202,19 @@ def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str
         )
         present = {(i, s) for i, s in cur.fetchall()}
     return {i: [s for s in symbols if (i, s) in present] for i in intervals}
+
+
+def _series_to_update(with_bars: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per interval, those of its symbols that may have something to recompute (sql/071)."""
+    with connection() as conn, conn.cursor() as cur:
+        return {i: progress.series_to_update(cur, s, i, FEATURE_VERSION) if s else [] for i, s in with_bars.items()}
+
+
+def _report_current(report: RunReport, with_bars: dict[str, list[str]], todo: dict[str, list[str]]) -> None:
+    """The symbols with bars that had nothing to recompute: ok, nothing written."""
+    for interval, symbols in with_bars.items():
+        sent = set(todo[interval])
+        report.results += [SymbolResult(s, f"features_{interval}", "ok") for s in symbols if s not in sent]
 
 
 def _compute_stored(

@@ -32,6 +32,7 @@ from mfs.runs import RunReport, SymbolResult
 from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
+from mfs.storage.progress import count_series_changes, set_accounted_write
 
 log = get_logger("mfs.ingest")
 MARKET_DATA_COLUMNS = [
@@ -135,6 +136,7 @@ def write_batch(
     with connection() as conn, conn.cursor() as cur:
         stored: list[str] = []
         set_write_context(cur, run_id=run_id, readjusted=readjusted)
+        set_accounted_write(cur)  # its changes are counted below, per series
         cur.execute("SAVEPOINT batch_write")
         try:
             counts = _upsert_bars(cur, rows if rows is not None else _batch_rows(results, interval, source))
@@ -152,6 +154,7 @@ def write_batch(
         share = (time.monotonic() - began) / len(results)
         for result, _checked in results:
             result.duration_s += share
+        count_series_changes(cur, interval, [r.symbol for r, _ in results if r.written and r.symbol in stored])
         if stored:
             # A few names: one statement (the COPY staging path costs two temp-table truncates).
             kept = set(stored)

@@ -1,0 +1,5 @@
+"""``python -m mfs``: the ``mfs`` command."""
+
+from mfs.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""How the store's costs grow with the universe: the same hourly pipeline at several numbers of
+symbols (``mfs bench --scales 500,2000,8000``), each on its own scratch database, and every
+phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth).
+
+Per scale: the history is generated and stored in batches of ``GENERATE_BATCH`` symbols (the
+generator's frames are one batch at a time, so they do not grow with the universe); then the
+product's phases — feature backfill, first aggregate refresh, one new hour (ingest, incremental
+features, refresh), a run with nothing to do, in this process and as a fresh ``mfs features``
+command — under one peak-RSS sampler of this process and its workers; then the serving queries
+through the reader role, many times each (p50/p99).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mfs.bench import runner
+from mfs.bench.memory import PeakRss
+from mfs.bench.scratch import scratch_database
+from mfs.features import compute
+from mfs.storage.connection import connect
+
+GENERATE_BATCH = 500
+# Phases whose cost should grow linearly with the symbols: their ratio to linear is printed.
+LINEAR_PHASES = (
+    "ingest_s",
+    "features_backfill_s",
+    "aggregate_backfill_refresh_s",
+    "ingest_new_hour_s",
+    "features_incremental_s",
+    "aggregate_refresh_s",
+)
+SERVING = {
+    "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 500),
+    "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 200),
+    "latest_all": ("SELECT * FROM latest_features WHERE interval = '1h'", 60),
+}
+
+
+def run(
+    scales: Sequence[int], days: int, progress: Callable[[str], None] = lambda m: None, server: str | None = None
+) -> dict[str, Any]:
+    """Every scale's figures, and per linear phase the ratio of its cost per symbol to the first
+    scale's."""
+    results = []
+    for n in scales:
+        with scratch_database(server=server):
+            results.append(_one_scale(n, days, functools.partial(_labelled, progress, f"[{n} symbols] ")))
+    base = results[0]
+    for result in results:
+        growth = result["symbols"] / base["symbols"]
+        result["vs_linear"] = {
+            k: round(result[k] / base[k] / growth, 2) for k in LINEAR_PHASES if base.get(k) and result.get(k)
+        }
+    return {"days": days, "scales": results}
+
+
+def _labelled(progress: Callable[[str], None], label: str, message: str) -> None:
+    progress(label + message)
+
+
+def _one_scale(n: int, days: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    asof = runner.pinned_asof()
+    start = asof - pd.Timedelta(days=days)
+    symbols = runner.bench_symbols(n)
+    out: dict[str, Any] = {"symbols": n, "edition": runner._license()}
+    progress(f"generating and storing {days} days of hourly bars, {GENERATE_BATCH} symbols at a time")
+    with PeakRss() as ingest_peak:
+        out["ingest_s"], last_ts, out["bars"] = _store_history(symbols, start, asof)
+    out["ingest_peak_rss_mb"] = round(ingest_peak.mb, 1)
+    with PeakRss() as peak:
+        progress("full feature backfill")
+        out["features_backfill_s"] = round(runner._timed(lambda: compute(symbols, "1h", full=True))[0], 2)
+        progress("first aggregate refresh")
+        out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 2)
+        out |= _new_hour(symbols, asof, last_ts, progress)
+        progress("a run with nothing to do")
+        out["noop_in_process_s"] = round(runner._timed(lambda: compute(symbols, "1h"))[0], 3)
+    out["product_peak_rss_mb"] = round(peak.mb, 1)
+    out["noop_command_s"] = _noop_command(symbols[0])
+    progress("serving queries through the reader role")
+    out |= _serving(symbols)
+    return out
+
+
+def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) -> tuple[float, dict, int]:
+    """Seconds spent storing (not generating), each symbol's last bar, bars stored."""
+    seconds, bars, last_ts = 0.0, 0, {}
+    for i in range(0, len(symbols), GENERATE_BATCH):
+        frames = runner._frames(symbols[i : i + GENERATE_BATCH], start, asof, asof)
+        last_ts.update({s: f["ts"].max() for s, f in frames.items()})
+        bars += sum(len(f) for f in frames.values())
+        seconds += runner._ingest(frames, asof)[0]
+    return round(seconds, 2), last_ts, bars
+
+
+def _new_hour(symbols: list[str], asof: pd.Timestamp, last_ts: dict, progress: Callable[[str], None]) -> dict:
+    progress("one new hour: ingest, incremental features, aggregate refresh")
+    next_asof = runner._next_hour(asof)
+    out: dict[str, Any] = {"ingest_new_hour_s": 0.0, "new_hour_bars": 0}
+    for i in range(0, len(symbols), GENERATE_BATCH):
+        batch = symbols[i : i + GENERATE_BATCH]
+        frames = runner._frames(batch, asof - pd.Timedelta(hours=1), next_asof, next_asof)
+        frames = {s: f[f["ts"] > last_ts[s]] for s, f in frames.items()}
+        out["new_hour_bars"] += sum(len(f) for f in frames.values())
+        out["ingest_new_hour_s"] += runner._ingest(frames, next_asof)[0]
+    out["ingest_new_hour_s"] = round(out["ingest_new_hour_s"], 3)
+    seconds, report = runner._timed(lambda: compute(symbols, "1h"))
+    runner._expect_written(report, out["new_hour_bars"], "incremental feature run")
+    out["features_incremental_s"] = round(seconds, 3)
+    out["incremental_ms_per_symbol"] = round(seconds * 1000 / len(symbols), 3)
+    out["aggregate_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
+    return out
+
+
+def _noop_command(symbol: str) -> float:
+    """Wall seconds of a fresh ``mfs features`` process for one symbol with nothing new: imports,
+    configuration, the registry and the decision that nothing is to be done."""
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "mfs", "features", "--symbols", symbol, "--interval", "1h"],
+        check=True,
+        capture_output=True,
+    )
+    return round(time.perf_counter() - began, 3)
+
+
+def _serving(symbols: list[str]) -> dict[str, Any]:
+    """p50/p99 in ms of each serving query through the reader role (client time: the query, the
+    rows over the socket, psycopg2's Python objects); for every symbol also a binary COPY of the
+    same rows (the bytes without Python objects: what a client reading into arrays pays)."""
+    conn = connect()
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET ROLE mfs_reader")
+            for name, (query, repeat) in SERVING.items():
+                times = []
+                for _ in range(repeat):
+                    params = _serving_params(name, symbols, rng)
+                    began = time.perf_counter()
+                    cur.execute(query, params)
+                    cur.fetchall()
+                    times.append((time.perf_counter() - began) * 1000)
+                out |= _percentiles(name, times)
+            copy = f"COPY ({SERVING['latest_all'][0]}) TO STDOUT (FORMAT binary)"
+            times = []
+            for _ in range(SERVING["latest_all"][1]):
+                began = time.perf_counter()
+                cur.copy_expert(copy, io.BytesIO())
+                times.append((time.perf_counter() - began) * 1000)
+            out |= _percentiles("latest_all_binary_copy", times)
+        conn.rollback()
+    finally:
+        conn.close()
+    return out
+
+
+def _serving_params(name: str, symbols: list[str], rng: np.random.Generator) -> tuple:
+    if name == "latest_one":
+        return (symbols[int(rng.integers(len(symbols)))],)
+    if name == "latest_list_100":
+        return (list(rng.choice(symbols, size=min(100, len(symbols)), replace=False)),)
+    return ()
+
+
+def _percentiles(name: str, times: list[float]) -> dict[str, float]:
+    return {
+        f"{name}_p50_ms": round(statistics.median(times), 3),
+        f"{name}_p99_ms": round(float(np.percentile(times, 99)), 3),
+    }
