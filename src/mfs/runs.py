@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from psycopg2.extras import execute_values
+
 from mfs.errors import RunFailedError
 from mfs.logs import bind_context, get_logger, mask_secrets
 from mfs.storage.connection import connection
@@ -166,13 +168,17 @@ def start_run(run_id: str, flow: str, parameters: dict[str, Any]) -> None:
 
 
 def record_results(run_id: str, results: list[SymbolResult]) -> None:
+    """One row per symbol and stage (a later result of the same pair replaces an earlier one), in
+    pages of one statement each: row by row, 2,000 results took 0.4 s of a run that did nothing."""
     if not results:
         return
+    latest = {(r.symbol, r.stage): r for r in results}
     with connection() as conn, conn.cursor() as cur:
-        cur.executemany(
+        execute_values(
+            cur,
             """INSERT INTO symbol_runs (run_id, symbol, stage, status, reason, rows_fetched, rows_inserted,
                                         rows_updated, rows_quarantined, rows_written, duration_s)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               VALUES %s
                ON CONFLICT (run_id, symbol, stage) DO UPDATE SET status = EXCLUDED.status,
                  reason = EXCLUDED.reason, rows_fetched = EXCLUDED.rows_fetched,
                  rows_inserted = EXCLUDED.rows_inserted, rows_updated = EXCLUDED.rows_updated,
@@ -192,8 +198,9 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
                     r.written,
                     r.duration_s,
                 )
-                for r in results
+                for r in latest.values()
             ],
+            page_size=1000,
         )
 
 
