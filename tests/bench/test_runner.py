@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mfs import calendar
-from mfs.bench import pit, runner
+from mfs.bench import pit, runner, scaling
 from mfs.cli.bench import SUMMARY_KEYS, _side_by_side, is_timed
 from mfs.features import compute
 from mfs.storage.connection import connect, with_database
@@ -225,3 +225,32 @@ def test_side_by_side_rows_have_a_column_per_edition_and_a_ratio_for_durations_o
     assert rows["ingest_rows_per_s"] == (200, 100, "")  # a rate, not a duration
     assert rows["compress_s"] == (1.0, None, "")  # community only: blank for apache
     assert rows["edition"] == ("timescale", "apache", "")
+
+
+def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear(db_url):
+    before = _bench_databases(db_url)
+    result = subprocess.run(
+        [MFS, "bench", "--scales", "2,4", "--days", "10", "--json"],
+        env=os.environ | {"MFS_DATABASE_URL": db_url, "MFS_LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    small, large = out["scales"]
+    assert (small["symbols"], large["symbols"], out["days"]) == (2, 4, 10)
+    for scale in (small, large):
+        assert scale["new_hour_bars"] == scale["symbols"]  # one new bar each, computed incrementally
+        assert scale["bars"] > 0 and scale["product_peak_rss_mb"] > 0 and scale["noop_command_s"] > 0
+        assert all(scale[f"{q}_p99_ms"] >= scale[f"{q}_p50_ms"] > 0 for q in ("latest_one", "latest_all"))
+    assert small["vs_linear"] == dict.fromkeys(scaling.LINEAR_PHASES, 1.0)
+    assert set(large["vs_linear"]) == set(scaling.LINEAR_PHASES)
+    assert _bench_databases(db_url) == before
+
+
+def test_scales_that_are_not_increasing_numbers_are_refused_in_one_line():
+    result = subprocess.run([MFS, "bench", "--scales", "500,abc"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("expected comma-separated numbers of symbols, got '500,abc'")

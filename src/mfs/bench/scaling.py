@@ -80,9 +80,9 @@ def _one_scale(n: int, days: int, progress: Callable[[str], None]) -> dict[str, 
     out["ingest_peak_rss_mb"] = round(ingest_peak.mb, 1)
     with PeakRss() as peak:
         progress("full feature backfill")
-        out["features_backfill_s"] = round(runner._timed(lambda: compute(symbols, "1h", full=True))[0], 2)
+        out["features_backfill_s"] = round(runner._timed(lambda: compute(symbols, "1h", full=True))[0], 3)
         progress("first aggregate refresh")
-        out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 2)
+        out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
         out |= _new_hour(symbols, asof, last_ts, progress)
         progress("a run with nothing to do")
         out["noop_in_process_s"] = round(runner._timed(lambda: compute(symbols, "1h"))[0], 3)
@@ -101,7 +101,7 @@ def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) 
         last_ts.update({s: f["ts"].max() for s, f in frames.items()})
         bars += sum(len(f) for f in frames.values())
         seconds += runner._ingest(frames, asof)[0]
-    return round(seconds, 2), last_ts, bars
+    return round(seconds, 3), last_ts, bars
 
 
 def _new_hour(symbols: list[str], asof: pd.Timestamp, last_ts: dict, progress: Callable[[str], None]) -> dict:
