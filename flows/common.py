@@ -10,6 +10,7 @@ from mfs.aggregates.refresh import RefreshResult
 from mfs.aggregates.retention import RetentionResult
 from mfs.config import get_config
 from mfs.orchestration.artifacts import publish
+from mfs.orchestration.limits import yahoo_request_slot
 from mfs.orchestration.runtime import current_run_id
 from mfs.runs import RunReport
 
@@ -28,9 +29,14 @@ def fetch_bars(
     retry would fetch every symbol again."""
     from mfs import ingest
 
+    slot = yahoo_request_slot()  # the request budget every shard on every worker shares
     if backfill:
-        return ingest.backfill(symbols, days=days, offline=offline, run_id=run_id, raise_on_failure=False)
-    return ingest.collect(symbols, interval, days=days, offline=offline, run_id=run_id, raise_on_failure=False)
+        return ingest.backfill(
+            symbols, days=days, offline=offline, run_id=run_id, raise_on_failure=False, request_slot=slot
+        )
+    return ingest.collect(
+        symbols, interval, days=days, offline=offline, run_id=run_id, raise_on_failure=False, request_slot=slot
+    )
 
 
 @task(name="compute-features")

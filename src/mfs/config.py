@@ -85,6 +85,13 @@ class IngestConfig(Section):
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0)
+    requests_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="Yahoo request budget of deployment runs, shared by every shard and worker (a Prefect "
+        "global concurrency limit whose slots decay at this rate); null: no budget",
+    )
+    request_burst: int = Field(4, gt=0, le=1000, description="requests the budget lets through at once")
     max_jump: float = Field(
         0.5, gt=0, description="reject a bar whose close moves more than this fraction from the previous close"
     )

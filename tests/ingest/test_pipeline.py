@@ -153,6 +153,20 @@ def test_rate_limit_then_success_is_retried_and_stored(conn, fake_yahoo):
     )
 
 
+def test_every_request_waits_for_the_run_s_budget_and_the_report_counts_them(conn, fake_yahoo, config_env):
+    config_env(MFS_INGEST__REQUESTS_PER_S="50")
+    session = fake_yahoo(asof=ASOF, faults={"AAPL": "rate_limit:3"})
+    slots = []
+    report = collect(["AAPL", "MSFT"], "1d", days=10, session=session, request_slot=lambda: slots.append(1))
+    requests = report.extra["yahoo_requests"]
+    # Every attempt waited for a slot; all but the two that answered were refused with a 429
+    # (three 429s in all: yfinance's timezone lookup of an uncached symbol is a request too).
+    assert len(slots) == requests["requests"] == requests["rate_limited"] + 2 >= 3
+    assert requests["budget_per_s"] == 50 and requests["first_request_at"] <= requests["last_request_at"]
+    unbudgeted = collect(["MSFT"], "1d", days=10, session=fake_yahoo(asof=ASOF))
+    assert unbudgeted.extra["yahoo_requests"]["budget_per_s"] is None
+
+
 def test_permanent_rate_limit_fails_after_bounded_attempts(conn, fake_yahoo, config_env):
     config_env(MFS_INGEST__MAX_ATTEMPTS="3")
     session = fake_yahoo(asof=ASOF, faults={"MSFT": "rate_limit"})

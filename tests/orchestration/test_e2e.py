@@ -24,12 +24,14 @@ from mfs import market
 from mfs.orchestration.deploy import deploy, run_full_backfill
 from mfs.orchestration.locks import run_lock
 from mfs.orchestration.stack import PrefectStack, prefect_database_url
+from mfs.sources import fake_yahoo
 from mfs.storage import migrations
 from mfs.storage.connection import connect, with_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NY = ZoneInfo(market.NY)
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "JPM"]
+BUDGET_PER_S, BUDGET_BURST = 4.0, 2
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -70,6 +72,9 @@ def stack(db_url, webhook, tmp_path_factory, _yfinance_cache_dir):
             "MFS_OFFLINE": "1",
             "MFS_SYMBOLS": ",".join(SYMBOLS),
             "MFS_INGEST__BACKOFF_INITIAL_S": "0.001",
+            # One Yahoo request budget for every shard on both workers (a Prefect rate limit).
+            "MFS_INGEST__REQUESTS_PER_S": str(BUDGET_PER_S),
+            "MFS_INGEST__REQUEST_BURST": str(BUDGET_BURST),
             "MFS_ALERT_WEBHOOK_URL": webhook[0],
             # No scheduler service: on a weekday in market hours it would start real hourly runs in
             # the middle of these tests. The schedules are read back through the same server code
@@ -230,6 +235,30 @@ def test_a_sharded_collect_runs_its_shards_through_the_work_pool(stack):
     assert all(c["state"]["type"] == "COMPLETED" for c in children)
     logs = stack.log_tail("worker-1", 100_000) + stack.log_tail("worker-2", 100_000)
     assert all(c["id"] in logs for c in children)  # picked up by the pool's workers
+
+
+def test_two_shards_on_two_workers_share_one_request_budget(stack, db):
+    symbols = [s for s in fake_yahoo.DEFAULT_UNIVERSE if s not in SYMBOLS][:16]
+    run = start_run(
+        stack,
+        "yahoo-hourly",
+        parameters={"symbols": symbols, "interval": "1h", "days": 2, "shards": 2, "market_hours_only": False},
+    )
+    assert final_state(stack, run)["type"] == "COMPLETED"
+    children = api(stack, "POST", "/flow_runs/filter", json={"flow_runs": {"name": {"like_": "-shard-"}}, "limit": 50})
+    children = [c for c in children if c["parameters"].get("shard_of") == run]
+    with connect(db) as conn, conn.cursor() as cur:
+        ids = [c["id"] for c in children]
+        cur.execute("SELECT counts -> 'yahoo_requests' FROM pipeline_runs WHERE run_id = ANY(%s)", (ids,))
+        shards = [r[0] for r in cur.fetchall()]
+    # Each shard is its own flow-run process (on whichever of the two workers took it): only the
+    # server's limit is shared between them.
+    assert len(shards) == 2 and sum(s["requests"] for s in shards) == 16
+    assert all(s["budget_per_s"] == BUDGET_PER_S and s["waited_s"] > 0 for s in shards)
+    # Prefect's slots decay at the rate: over any stretch of time at most the burst plus the rate.
+    # Unthrottled, 16 requests from 4 threads per shard take well under a second.
+    span = max(s["last_request_at"] for s in shards) - min(s["first_request_at"] for s in shards)
+    assert BUDGET_BURST + BUDGET_PER_S * span + 1 >= 16  # + 1: the clock reads of two processes
 
 
 def start_run(stack, deployment: str, **kwargs) -> str:

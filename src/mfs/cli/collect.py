@@ -9,6 +9,7 @@ from mfs.cli.output import print_run_table
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.market import INTERVALS
+from mfs.sources import request_log
 
 if TYPE_CHECKING:
     from mfs.runs import RunReport
@@ -77,6 +78,8 @@ def print_summary(report: RunReport) -> None:
         f"{counts.fetched} bars fetched, {counts.inserted} inserted, "
         f"{counts.updated} updated, {counts.quarantined} quarantined"
     )
+    if "yahoo_requests" in report.extra:
+        print(request_log.describe(report.extra["yahoo_requests"]))
     for note in report.notes:
         print(f"note: {note}")
 

@@ -38,7 +38,7 @@ from mfs.ingest.write import write_batch
 from mfs.logs import bind_context, get_logger
 from mfs.market import BAR_COLUMNS, INTERVALS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS
 from mfs.runs import RunReport, SymbolResult, recorded_run
-from mfs.sources import yahoo
+from mfs.sources import request_log, yahoo
 from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.ingest")
@@ -71,10 +71,14 @@ def fetch_with_retry(
     """``yahoo.fetch_history`` with bounded attempts and exponential backoff with full jitter."""
     cfg = get_config().ingest
     last: SourceError | None = None
+    requests_made = request_log.current()
     for attempt in range(1, cfg.max_attempts + 1):
+        requests_made.before_request()  # waits for the request budget, when the run has one
         try:
             return yahoo.fetch_history(symbol, interval, start, session=session, timeout=cfg.request_timeout_s)
         except RETRYABLE as exc:
+            if isinstance(exc, RateLimitedError):
+                requests_made.answered_429()
             last = exc
             if attempt == cfg.max_attempts:
                 break
@@ -249,12 +253,16 @@ def collect(
     session=None,
     run_id: str | None = None,
     raise_on_failure: bool = True,
+    request_slot: Callable[[], object] | None = None,
 ) -> RunReport:
     """Fetch the last ``days`` (config ``ingest.incremental_days``) of bars for ``symbols``
     (config ``symbols``) and upsert them: ``interval`` ("1h" or "1d"), or by default every
     configured interval (``intervals``), one after the other in one run. A symbol's fetch reaches
     further back when its stored bars stop before the window or Yahoo re-adjusted its history
-    (``mfs.ingest.history``). Flow name "collect"."""
+    (``mfs.ingest.history``). ``request_slot`` blocks until a shared request budget allows one
+    more Yahoo request (``mfs.orchestration.limits``); the report's ``extra["yahoo_requests"]``
+    says how many were made, at what rate, how long they waited and how many Yahoo refused (429).
+    Flow name "collect"."""
     cfg = get_config()
     if interval is not None and interval not in INTERVALS:
         raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
@@ -270,20 +278,35 @@ def collect(
     chosen = _symbols(symbols)
     session, source, asof = _session_and_source(session, offline)
     params = {"symbols": chosen, "intervals": intervals, "days": days, "source": source, "asof": asof.isoformat()}
-    with recorded_run(
-        COLLECT, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
-    ) as report:
+    with (
+        recorded_run(
+            COLLECT,
+            params,
+            run_id=run_id,
+            tolerance=cfg.runs.failed_symbol_tolerance,
+            raise_on_failure=raise_on_failure,
+        ) as report,
+        request_log.tracked(request_slot) as requests_made,
+    ):
         not_found = [r for each in intervals for r in _ingest(report, chosen, each, days, session, source, asof)]
         delistings.settle(report, not_found)
+        report.extra["yahoo_requests"] = requests_made.summary(cfg.ingest.requests_per_s)
     return report
 
 
 def backfill(
-    symbols=None, *, days: int | None = None, offline=False, session=None, run_id=None, raise_on_failure=True
+    symbols=None,
+    *,
+    days: int | None = None,
+    offline=False,
+    session=None,
+    run_id=None,
+    raise_on_failure=True,
+    request_slot: Callable[[], object] | None = None,
 ) -> RunReport:
     """Load ``days`` (config ``ingest.backfill_days``) of history for every configured interval.
     Hourly history is capped at Yahoo's 730-day limit (with a warning and a note in the report).
-    Flow name "backfill"."""
+    ``request_slot`` and ``extra["yahoo_requests"]``: as for ``collect``. Flow name "backfill"."""
     cfg = get_config()
     days = cfg.ingest.backfill_days if days is None else int(days)
     if days <= 0:
@@ -297,9 +320,16 @@ def backfill(
         "source": source,
         "asof": asof.isoformat(),
     }
-    with recorded_run(
-        BACKFILL, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
-    ) as report:
+    with (
+        recorded_run(
+            BACKFILL,
+            params,
+            run_id=run_id,
+            tolerance=cfg.runs.failed_symbol_tolerance,
+            raise_on_failure=raise_on_failure,
+        ) as report,
+        request_log.tracked(request_slot) as requests_made,
+    ):
         not_found: list[SymbolResult] = []
         for interval in cfg.intervals:
             span = days
@@ -313,4 +343,5 @@ def backfill(
                 report.notes.append(note)
             not_found += _ingest(report, chosen, interval, span, session, source, asof)
         delistings.settle(report, not_found)
+        report.extra["yahoo_requests"] = requests_made.summary(cfg.ingest.requests_per_s)
     return report

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mfs.logs import mask_secrets
 from mfs.runs import BatchTiming, RunReport, SymbolResult
+from mfs.sources import request_log
 
 
 def artifact_key(flow: str, kind: str) -> str:
@@ -74,6 +75,8 @@ def summary_markdown(
             f"fetched {c.fetched}, inserted {c.inserted}, updated {c.updated}, "
             f"quarantined {c.quarantined}, written {c.written}"
         )
+        if "yahoo_requests" in report.extra:  # the request rate reached, the budget's waits, 429s
+            lines.append(f"- {request_log.describe(report.extra['yahoo_requests'])}")
     notes = [note for report in reports for note in report.notes]
     if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
         lines += ["", "**Notes:**", ""] + [f"- {note}" for note in notes[:50]]
