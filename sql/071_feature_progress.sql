@@ -37,6 +37,19 @@ CREATE TABLE features_progress (
 COMMENT ON TABLE features_progress IS
     'Per series, the change counts its feature rows were last brought up to date with';
 
+-- The definitions file as the registry last synced it (its SHA-256), the feature columns then,
+-- and the definitions' measured memory: a run whose file and columns are unchanged, with no
+-- version awaiting its fill, has nothing to sync and needs not read the definitions.
+CREATE TABLE feature_definitions_synced (
+    one           boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    source_sha256 text        NOT NULL,
+    columns       text        NOT NULL,
+    memory        int         NOT NULL,
+    synced_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE feature_definitions_synced IS
+    'The definitions file and feature columns as the registry last synced them';
+
 CREATE FUNCTION mfs_count_unaccounted_write() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -59,4 +72,4 @@ CREATE TRIGGER count_unaccounted_writes
     FOR EACH STATEMENT EXECUTE FUNCTION mfs_count_unaccounted_write();
 
 -- The run's bookkeeping, not data to serve.
-REVOKE SELECT ON series_changes, unaccounted_writes, features_progress FROM mfs_reader;
+REVOKE SELECT ON series_changes, unaccounted_writes, features_progress, feature_definitions_synced FROM mfs_reader;

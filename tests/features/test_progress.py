@@ -5,6 +5,9 @@ maintained table) always holds each series' newest feature row."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 
 from mfs.features import compute
@@ -84,3 +87,16 @@ def test_feature_rows_written_by_hand_are_served(conn) -> None:
         assert cur.fetchall() == [(1.5,)]
     conn.rollback()
     _served(conn)
+
+
+def test_a_run_with_nothing_to_do_reads_neither_the_definitions_nor_starts_the_pool(conn, db) -> None:
+    _ingest({"AAA": make_bars(300, seed=6)})
+    compute(["AAA"], "1h")
+    probe = (
+        "import sys; from mfs.cli.main import main; rc = main(['features', '--symbols', 'AAA', '--interval', '1h']); "
+        "print(sorted(m for m in ('talib', 'pandas', 'numpy', 'pebble') if m in sys.modules)); sys.exit(rc)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    *_, said, loaded = run.stdout.strip().splitlines()
+    assert said.startswith("features: nothing to compute") and loaded == "[]"

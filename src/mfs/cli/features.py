@@ -54,6 +54,8 @@ def print_summary(report: RunReport) -> None:
         f"{counts.fetched} bars read, {counts.written} feature rows written "
         f"(feature_version {report.extra.get('feature_version')}, {report.extra.get('seconds')} s)"
     )
+    if not report.batches and not counts.symbols_failed:
+        print("features: nothing to compute (no bar changed since the last run; no worker started)")
 
 
 def cmd_features(args: argparse.Namespace) -> int:

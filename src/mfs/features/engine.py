@@ -196,13 +196,16 @@ def _outputs(
 
 @functools.cache
 def _described(function: str) -> tuple[Any, int, tuple[str, ...]]:
-    """TA-Lib's function object, its number of outputs and its default inputs, looked up once per
+    """TA-Lib's compiled function, its number of outputs and its default inputs, looked up once per
     process: building an abstract Function costs ~27 µs, 57 times per symbol (1.5 ms of a one-bar
     incremental update's 4.4 ms, measured)."""
     described = talib.abstract.Function(function)  # type: ignore[attr-defined]  # absent from .pyi
     names = described.input_names.values()
     inputs = tuple(n for series in names for n in (series if isinstance(series, list) else [series]))
-    return described.func_object, len(described.output_names), inputs
+    # The compiled function under talib's wrapper, which only converts pandas/polars inputs: ours
+    # are numpy arrays already (measured 2.4 vs 1.5 µs a call for RSI on 294 bars; 43 calls a symbol).
+    function = getattr(described.func_object, "__wrapped__", described.func_object)
+    return function, len(described.output_names), inputs
 
 
 def _default_inputs(function: str) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from mfs.errors import ConfigError
 from mfs.features.spec import FeatureSet
+from mfs.storage import progress
 from mfs.storage.connection import connect
 
 LOCK_KEY = 0x6D66735F666561  # "mfs_fea": one registry change at a time per database
@@ -167,6 +168,7 @@ def sync(features: FeatureSet, url: str | None = None) -> SyncResult:
             if result.statements:
                 result.statements.append("SELECT mfs_rebuild_feature_views()")
                 _run(cur, "add " + ", ".join(result.new_columns), result.statements)
+            progress.record_synced_definitions(cur, features.source, features.memory)
         conn.commit()
     finally:
         conn.close()

@@ -24,9 +24,8 @@ import talib.abstract
 
 from mfs.features import definitions
 from mfs.features.definitions import Definition
+from mfs.features.version import FEATURE_VERSION  # noqa: F401  # re-exported
 from mfs.market import NY
-
-FEATURE_VERSION = 1
 
 
 @dataclass(frozen=True)

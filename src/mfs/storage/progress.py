@@ -5,11 +5,13 @@ changed (``series_changes``); a feature batch records, per series it brought up 
 count it saw (``features_progress``), read in the batch's own snapshot. Writes of bars or
 feature rows by anything else are counted per statement in ``unaccounted_writes``: after one,
 every series is compared in full again. Writers that account for their writes say so with
-``set_accounted_write`` (the statement trigger then counts nothing).
+``set_accounted_write`` (the statement trigger then counts nothing). And whether the definitions
+file changed since the registry last synced it (``feature_definitions_synced``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 ACCOUNTED_WRITE = "mfs.accounted_write"
@@ -70,3 +72,30 @@ def series_to_update(cur, symbols: Sequence[str], interval: str, feature_version
         (list(symbols), interval, interval, feature_version),
     )
     return [s for (s,) in cur.fetchall()]
+
+
+# The feature columns with their types, as one text (fixed SQL, composed once here).
+_COLUMNS = "(SELECT coalesce(string_agg(name || ' ' || sql_type, ', '), '') FROM mfs_feature_columns())"
+_RECORD_SYNCED = (
+    "INSERT INTO feature_definitions_synced (source_sha256, columns, memory) VALUES (%s, " + _COLUMNS + ", %s) "
+    "ON CONFLICT (one) DO UPDATE SET source_sha256 = EXCLUDED.source_sha256, columns = EXCLUDED.columns, "
+    "memory = EXCLUDED.memory, synced_at = now()"
+)
+_SYNCED_MEMORY = (
+    "SELECT memory FROM feature_definitions_synced WHERE source_sha256 = %s AND columns = " + _COLUMNS + " "
+    "AND NOT EXISTS (SELECT 1 FROM feature_registry WHERE filled_at IS NULL AND superseded_at IS NULL "
+    "AND retired_at IS NULL AND pruned_at IS NULL)"
+)
+
+
+def record_synced_definitions(cur, source: str, memory: int) -> None:
+    """The registry is in line with the definitions ``source`` (file text), whose memory is ``memory``."""
+    cur.execute(_RECORD_SYNCED, (hashlib.sha256(source.encode()).hexdigest(), memory))
+
+
+def synced_memory(cur, source: str) -> int | None:
+    """The memory recorded with ``source`` when it is the text the registry last synced, the
+    feature columns are as then and no live version awaits its fill; else None."""
+    cur.execute(_SYNCED_MEMORY, (hashlib.sha256(source.encode()).hexdigest(),))
+    row = cur.fetchone()
+    return int(row[0]) if row else None
