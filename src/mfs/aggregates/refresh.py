@@ -145,6 +145,9 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                 "CREATE TEMP TABLE _refresh_week_ranges ON COMMIT DROP AS "
                 "SELECT * FROM aggregate_pending_week_ranges WHERE source = 'market_data'"
             )
+            # Statistics for the planner: without them it guessed the ranges' size and, for one new
+            # hour of 8,000 symbols, hashed whole rollups instead of probing the ranges' keys.
+            cur.execute("ANALYZE _refresh_ranges, _refresh_week_ranges")
             for rollup, key, ranges, source in (
                 ("ohlcv_1d_rollup", "day", "_refresh_ranges", "market_data"),
                 ("features_1d_rollup", "day", "_refresh_ranges", "features"),
