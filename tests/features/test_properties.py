@@ -5,6 +5,7 @@ built-in features and for generated definitions of every kind the definitions fi
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import talib
 import talib.abstract
 from hypothesis import HealthCheck, given, reject, settings
@@ -167,3 +168,29 @@ def test_generated_definitions_have_no_look_ahead_and_incremental_equals_full(de
             # A spike 100 times the typical magnitude is a near 0/0 of running sums: 1e-6 there.
             tolerance = np.where(np.abs(want[m]) > 100 * typical, 1e-6, 1e-9)
             assert (np.abs(got[m] - want[m]) <= tolerance * scale + 10 * noise[d.name][m]).all(), (d.name, d.normalized)
+
+
+# Drawn series of one batch: the whole history, a look-back window with its anchors, a prefix
+# shorter than most warm-ups, a single bar.
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.filter_too_much])
+@given(definitions=generated_definitions(), start=st.integers(1, 3199), cut=st.integers(1, 60))
+def test_series_computed_together_get_the_values_each_gets_alone(definitions, start, cut):
+    pieces = [(LONG, {}), (LONG.iloc[start:], None), (LONG.iloc[:cut], {}), (LONG.iloc[-1:], {})]
+    full = compute_with(LONG, definitions)
+    pieces[1] = (LONG.iloc[start:], {d.name: full[d.name][start] for d in definitions if d.cumulative})
+    alone = [compute_with(bars, definitions, anchors) for bars, anchors in pieces]
+    bounds = [0, *np.cumsum([len(bars) for bars, _ in pieces])]
+    together = pd.concat([bars for bars, _ in pieces])
+    many = engine.compute_many(
+        engine.Bars(
+            pd.DatetimeIndex(together["ts"]),
+            *(together[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")),
+        ),
+        bounds,
+        anchors=[anchors for _, anchors in pieces],
+        definitions=definitions,
+    )
+    for i, values in enumerate(alone):
+        for name, want in values.items():
+            got = many[name][bounds[i] : bounds[i + 1]]
+            assert np.array_equal(got, want, equal_nan=True), (i, name, [d.normalized for d in definitions])

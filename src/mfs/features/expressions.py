@@ -22,8 +22,9 @@ holding a NaN inside the series: see mfs.features.rolling for why TA-Lib needs h
 from __future__ import annotations
 
 import ast
+import itertools
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -287,31 +288,33 @@ def parse(text: str, *, where: str = "") -> Expression:
     return Expression(text, _text(node), frozenset(_names(node)), node, where)
 
 
-def _shifted(values: np.ndarray, k: int) -> np.ndarray:
+def _shifted(values: np.ndarray, k: int, bounds: Sequence[int]) -> np.ndarray:
+    """``values`` k bars later within each series (``bounds``, as ``rolling`` has them)."""
     out = np.full(len(values), np.nan)
-    if k < len(values):
-        out[k:] = values[: len(values) - k]
+    for lo, hi in itertools.pairwise(bounds):
+        if k < hi - lo:
+            out[lo + k : hi] = values[lo : hi - k]
     return out
 
 
-def _evaluate(node: _Node, value: Callable[[str], np.ndarray], n: int) -> np.ndarray:
+def _evaluate(node: _Node, value: Callable[[str], np.ndarray], bounds: Sequence[int]) -> np.ndarray:
     """``node``'s values; never modifies an array ``value`` returned (those belong to the caller)."""
     match node:
         case _Num(number):
-            return np.full(n, number)
+            return np.full(bounds[-1], number)
         case _Ref(name):
             return value(name)
         case _Neg(arg):
-            return -_evaluate(arg, value, n)
+            return -_evaluate(arg, value, bounds)
         case _Bin(op, left, right):
-            a, b = _evaluate(left, value, n), _evaluate(right, value, n)
+            a, b = _evaluate(left, value, bounds), _evaluate(right, value, bounds)
             return finite(a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b)
         case _Call(fn, arg):
-            return finite(_ELEMENTWISE[fn](_evaluate(arg, value, n)))
+            return finite(_ELEMENTWISE[fn](_evaluate(arg, value, bounds)))
         case _Roll(fn, arg, window):
-            return rolling(fn, _evaluate(arg, value, n), window)
+            return rolling(fn, _evaluate(arg, value, bounds), window, bounds)
         case _Shift(arg, k):
-            return _shifted(_evaluate(arg, value, n), k)
+            return _shifted(_evaluate(arg, value, bounds), k, bounds)
 
 
 def _warmup(node: _Node, warmups: Callable[[str], int]) -> int:
@@ -363,29 +366,31 @@ class Expression:
 
         return _warmup(self._node, of)
 
-    def evaluate(self, inputs: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray]) -> np.ndarray:
+    def evaluate(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        features: Mapping[str, np.ndarray],
+        bounds: Sequence[int] | None = None,
+    ) -> np.ndarray:
         """The values, oldest bar first: float64, NaN where undefined (never ±inf).
 
         ``inputs``: bar arrays by name (open, high, low, close, volume); ``features``: arrays of the
         features in ``feature_names``, already computed. Every array has one value per bar.
+        ``bounds``: the arrays are several series laid end to end, series i from ``bounds[i]`` to
+        ``bounds[i + 1]``; each series gets the values an evaluation of it alone gives.
         """
-        arrays: dict[str, np.ndarray] = {}
-
-        def value(name: str) -> np.ndarray:
-            if name not in arrays:
-                arrays[name] = self._resolve(name, inputs, features)
-            return arrays[name]
-
-        with np.errstate(all="ignore"):
-            for name in sorted(self.names):
-                value(name)
-            sizes = {name: len(arr) for name, arr in arrays.items()}
-            if len(set(sizes.values())) > 1:
-                raise FeatureError(f"expression {self.text.strip()!r}: arrays of different lengths {sizes}")
+        arrays = {name: self._resolve(name, inputs, features) for name in sorted(self.names)}
+        sizes = {name: len(arr) for name, arr in arrays.items()}
+        if len(set(sizes.values())) > 1:
+            raise FeatureError(f"expression {self.text.strip()!r}: arrays of different lengths {sizes}")
+        if bounds is None:
             lengths = [len(arr) for arr in (*arrays.values(), *inputs.values(), *features.values())]
             if not lengths:
                 raise FeatureError(f"expression {self.text.strip()!r}: no arrays to tell the number of bars")
-            out = np.array(_evaluate(self._node, value, lengths[0]), dtype=np.float64)  # a copy: callers own it
+            bounds = (0, lengths[0])
+        with np.errstate(all="ignore"):
+            # np.array copies: callers own the result
+            out = np.array(_evaluate(self._node, arrays.__getitem__, bounds), dtype=np.float64)
         return finite(out)
 
     def _resolve(self, name: str, inputs: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray]) -> np.ndarray:

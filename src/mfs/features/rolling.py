@@ -11,10 +11,20 @@ skip the NaN. A series without such NaN goes to TA-Lib untouched, bit-identical 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import talib
+
+
+def compiled(function: Callable) -> Callable:
+    """TA-Lib's compiled function without the wrapper that converts pandas and polars inputs: ours
+    are numpy arrays already (measured 2.4 vs 1.5 µs a call for RSI on 294 bars)."""
+    return getattr(function, "__wrapped__", function)
+
+
+SMA, SUM, MIN, MAX, TRANGE = (compiled(f) for f in (talib.SMA, talib.SUM, talib.MIN, talib.MAX, talib.TRANGE))
 
 
 def _window_moments(values: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +62,10 @@ def zscore(values: np.ndarray, period: int) -> np.ndarray:
 
 
 ROLLING: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "mean": talib.SMA,
-    "sum": talib.SUM,
-    "min": talib.MIN,
-    "max": talib.MAX,
+    "mean": SMA,
+    "sum": SUM,
+    "min": MIN,
+    "max": MAX,
     "std": rolling_std,
     "zscore": zscore,
 }
@@ -67,18 +77,33 @@ def finite(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def rolling(fn: str, values: np.ndarray, n: int) -> np.ndarray:
-    """``fn`` over the windows of ``values``: leading NaNs skipped, windows holding a NaN inside are NaN."""
+# Functions whose value for a window is computed from that window's bars alone, so one call over
+# several series laid end to end gives each window the same value as a call per series. TA-Lib's
+# SMA and SUM keep a running total instead: its rounding depends on where the call starts.
+WINDOW_LOCAL = frozenset({"std", "zscore", "min", "max"})
+
+
+def rolling(fn: str, values: np.ndarray, n: int, bounds: Sequence[int] | None = None) -> np.ndarray:
+    """``fn`` over the windows of ``values``: leading NaNs skipped, windows holding a NaN inside are NaN.
+
+    ``bounds``: ``values`` is several series laid end to end, series i being
+    ``values[bounds[i]:bounds[i + 1]]``; each gets exactly the values a call on it alone would give.
+    """
+    bounds = (0, len(values)) if bounds is None else bounds
     out = np.full(len(values), np.nan)
-    present = ~np.isnan(values)
-    if not present.any():
-        return out
-    first = int(np.argmax(present))
-    body = np.ascontiguousarray(values[first:], dtype=np.float64)  # TA-Lib requires contiguous float64
-    gaps = np.isnan(body)
+    gaps = np.isnan(values)
+    body = np.where(gaps, 0.0, values) if gaps.any() else np.ascontiguousarray(values, dtype=np.float64)
+    if fn in WINDOW_LOCAL:
+        out = ROLLING[fn](body, n)
+        for lo in bounds[1:-1]:  # a window reaching into the series before is not full
+            out[lo : lo + n - 1] = np.nan
+    else:
+        for lo, hi in itertools.pairwise(bounds):
+            present = ~gaps[lo:hi]
+            if present.any():
+                first = lo + int(np.argmax(present))
+                out[first:hi] = ROLLING[fn](body[first:hi], n)
     if gaps.any():
-        body = np.where(gaps, 0.0, body)
-    out[first:] = ROLLING[fn](body, n)
-    if gaps.any():
-        out[first:][talib.MAX(gaps.astype(np.float64), n) > 0] = np.nan
+        # A leading NaN (an inner warm-up) starts the series later; one inside it spoils its windows.
+        out[MAX(gaps.astype(np.float64), n) > 0] = np.nan
     return finite(out)
