@@ -112,7 +112,7 @@ class FeaturesConfig(Section):
         50, gt=0, description="recycle a worker process after this many tasks (batches of symbols)"
     )
     batch_size: int = Field(
-        25,
+        100,
         gt=0,
         le=500,
         description="symbols per worker task and transaction; a failed batch is retried symbol by symbol",

@@ -99,7 +99,7 @@ REVIEWED_DYNAMIC_SQL = {
     ("src/mfs/aggregates/refresh.py", "column,extra,table"): "table/column/extra from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "key,ranges,rollup"): "rollup/key/ranges from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "aggregate,rollup"): "rollup names from a fixed tuple",
-    ("src/mfs/features/batch.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
+    ("src/mfs/features/reads.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/storage/lifecycle.py", "table"): "table names from a fixed tuple",
     ("src/mfs/dataset/versions.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/dataset/versions.py", "source.table"): "market_data or features, from the two fixed Source constants",

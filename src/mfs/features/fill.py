@@ -12,20 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from mfs.features.batch import (
-    BAR_RECORD,
-    KEY,
-    KEY_COLUMNS,
-    SymbolCounts,
-    batch_rows,
-    compute_rows,
-    concat,
-    copy_records,
-    refresh_latest,
-    split_by_symbol,
-    symbol_failure,
-    to_utc,
-)
+from mfs.features.batch import KEY, KEY_COLUMNS, SymbolCounts, compute_rows, concat, refresh_latest, symbol_failure
+from mfs.features.reads import BAR_RECORD, BAR_SELECT, batch_rows, copy_records, split_by_symbol, to_utc
 from mfs.features.spec import FeatureSet
 from mfs.storage.bulk import Column
 from mfs.storage.clock import WriteContext, set_write_context
@@ -55,8 +43,7 @@ def fill_batch(
             windows = split_by_symbol(
                 copy_records(
                     cur,
-                    "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
-                    "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) " + batch_rows("market_data"),
+                    BAR_SELECT + batch_rows("market_data"),
                     (list(symbols), interval),
                     BAR_RECORD,
                 ),

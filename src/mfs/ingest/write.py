@@ -154,7 +154,13 @@ def write_batch(
         share = (time.monotonic() - began) / len(results)
         for result, _checked in results:
             result.duration_s += share
-        count_series_changes(cur, interval, [r.symbol for r, _ in results if r.written and r.symbol in stored])
+        # Where each change may begin: its earliest bar sent (the upsert wrote only those that differ).
+        changed_from = {
+            r.symbol: pd.Timestamp(c.good["ts"].min()).to_pydatetime()
+            for r, c in results
+            if r.written and r.symbol in stored
+        }
+        count_series_changes(cur, interval, changed_from)
         if stored:
             # A few names: one statement (the COPY staging path costs two temp-table truncates).
             kept = set(stored)

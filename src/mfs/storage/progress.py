@@ -12,7 +12,9 @@ file changed since the registry last synced it (``feature_definitions_synced``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple
 
 ACCOUNTED_WRITE = "mfs.accounted_write"
 
@@ -22,39 +24,96 @@ def set_accounted_write(cur) -> None:
     cur.execute("SELECT set_config(%s, 'on', true)", (ACCOUNTED_WRITE,))
 
 
-def count_series_changes(cur, interval: str, symbols: Sequence[str]) -> None:
-    """One more change of each series whose bars this transaction changed."""
-    if symbols:
+def count_series_changes(cur, interval: str, changed_from: Mapping[str, datetime]) -> None:
+    """One more change of each series whose bars this transaction changed, logged with the earliest
+    bar time it may have changed (``changed_from``: per symbol)."""
+    if changed_from:
         cur.execute(
-            "INSERT INTO series_changes AS c (symbol, interval, changes) SELECT s, %s, 1 FROM unnest(%s::text[]) AS s "
-            "ON CONFLICT (symbol, interval) DO UPDATE SET changes = c.changes + 1",
-            (interval, list(symbols)),
+            """WITH counted AS (
+                 INSERT INTO series_changes AS c (symbol, interval, changes)
+                 SELECT s, %(interval)s, 1 FROM unnest(%(symbols)s::text[]) AS s
+                 ON CONFLICT (symbol, interval) DO UPDATE SET changes = c.changes + 1
+                 RETURNING symbol, changes)
+               INSERT INTO series_change_log AS l (symbol, interval, change, changed_from)
+               SELECT counted.symbol, %(interval)s, counted.changes, f.changed_from
+               FROM counted JOIN unnest(%(symbols)s::text[], %(from)s::timestamptz[]) AS f(symbol, changed_from)
+                 USING (symbol)
+               -- an entry left behind by a count that was reset: the earlier bound covers both
+               ON CONFLICT (symbol, interval, change)
+                 DO UPDATE SET changed_from = least(l.changed_from, EXCLUDED.changed_from)""",
+            {"interval": interval, "symbols": list(changed_from), "from": list(changed_from.values())},
         )
 
 
-def change_counts(cur, symbols: Sequence[str], interval: str) -> tuple[dict[str, int], int]:
-    """Per symbol its count of changes (0 when never counted), and the unaccounted writes."""
+class SeriesChanges(NamedTuple):
+    """A batch's view of its series' changes, in its snapshot."""
+
+    counts: dict[str, int]  # per symbol, its count of changes (0 when never counted)
+    unaccounted: int  # the count of unaccounted writes
+    # Per symbol, where its unseen changes begin (PostgreSQL µs): UNCHANGED when it has none,
+    # absent when its bars must be compared with its feature rows in full.
+    changed_from: dict[str, int]
+
+
+UNCHANGED = 2**62  # a changed_from after every bar
+PG_EPOCH = "2000-01-01T00:00:00Z"  # the origin of PostgreSQL µs, the unit batches read times in
+
+# Per symbol: its change count, and where its unseen changes begin (NULL: compare in full).
+_CHANGES = """
+SELECT s, coalesce(c.changes, 0),
+       CASE WHEN p.symbol IS NULL OR p.feature_version <> %(version)s OR p.unaccounted_seen <> u.writes THEN NULL
+            WHEN coalesce(c.changes, 0) = p.changes_seen THEN %(unchanged)s
+            ELSE (SELECT CASE WHEN count(*) = c.changes - p.changes_seen
+                              THEN (extract(epoch FROM min(l.changed_from) - %(epoch)s) * 1000000)::bigint END
+                  FROM series_change_log l
+                  WHERE l.symbol = s AND l.interval = %(interval)s AND l.change > p.changes_seen)
+       END,
+       u.writes
+FROM unnest(%(symbols)s::text[]) AS s
+CROSS JOIN unaccounted_writes u
+LEFT JOIN series_changes c ON c.symbol = s AND c.interval = %(interval)s
+LEFT JOIN features_progress p ON p.symbol = s AND p.interval = %(interval)s
+"""
+
+
+def series_changes(cur, symbols: Sequence[str], interval: str, feature_version: int) -> SeriesChanges:
+    """Per symbol its count of changes and where the changes its feature rows have not seen begin;
+    and the unaccounted writes. A series is compared in full when it has no progress recorded, was
+    brought up to date under another feature version or before an unaccounted write, or has a
+    change without its log entry."""
     cur.execute(
-        "SELECT s, coalesce(c.changes, 0) FROM unnest(%s::text[]) AS s "
-        "LEFT JOIN series_changes c ON c.symbol = s AND c.interval = %s",
-        (list(symbols), interval),
+        _CHANGES,
+        {
+            "symbols": list(symbols),
+            "interval": interval,
+            "version": feature_version,
+            "unchanged": UNCHANGED,
+            "epoch": PG_EPOCH,
+        },
     )
-    changes = dict(cur.fetchall())
-    cur.execute("SELECT writes FROM unaccounted_writes")
-    return changes, int(cur.fetchone()[0])
+    rows = cur.fetchall()
+    unaccounted = int(rows[0][3]) if rows else 0
+    return SeriesChanges(
+        {s: int(n) for s, n, _, _ in rows}, unaccounted, {s: int(f) for s, _, f, _ in rows if f is not None}
+    )
 
 
-def record_progress(
-    cur, interval: str, changes: dict[str, int], unaccounted: int, feature_version: int, symbols: Sequence[str]
-) -> None:
-    """``symbols``' feature rows are up to date with ``changes`` (as counted in the caller's snapshot)."""
+def record_progress(cur, interval: str, seen: SeriesChanges, feature_version: int, symbols: Sequence[str]) -> None:
+    """``symbols``' feature rows are up to date with the changes ``seen`` (counted in the caller's
+    snapshot); the log entries of those changes are no longer needed."""
     if symbols:
+        counts = [seen.counts[s] for s in symbols]
         cur.execute(
             """INSERT INTO features_progress AS p (symbol, interval, changes_seen, unaccounted_seen, feature_version)
                SELECT s, %s, n, %s, %s FROM unnest(%s::text[], %s::bigint[]) AS u(s, n)
                ON CONFLICT (symbol, interval) DO UPDATE SET changes_seen = EXCLUDED.changes_seen,
                    unaccounted_seen = EXCLUDED.unaccounted_seen, feature_version = EXCLUDED.feature_version""",
-            (interval, unaccounted, feature_version, list(symbols), [changes[s] for s in symbols]),
+            (interval, seen.unaccounted, feature_version, list(symbols), counts),
+        )
+        cur.execute(
+            "DELETE FROM series_change_log l USING unnest(%s::text[], %s::bigint[]) AS u(s, n) "
+            "WHERE l.symbol = u.s AND l.interval = %s AND l.change <= u.n",
+            (list(symbols), counts, interval),
         )
 
 
