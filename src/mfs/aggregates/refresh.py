@@ -52,15 +52,19 @@ class RefreshResult(TypedDict):
 
 # Weekly buckets from the freshly refreshed daily rollup (every day of a pending week is current
 # there once the daily step ran): the same aggregation as the ohlcv_1w_live view, which reads the
-# always-current daily view instead.
+# always-current daily view instead. Range by range, as the views (sql/073): one grouping of every
+# joined day spilled to disk at 8,000 symbols.
 _WEEKLY_FROM_ROLLUP = """
     INSERT INTO ohlcv_1w_rollup
-    SELECT d.symbol, time_bucket('1 week', d.day, 'America/New_York') AS week,
-           first(d.open, d.day), max(d.high), min(d.low), last(d.close, d.day),
-           sum(d.volume)::bigint, sum(d.bar_count)::bigint
-    FROM _refresh_week_ranges p
-    JOIN ohlcv_1d_rollup d ON d.symbol = p.symbol AND d.day >= p.lo AND d.day < p.hi
-    GROUP BY d.symbol, time_bucket('1 week', d.day, 'America/New_York')"""
+    SELECT p.symbol, b.* FROM _refresh_week_ranges p
+    CROSS JOIN LATERAL (
+        SELECT time_bucket('1 week', d.day, 'America/New_York') AS week,
+               first(d.open, d.day), max(d.high), min(d.low), last(d.close, d.day),
+               sum(d.volume)::bigint, sum(d.bar_count)::bigint
+        FROM ohlcv_1d_rollup d
+        WHERE d.symbol = p.symbol AND d.day >= p.lo AND d.day < p.hi
+        GROUP BY 1
+    ) b"""
 
 
 def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
