@@ -90,3 +90,26 @@ def test_an_unlogged_change_and_an_unchanged_series_read_nothing_bounded(conn) -
     seen, bars, plans = _plans(conn, ["AAA", "BBB"])
     assert "AAA" not in seen.changed_from and len(bars[0]) == 500 and plans[0].complete
     assert plans[0].start == 499 and plans[0].first == 499 - LOOKBACK and plans[0].anchors is not None
+
+
+def test_a_running_sum_not_stored_where_the_bounded_read_starts_sends_the_series_to_a_full_read(conn) -> None:
+    a = make_bars(700, seed=15)
+    _ingest({"AAA": a.iloc[:650]})
+    compute(["AAA"], "1h")
+    with conn.cursor() as cur:  # a writer accounting for its own write, leaving the anchor NULL
+        cur.execute("SELECT set_config('mfs.accounted_write', 'on', true)")
+        cur.execute("UPDATE features SET obv = NULL WHERE symbol = 'AAA' AND ts = %s", (a["ts"].iloc[650 - LOOKBACK],))
+    conn.commit()
+    _ingest({"AAA": a.iloc[650:651]})
+    _, bars, plans = _plans(conn, ["AAA"])
+    assert len(bars[0]) == 651 and plans[0].complete and (plans[0].first, plans[0].anchors) == (0, None)
+
+    compute(["AAA"], "1h")
+    newest = _features(conn, ["AAA"]).iloc[-1]
+    compute(["AAA"], "1h", full=True)
+    assert np.allclose(
+        newest[FEATURE_NAMES].to_numpy(dtype=float),
+        _features(conn, ["AAA"]).iloc[-1][FEATURE_NAMES].to_numpy(dtype=float),
+        rtol=1e-9,
+        equal_nan=True,
+    )

@@ -60,18 +60,14 @@ class SymbolCounts:
     anchored: bool = False  # OBV continued from a stored row (incremental window)
 
 
+def bars_of(rec: np.ndarray) -> engine.Bars:
+    """The engine's inputs from BAR_RECORD rows."""
+    prices = (rec[name].astype(np.float64) for name in ("open", "high", "low", "close", "volume"))
+    return engine.Bars(to_utc(rec["ts"]), *prices)
+
+
 def compute_rows(rec: np.ndarray, features: FeatureSet, anchors=None, only=None) -> dict[str, np.ndarray]:
-    return engine.compute(
-        to_utc(rec["ts"]),
-        rec["open"].astype(np.float64),
-        rec["high"].astype(np.float64),
-        rec["low"].astype(np.float64),
-        rec["close"].astype(np.float64),
-        rec["volume"].astype(np.float64),
-        anchors=anchors,
-        only=only,
-        definitions=features.definitions,
-    )
+    return engine.compute(*bars_of(rec), anchors=anchors, only=only, definitions=features.definitions)
 
 
 def _row_columns(symbols: list[str], interval: str, rec: np.ndarray, keep: np.ndarray, rows: list[int]) -> dict:
@@ -129,8 +125,8 @@ def update_batch(
     before_symbol: Callable[[str], None] | None = None,
     context: WriteContext | None = None,
 ) -> dict[str, SymbolCounts | str]:
-    """Recompute the stale feature rows of ``symbols`` in ONE transaction (a batch of a few dozen
-    symbols: three reads and one write instead of ~10 round trips per symbol).
+    """Recompute the stale feature rows of ``symbols`` in ONE transaction (a batch of up to
+    ``features.batch_size`` symbols: a few reads and one write instead of ~10 round trips per symbol).
 
     A symbol whose computation raises (bad bars, MemoryError, an injected fault) gets its reason
     as a string and is not written; the others are. A database error fails the whole batch (the
@@ -219,9 +215,7 @@ def _compute(interval: str, todo: list[_Todo], features: FeatureSet, out: dict[s
 def _compute_together(interval: str, todo: list[_Todo], features: FeatureSet) -> _Computed:
     rec = np.concatenate([t.rec for t in todo])
     bounds = [0, *itertools.accumulate(len(t.rec) for t in todo)]
-    bars = engine.Bars(
-        to_utc(rec["ts"]), *(rec[name].astype(np.float64) for name in ("open", "high", "low", "close", "volume"))
-    )
+    bars = bars_of(rec)
     anchors = [t.plan.anchors or {} for t in todo]
     values = engine.compute_many(bars, bounds, anchors=anchors, definitions=features.definitions)
     rows = [t.rows for t in todo]

@@ -208,7 +208,7 @@ def read_plans(
     so is one whose anchors turn out not to be stored."""
     bound = [None if full else bounds.get(s) for s in symbols]
     bars, plans = _read_and_plan(cur, symbols, interval, bound, full=full, lookback=lookback, cumulative=cumulative)
-    settle_anchors(cur, symbols, interval, plans, bars, cumulative)
+    settle_anchors(cur, symbols, interval, plans, cumulative)
     again = [i for i, p in enumerate(plans) if p.first > 0 and p.anchors is None]
     if again:
         more, replans = _read_and_plan(
@@ -235,7 +235,7 @@ def _read_and_plan(
     lookback: int,
     cumulative: tuple[str, ...],
 ) -> tuple[list[np.ndarray], list[Plan]]:
-    empty = np.empty(0, dtype=BAR_RECORD)
+    """The bounded reads of ``symbols`` (``bound``: per symbol, or None for all) and their plans."""
     todo = [i for i, b in enumerate(bound) if b != UNCHANGED]  # an unchanged series reads nothing
     params = {
         "symbols": [symbols[i] for i in todo],
@@ -257,8 +257,8 @@ def _read_and_plan(
         ),
         len(todo),
     )
-    all_bars = [empty] * len(symbols)
-    plans = [Plan(bar_ts=np.empty(0, dtype=np.int64), start=None, orphans=np.empty(0, dtype=np.int64))] * len(symbols)
+    all_bars = [np.empty(0, dtype=BAR_RECORD) for _ in symbols]
+    plans = [Plan(bar_ts=np.empty(0, dtype=np.int64), start=None, orphans=np.empty(0, dtype=np.int64)) for _ in symbols]
     for j, i in enumerate(todo):
         all_bars[i] = bars[j]
         plans[i] = plan_symbol(
@@ -267,9 +267,7 @@ def _read_and_plan(
     return all_bars, plans
 
 
-def settle_anchors(
-    cur, symbols: Sequence[str], interval: str, plans: list[Plan], bars: list[np.ndarray], cumulative: tuple[str, ...]
-) -> None:
+def settle_anchors(cur, symbols: Sequence[str], interval: str, plans: list[Plan], cumulative: tuple[str, ...]) -> None:
     """Read the stored running sums of the plans that start before their bound (one index probe
     per symbol). A plan whose anchor is not stored reads from the series' first bar: when its bars
     read begin there already, from them; otherwise it keeps ``anchors`` None (to be read again)."""

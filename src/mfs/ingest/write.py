@@ -65,11 +65,14 @@ def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, 
     )
 
 
-def bar_arrays(symbol: str | np.ndarray, good: pd.DataFrame, interval: str, source: str) -> dict[str, Any]:
-    """``good`` bars as the column arrays of MARKET_DATA_COLUMNS (``symbol``: one, or one per bar)."""
+def bar_arrays(
+    symbol: str | np.ndarray, good: pd.DataFrame, interval: str, source: str, *, closes: bool = True
+) -> dict[str, Any]:
+    """``good`` bars as the column arrays of MARKET_DATA_COLUMNS (``symbol``: one, or one per bar);
+    without ``closes_at`` when not ``closes`` (the caller computes it for many symbols at once)."""
     n = len(good)
     ts = pd.DatetimeIndex(good["ts"])
-    return {
+    arrays = {
         "symbol": np.array(np.broadcast_to(np.asarray(symbol, dtype=object), (n,))),
         "interval": np.full(n, interval, dtype=object),
         "ts": ts,
@@ -80,15 +83,17 @@ def bar_arrays(symbol: str | np.ndarray, good: pd.DataFrame, interval: str, sour
         "adj_close": good["adj_close"].to_numpy(float),
         "volume": good["volume"].to_numpy(np.int64),
         "source": np.full(n, source, dtype=object),
-        "closes_at": bar_closes(interval, ts),
     }
+    if closes:
+        arrays["closes_at"] = bar_closes(interval, ts)
+    return arrays
 
 
 def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         k: (
             pd.DatetimeIndex(np.concatenate([p[k].asi8 for p in parts])).tz_localize("UTC")
-            if k in ("ts", "closes_at")
+            if k == "ts"
             else np.concatenate([p[k] for p in parts])
         )
         for k in parts[0]
@@ -97,8 +102,11 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
     """The good bars of a batch as one set of columns with its COPY payload."""
-    parts = [bar_arrays(r.symbol, c.good, interval, source) for r, c in results]
-    return encode_rows(MARKET_DATA_COLUMNS, _concat(parts), key=MARKET_DATA_KEY)
+    # closes_at once for the batch: the calendar lookup costs ~1 ms a call whatever its length
+    # (one new hour of 2,000 symbols: 1.7 -> 0.7 ms per symbol validated and encoded).
+    data = _concat([bar_arrays(r.symbol, c.good, interval, source, closes=False) for r, c in results])
+    data["closes_at"] = bar_closes(interval, data["ts"])
+    return encode_rows(MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY)
 
 
 def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
