@@ -1,8 +1,11 @@
-"""Which series have something for a feature run to do, known without reading a bar (sql/071).
+"""Which series have something for a feature run to do, known without reading a bar (sql/071),
+and from which bar on (sql/072).
 
 Ingest counts, in the transaction that writes them, one change of every series whose bars it
-changed (``series_changes``); a feature batch records, per series it brought up to date, the
-count it saw (``features_progress``), read in the batch's own snapshot. Writes of bars or
+changed (``series_changes``) and logs the earliest bar each change may have touched
+(``series_change_log``); a feature batch records, per series it brought up to date, the count it
+saw (``features_progress``), read in the batch's own snapshot, and drops the log entries it has
+seen. Writes of bars or
 feature rows by anything else are counted per statement in ``unaccounted_writes``: after one,
 every series is compared in full again. Writers that account for their writes say so with
 ``set_accounted_write`` (the statement trigger then counts nothing). And whether the definitions
