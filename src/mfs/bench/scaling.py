@@ -43,7 +43,7 @@ LINEAR_PHASES = (
 SERVING = {
     "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 500),
     "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 200),
-    "latest_all": ("SELECT * FROM latest_features WHERE interval = '1h'", 60),
+    "latest_all": ("SELECT * FROM latest_features WHERE interval = '1h'", 200),
 }
 
 
