@@ -103,7 +103,7 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, source: str) -> EncodedRows:
     """The good bars of a batch as one set of columns with its COPY payload."""
     # closes_at once for the batch: the calendar lookup costs ~1 ms a call whatever its length
-    # (one new hour of 2,000 symbols: 1.7 -> 0.7 ms per symbol validated and encoded).
+    # (one new bar for each of 200 symbols: 1.7 -> 1.1 ms per symbol validated and encoded).
     data = _concat([bar_arrays(r.symbol, c.good, interval, source, closes=False) for r, c in results])
     data["closes_at"] = bar_closes(interval, data["ts"])
     return encode_rows(MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY)
