@@ -99,9 +99,8 @@ REVIEWED_DYNAMIC_SQL = {
     ("src/mfs/aggregates/refresh.py", "column,extra,table"): "table/column/extra from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "key,ranges,rollup"): "rollup/key/ranges from a fixed tuple in the loop",
     ("src/mfs/aggregates/refresh.py", "aggregate,rollup"): "rollup names from a fixed tuple",
-    ("src/mfs/features/reads.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
+    ("src/mfs/storage/records.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/storage/lifecycle.py", "table"): "table names from a fixed tuple",
-    ("src/mfs/dataset/versions.py", "cur.mogrify(query, params).decode()"): "values bound by mogrify",
     ("src/mfs/dataset/versions.py", "source.table"): "market_data or features, from the two fixed Source constants",
     ("src/mfs/bench/pit.py", "', '.join(columns),complete,revisions,select,table,values['known_to']"): (
         "table names and conditions fixed in the benchmark, columns from the table's own catalog"

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfs.dataset.versions import PG_INF, PG_NINF, Records
+from mfs.dataset.versions import Records
+from mfs.storage.records import PG_INF, PG_NINF
 
 DAY_US = 86_400_000_000  # the SQL's `interval '1 day'` (sessions in UTC: a fixed 24 h)
 

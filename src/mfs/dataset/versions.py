@@ -15,22 +15,18 @@ frame is built.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from mfs.errors import StorageError
 from mfs.features.spec import FEATURES
 from mfs.storage.connection import connect
+from mfs.storage.records import PG_INF, PG_NINF, copy_records, native, record_dtype
 
-PG_INF = np.iinfo(np.int64).max  # timestamptz 'infinity' in binary COPY
-PG_NINF = np.iinfo(np.int64).min  # '-infinity'
 NULL_INT = {"int2": np.iinfo(np.int16).min, "int8": np.iinfo(np.int64).min}
 _WIRE = {"float8": ">f8", "int2": ">i2", "int8": ">i8"}
 _NULL_SQL = {"float8": "'NaN'::float8", "int2": "(-32768)::int2", "int8": "(-9223372036854775808)::int8"}
-_COPY_HEADER_LEN = 19  # signature (11) + flags (4) + header extension length (4), extension empty
 # The leading fields of every record, after k (the symbol's or the entity's 1-based position).
 _TIME_FIELDS = [("ts", ">i8"), ("closes_at", ">i8"), ("known_from", ">i8"), ("known_to", ">i8"), ("complete", ">i4")]
 
@@ -137,16 +133,11 @@ class Records:
 
     def values(self, column: str, index: np.ndarray) -> np.ndarray:
         """``column`` of the rows ``index``, in native byte order."""
-        raw = self.raw[column][index if self.rows is None else self.rows[index]]
-        return raw.astype(raw.dtype.newbyteorder("="))
+        return native(self.raw[column][index if self.rows is None else self.rows[index]])
 
 
 def _dtype(source: Source, columns: Sequence[str]) -> np.dtype:
-    fields = [("k", ">i4"), *_TIME_FIELDS] + [(c, _WIRE[source.pgtype(c)]) for c in columns]
-    layout: list[tuple[str, str]] = [("n", ">i2")]
-    for i, (name, kind) in enumerate(fields):
-        layout += [(f"l{i}", ">i4"), (name, kind)]
-    return np.dtype(layout)
+    return record_dtype([("k", ">i4"), *_TIME_FIELDS] + [(c, _WIRE[source.pgtype(c)]) for c in columns])
 
 
 def _fields(source: Source, columns: Sequence[str], a: str, known_from: str, known_to: str, complete: str) -> str:
@@ -161,12 +152,7 @@ def _fields(source: Source, columns: Sequence[str], a: str, known_from: str, kno
 
 
 def _copy(cur, query: str, params: tuple, dtype: np.dtype) -> Records:
-    buf = io.BytesIO()
-    cur.copy_expert(f"COPY ({cur.mogrify(query, params).decode()}) TO STDOUT WITH (FORMAT binary)", buf)
-    body = buf.getbuffer()[_COPY_HEADER_LEN:-2]  # minus the header and the -1 trailer
-    if len(body) % dtype.itemsize:
-        raise StorageError("unexpected binary COPY layout of the versions read (a changed column type?)")
-    rec = np.frombuffer(body, dtype=dtype)
+    rec = copy_records(cur, query, params, dtype)
 
     def native(name: str, kind: type = np.int64) -> np.ndarray:
         return rec[name].astype(kind)

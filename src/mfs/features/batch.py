@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 
 from mfs.features import engine
-from mfs.features.reads import Plan, read_plans, to_utc
+from mfs.features.reads import Plan, read_plans
 from mfs.features.spec import FEATURE_VERSION, FeatureSet
 from mfs.storage import progress
 from mfs.storage.bulk import Column, upsert
 from mfs.storage.clock import WriteContext, set_write_context
 from mfs.storage.progress import set_accounted_write
+from mfs.storage.records import to_utc
 
 KEY = ["symbol", "interval", "ts"]
 KEY_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz")]

@@ -10,38 +10,24 @@ look-back before that. Any other series is read and compared in full.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from psycopg2 import sql
 
-from mfs.errors import FeatureError
 from mfs.features.spec import FEATURE_VERSION
-from mfs.storage.bulk import PG_EPOCH_US
 from mfs.storage.progress import UNCHANGED
-
-# Bars and row states are read with binary COPY: every column selected is fixed-width and NOT NULL,
-# so the payload is a plain record array (far faster than building Python tuples row by row).
-_COPY_HEADER_LEN = 19  # signature (11) + flags (4) + header extension length (4), extension empty
-
-
-def _record(fields: list[tuple[str, str]]) -> np.dtype:
-    layout = [("n", ">i2")]
-    for i, (name, kind) in enumerate(fields):
-        layout += [(f"l{i}", ">i4"), (name, kind)]
-    return np.dtype(layout)
+from mfs.storage.records import copy_records, record_dtype
 
 
 def _row_state(cumulative: tuple[str, ...]) -> np.dtype:
     """A feature row's state, with the stored value of every running-sum feature (its anchor)."""
     fields = [("k", ">i4"), ("ts", ">i8"), ("feature_version", ">i4"), ("bar_ingested_at", ">i8")]
-    return _record(fields + [(name, ">f8") for name in cumulative])
+    return record_dtype(fields + [(name, ">f8") for name in cumulative])
 
 
-BAR_RECORD = _record(
+BAR_RECORD = record_dtype(
     [
         ("k", ">i4"),
         ("ts", ">i8"),
@@ -60,19 +46,6 @@ BAR_SELECT = (
     "SELECT w.k::int4, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ingested_at, "
     "coalesce(t.closes_at, bar_closes_at(t.interval, t.ts)) "
 )
-
-
-def copy_records(cur, query: str, params: tuple | dict, dtype: np.dtype) -> np.ndarray:
-    buf = io.BytesIO()
-    cur.copy_expert(f"COPY ({cur.mogrify(query, params).decode()}) TO STDOUT WITH (FORMAT binary)", buf)
-    body = buf.getvalue()[_COPY_HEADER_LEN:-2]  # minus the header and the -1 trailer
-    if len(body) % dtype.itemsize:
-        raise FeatureError("unexpected binary COPY layout (a NULL or a changed column type?)")
-    return np.frombuffer(body, dtype=dtype)
-
-
-def to_utc(pg_us: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex((pg_us.astype(np.int64) + PG_EPOCH_US).astype("datetime64[us]")).tz_localize("UTC")
 
 
 # k = the symbol's 1-based position in the batch, from the batch's symbol array (an ORDER BY or
