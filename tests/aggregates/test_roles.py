@@ -24,6 +24,7 @@ SERVING = {
     "ohlcv_1w",
     "features_1d",
     "latest_features",
+    "latest_features_packed",
     "data_freshness",
     "missing_sessions",
     "stored_series",

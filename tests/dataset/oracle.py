@@ -59,3 +59,32 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame, columns=FEATURE_NAMES) ->
         (ab, an), (bb, bn) = _bits(got[name]), _bits(want[name])
         diff = np.flatnonzero((an != bn) | (ab != bb))
         assert not len(diff), f"{name} differs at rows {diff[:10].tolist()}"
+
+
+def sql_latest(conn, interval: str = "1h") -> pd.DataFrame:
+    """``latest_features`` as a SQL user reads it (ordered by symbol; NULL as None/NaT)."""
+    with conn.cursor() as cur:
+        cur.execute('SELECT * FROM latest_features WHERE interval = %s ORDER BY symbol COLLATE "C"', (interval,))
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    return pd.DataFrame(rows, columns=names)
+
+
+def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """The same columns in the same order, and row by row the same values: floats bit for bit
+    (NULL = NaN), times to the µs (NULL = NaT), everything else equal (NULL = <NA>/None)."""
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want)
+    for name in want.columns:
+        if pd.api.types.is_datetime64_any_dtype(got[name]):
+            a = pd.DatetimeIndex(got[name]).as_unit("us")
+            b = pd.DatetimeIndex(pd.to_datetime(want[name], utc=True)).as_unit("us")
+            diff = np.flatnonzero(~((a == b) | (a.isna() & b.isna())))
+        elif pd.api.types.is_float_dtype(got[name]):
+            (ab, an), (bb, bn) = _bits(got[name]), _bits(want[name].astype(float))
+            diff = np.flatnonzero((an != bn) | (ab != bb))
+        else:
+            a = [None if pd.isna(v) else v for v in got[name]]
+            b = [None if pd.isna(v) else v for v in want[name]]
+            diff = np.flatnonzero([x != y for x, y in zip(a, b, strict=True)])
+        assert not len(diff), f"{name} differs at rows {diff[:10].tolist()}"

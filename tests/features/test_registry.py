@@ -10,9 +10,11 @@ import talib
 import yaml
 
 from mfs.cli.main import main
+from mfs.dataset import latest_features
 from mfs.features import compute
 from mfs.features.definitions import definitions_path
 from mfs.storage.connection import connect
+from tests.dataset.oracle import assert_same_rows, sql_latest
 from tests.features.feature_helpers import insert_bars, make_bars
 
 BUILT_IN = yaml.safe_load(definitions_path().read_text())["features"]
@@ -96,6 +98,15 @@ def assert_like_talib(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_array_equal(got[m], want[m])
 
 
+def assert_latest_packed_rows_are_the_view() -> None:
+    """The packed rows (sql/074) were rebuilt with the columns: decoded, they are the view."""
+    conn = connect(None)
+    try:
+        assert_same_rows(latest_features(conn=conn), sql_latest(conn))
+    finally:
+        conn.close()
+
+
 def registry(name: str) -> list[tuple]:
     return query(
         "SELECT version, added_at IS NOT NULL, filled_at IS NOT NULL, superseded_at IS NOT NULL, "
@@ -115,6 +126,7 @@ def test_added_features_get_their_columns_filled_and_nothing_else_changes(store)
     assert checksum(built_in) == before
     for relation in ("features", "features_revisions", "features_1d", "latest_features", "feature_versions"):
         assert columns(relation)[-3:] == ["rsi_7", "kama_30", "close_z60"], relation
+    assert_latest_packed_rows_are_the_view()
     for symbol, interval in (("AAA", "1h"), ("BBB", "1h"), ("CCC", "1d")):
         got = series(symbol, interval, "rsi_7", "kama_30", "close_z60")
         assert_like_talib(got["rsi_7"], talib.RSI(got["close"], 7))
@@ -188,6 +200,7 @@ def test_a_removed_feature_is_retired_then_pruned(store, own_db, capsys):
     assert capsys.readouterr().out.strip() == "pruned rsi_7"
     for relation in ("features", "features_revisions", "features_1d", "latest_features", "feature_versions"):
         assert "rsi_7" not in columns(relation), relation
+    assert_latest_packed_rows_are_the_view()
     assert query("SELECT count(*) FROM features_asof(%s, %s::timestamptz[], now())", (["AAA"], ["2030-01-01"])) == [
         (1,)
     ]

@@ -1,0 +1,178 @@
+"""``latest_features``: the rows the view of that name serves — every symbol's newest feature
+row, or a list's — as a DataFrame, for a model that polls all of them.
+
+The rows are read as one fixed-width bytea each (``latest_features_packed``, sql/074): one value
+per row for the server to send instead of 45, and a payload numpy views as records (8,000
+symbols: ~13 ms into a DataFrame, against ~21 ms for the bytes alone of a binary COPY of the view
+and ~150 ms through a cursor). A row without a packed form (a hand-written symbol outside the
+packed alphabet) is read through the view itself. Everything is read in one transaction that
+locks the table before its snapshot is taken, so the layout read from the catalog is the one the
+rows were packed with, and the answer is one state of the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib import recfunctions
+from psycopg2 import sql
+
+from mfs.dataset.request import DatasetInputError
+from mfs.errors import ConfigError
+from mfs.market import check_interval
+from mfs.storage.bulk import PG_EPOCH_US
+from mfs.storage.connection import connect
+from mfs.storage.records import PG_NINF, copy_records, native, to_utc_or_nat
+from mfs.symbols import normalize_symbols
+
+_WIRE = {
+    "text": "S16",
+    "double precision": ">f8",
+    "smallint": ">i2",
+    "integer": ">i4",
+    "bigint": ">i8",
+    "timestamp with time zone": ">i8",
+}
+_TIME = "timestamp with time zone"
+# Every query takes the same two parameters; symbols NULL = every symbol (the client binds the
+# values, so the planner sees the constant and drops the condition or probes the key).
+_WANTED = "interval = %(interval)s AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))"
+_LAYOUT = (
+    "SELECT array_agg(name ORDER BY attnum), array_agg(sql_type ORDER BY attnum), "
+    "array_agg(not_null ORDER BY attnum), "
+    f"EXISTS (SELECT 1 FROM latest_features_packed WHERE {_WANTED} AND packed IS NULL) "
+    "FROM mfs_latest_layout()"
+)
+_PACKED = f"SELECT packed FROM latest_features_packed WHERE {_WANTED} AND packed IS NOT NULL"
+_UNPACKED = (
+    "SELECT {columns} FROM latest_features WHERE symbol IN "
+    f"(SELECT symbol FROM latest_features_packed WHERE {_WANTED} AND packed IS NULL) AND interval = %(interval)s"
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    sql_type: str
+    not_null: bool
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The packed row's fields (every column of latest_features but interval), in order."""
+
+    fields: tuple[Field, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """A COPY row of one bytea: field count, length, then the packed fields."""
+        return np.dtype([("n", ">i2"), ("len", ">i4"), *((f.name, _WIRE[f.sql_type]) for f in self.fields)])
+
+
+def latest_features(
+    symbols: Iterable[str] | str | None = None, *, interval: str = "1h", url: str | None = None, conn=None
+) -> pd.DataFrame:
+    """The newest feature row of every symbol with rows of ``interval`` (``symbols``: of those
+    only; a symbol without rows has none), ordered by symbol: the columns of ``latest_features``
+    in its order; NULL as NaN (doubles), <NA> (integers) or NaT (times, in UTC).
+    ``conn``: an open psycopg2 connection to read on (e.g. one that polls every hour; its
+    transaction is left as is); else a read-only connection to ``url`` (default: the store)."""
+    try:
+        interval = check_interval(interval)
+        wanted = None if symbols is None else normalize_symbols(symbols)
+    except (ValueError, ConfigError) as exc:
+        raise DatasetInputError(str(exc)) from None
+    own = conn is None
+    if own:
+        conn = connect(url, application_name="mfs latest_features")
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    explicit = not own and conn.autocommit  # LOCK needs a transaction block
+    try:
+        with conn.cursor() as cur:
+            if explicit:
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                return _read(cur, interval, wanted)
+            finally:
+                if explicit:
+                    cur.execute("ROLLBACK")
+    finally:
+        if own:
+            conn.rollback()
+            conn.close()
+
+
+def _read(cur, interval: str, wanted: list[str] | None) -> pd.DataFrame:
+    # Before the first query: the snapshot is taken after the lock, so no change of the columns
+    # (which rewrites the table) can fall between them.
+    cur.execute("LOCK TABLE latest_features_packed IN ACCESS SHARE MODE")
+    params = {"interval": interval, "symbols": wanted}
+    cur.execute(_LAYOUT, params)
+    names, types, not_null, unpacked = cur.fetchone()
+    layout = Layout(tuple(map(Field, names, types, not_null)))
+    columns = _packed_columns(copy_records(cur, _PACKED, params, layout.dtype), layout)
+    if unpacked:
+        select = sql.SQL(", ").join(sql.Identifier(f.name) for f in layout.fields)
+        cur.execute(sql.SQL(_UNPACKED).format(columns=select), params)
+        columns = _merged(columns, _row_columns(cur.fetchall(), layout))
+    return _frame(columns, layout, interval)
+
+
+def _packed_columns(rec: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
+    """Each field as a native array, rows by symbol (bytewise); the sentinels stay."""
+    symbols = rec["symbol"]
+    order = None if bool(np.all(symbols[1:] >= symbols[:-1])) else np.argsort(symbols, kind="stable")
+    if order is not None:
+        symbols = symbols[order]  # reordering each column costs less than the records (~2 ms)
+    out: dict[str, np.ndarray] = {"symbol": np.array(symbols.tobytes().decode("ascii").split(), dtype=object)}
+    doubles = [f.name for f in layout.fields if f.sql_type == "double precision"]
+    block = native(recfunctions.structured_to_unstructured(rec[doubles])) if doubles else np.empty((len(rec), 0))
+    for f in layout.fields:
+        if f.sql_type == "double precision":
+            out[f.name] = block[:, doubles.index(f.name)]
+        elif f.sql_type != "text":
+            out[f.name] = native(rec[f.name])
+        if order is not None and f.sql_type != "text":
+            out[f.name] = out[f.name][order]
+    return out
+
+
+def _row_columns(rows: list[tuple], layout: Layout) -> dict[str, np.ndarray]:
+    """Rows read through the view, as the same arrays with the same sentinels."""
+    out: dict[str, np.ndarray] = {}
+    for i, f in enumerate(layout.fields):
+        values = [r[i] for r in rows]
+        if f.sql_type == "text":
+            out[f.name] = np.array(values, dtype=object)
+        elif f.sql_type == "double precision":
+            out[f.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        elif f.sql_type == _TIME:
+            unix_us = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("us").asi8
+            out[f.name] = np.where(pd.isna(values), PG_NINF, unix_us - PG_EPOCH_US)
+        else:
+            dtype = np.dtype(_WIRE[f.sql_type]).newbyteorder("=")
+            out[f.name] = np.array([np.iinfo(dtype).min if v is None else v for v in values], dtype=dtype)
+    return out
+
+
+def _merged(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    both = {name: np.concatenate([a[name], b[name]]) for name in a}
+    order = np.argsort(both["symbol"], kind="stable")
+    return {name: values[order] for name, values in both.items()}
+
+
+def _frame(columns: dict[str, np.ndarray], layout: Layout, interval: str) -> pd.DataFrame:
+    n = len(columns["symbol"])
+    data: dict[str, object] = {"symbol": columns["symbol"], "interval": np.full(n, interval, dtype=object)}
+    for f in layout.fields:
+        values = columns[f.name]
+        if f.sql_type == _TIME:
+            data[f.name] = to_utc_or_nat(values)
+        elif f.sql_type in ("smallint", "integer", "bigint") and not f.not_null:
+            data[f.name] = pd.arrays.IntegerArray(values, values == np.iinfo(values.dtype).min)
+        elif f.sql_type != "text":
+            data[f.name] = values
+    return pd.DataFrame(data)
