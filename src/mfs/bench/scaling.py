@@ -7,7 +7,8 @@ generator's frames are one batch at a time, so they do not grow with the univers
 product's phases — feature backfill, first aggregate refresh, one new hour (ingest, incremental
 features, refresh), a run with nothing to do, in this process and as a fresh ``mfs features``
 command — under one peak-RSS sampler of this process and its workers; then the serving queries
-through the reader role, many times each (p50/p99).
+through the reader role, many times each (p50/p99), and the same rows through
+``mfs.dataset.latest_features``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pandas as pd
 from mfs.bench import runner
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
+from mfs.dataset import latest_features
+from mfs.errors import MfsError
 from mfs.features import compute
 from mfs.storage.connection import connect
 
@@ -150,7 +153,8 @@ def _noop_command(symbol: str) -> float:
 def _serving(symbols: list[str]) -> dict[str, Any]:
     """p50/p99 in ms of each serving query through the reader role (client time: the query, the
     rows over the socket, psycopg2's Python objects); for every symbol also a binary COPY of the
-    same rows (the bytes without Python objects: what a client reading into arrays pays)."""
+    same rows (the bytes without Python objects) and ``mfs.dataset.latest_features`` (the packed
+    rows into a DataFrame, on a connection kept open as a polling client keeps one)."""
     conn = connect()
     out: dict[str, Any] = {}
     rng = np.random.default_rng(0)
@@ -167,16 +171,30 @@ def _serving(symbols: list[str]) -> dict[str, Any]:
                     times.append((time.perf_counter() - began) * 1000)
                 out |= _percentiles(name, times)
             copy = f"COPY ({SERVING['latest_all'][0]}) TO STDOUT (FORMAT binary)"
-            times = []
-            for _ in range(SERVING["latest_all"][1]):
-                began = time.perf_counter()
-                cur.copy_expert(copy, io.BytesIO())
-                times.append((time.perf_counter() - began) * 1000)
-            out |= _percentiles("latest_all_binary_copy", times)
+            out |= _percentiles(
+                "latest_all_binary_copy",
+                _timed_ms(lambda: cur.copy_expert(copy, io.BytesIO()), SERVING["latest_all"][1]),
+            )
         conn.rollback()
+        conn.autocommit = True
+        rows = len(latest_features(conn=conn))
+        if rows != len(symbols):
+            raise MfsError(f"latest_features returned {rows} rows for {len(symbols)} symbols")
+        out |= _percentiles(
+            "latest_all_dataframe", _timed_ms(lambda: latest_features(conn=conn), SERVING["latest_all"][1])
+        )
     finally:
         conn.close()
     return out
+
+
+def _timed_ms(call: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - began) * 1000)
+    return times
 
 
 def _serving_params(name: str, symbols: list[str], rng: np.random.Generator) -> tuple:
