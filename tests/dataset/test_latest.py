@@ -8,6 +8,7 @@ import pytest
 from psycopg2 import errors
 
 from mfs.dataset import DatasetInputError, latest_features
+from mfs.errors import StorageError
 from mfs.storage.connection import connect
 from tests.dataset.oracle import assert_same_rows, sql_latest
 
@@ -33,7 +34,7 @@ def test_equals_the_view_row_for_row(pit_store, reader) -> None:
     assert str(frame["ts"].dtype) == "datetime64[us, UTC]"
     assert frame["feature_version"].dtype == "int32" and frame["hour_et"].dtype == "Int16"
     with pytest.raises(errors.InsufficientPrivilege):  # the reader reads the views only
-        reader.cursor().execute("SELECT packed FROM features_latest")
+        reader.cursor().execute("SELECT packed FROM features_latest_packed")
     # On its own connection (read-only, REPEATABLE READ), the same rows.
     assert_same_rows(latest_features(url=pit_store.url), want)
 
@@ -71,7 +72,7 @@ def test_nulls_and_rows_without_a_packed_form(pit_store) -> None:
                         f"UPDATE copied SET symbol = %s; INSERT INTO {table} SELECT * FROM copied; DROP TABLE copied",
                         (symbol,),
                     )
-            cur.execute("SELECT symbol FROM features_latest WHERE packed IS NULL AND interval = '1h' ORDER BY 1")
+            cur.execute("SELECT symbol FROM features_latest_packed WHERE packed IS NULL AND interval = '1h' ORDER BY 1")
             assert [r[0] for r in cur.fetchall()] == sorted(ODD_SYMBOLS)
         frame = latest_features(conn=conn)  # in the caller's transaction: its own rows are seen
         assert frame["symbol"].tolist() == sorted([*pit_store.symbols, *ODD_SYMBOLS])
@@ -82,6 +83,18 @@ def test_nulls_and_rows_without_a_packed_form(pit_store) -> None:
         odd = frame.set_index("symbol").loc[list(ODD_SYMBOLS)].drop(columns="computed_at")
         ko = frame.set_index("symbol").loc[["KO", "KO"]].drop(columns="computed_at")
         pd.testing.assert_frame_equal(odd.reset_index(drop=True), ko.reset_index(drop=True))
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_packed_rows_of_another_layout_are_refused(pit_store) -> None:
+    conn = connect(pit_store.url)  # rolled back
+    try:
+        with conn.cursor() as cur:  # as if the columns had changed without the rows being rebuilt
+            cur.execute("UPDATE features_latest_packed SET packed = overlay(packed PLACING int4send(1) FROM 1 FOR 4)")
+        with pytest.raises(StorageError, match="packed with other columns than latest_features has now"):
+            latest_features(conn=conn)
     finally:
         conn.rollback()
         conn.close()

@@ -6,7 +6,7 @@ a feature added, a definition changed (a new version: the old one is superseded)
 removed (retired; its column stays until ``prune``), a retired one defined again — and generates
 the DDL that follows: the new column in ``features``, ``features_revisions`` and
 ``features_latest`` (same position in each, so a revision or the newest row is the row as it
-was), then the views that carry every feature column and the newest row's packed form
+was), then the views that carry every feature column and the newest rows' packed form
 (``mfs_rebuild_feature_views``). The
 statements are recorded in ``feature_schema_changes`` like an applied migration. Nothing is
 computed here: a version that is not ``filled`` yet is computed over the whole history by the
@@ -258,7 +258,6 @@ def _drop_columns(cur, names: list[str]) -> None:
     functions = cur.fetchall()
     statements = [f"DROP FUNCTION {signature}" for _, signature, _ in functions]
     statements += [sql.SQL("DROP VIEW {}").format(sql.Identifier(v)).as_string(cur) for v in FEATURE_VIEWS]
-    statements.append("SELECT mfs_drop_latest_packed()")  # its generated column reads every feature column
     for table in FEATURE_TABLES:
         statements += [
             sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(sql.Identifier(table), sql.Identifier(n)).as_string(cur)
