@@ -175,8 +175,10 @@ def _serving(symbols: list[str]) -> dict[str, Any]:
                 "latest_all_binary_copy",
                 _timed_ms(lambda: cur.copy_expert(copy, io.BytesIO()), SERVING["latest_all"][1]),
             )
-        conn.rollback()
+        conn.rollback()  # which ends the role too
         conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET ROLE mfs_reader")
         rows = len(latest_features(conn=conn))
         if rows != len(symbols):
             raise MfsError(f"latest_features returned {rows} rows for {len(symbols)} symbols")

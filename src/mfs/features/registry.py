@@ -7,10 +7,10 @@ removed (retired; its column stays until ``prune``), a retired one defined again
 the DDL that follows: the new column in ``features``, ``features_revisions`` and
 ``features_latest`` (same position in each, so a revision or the newest row is the row as it
 was), then the views that carry every feature column and the newest rows' packed form
-(``mfs_rebuild_feature_views``). The
-statements are recorded in ``feature_schema_changes`` like an applied migration. Nothing is
-computed here: a version that is not ``filled`` yet is computed over the whole history by the
-next ``mfs features`` run, and marked filled when every symbol succeeded.
+(``mfs_rebuild_feature_views``). The statements are recorded in ``feature_schema_changes`` like
+an applied migration. Nothing is computed here: a version that is not ``filled`` yet is computed
+over the whole history by the next ``mfs features`` run, and marked filled when every symbol
+succeeded.
 
 The first sync of a store (an empty registry) registers the columns it already has as filled:
 they were computed by the same engine from the same definitions.
