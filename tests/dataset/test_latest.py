@@ -98,3 +98,17 @@ def test_packed_rows_of_another_layout_are_refused(pit_store) -> None:
     finally:
         conn.rollback()
         conn.close()
+
+
+def test_the_packed_rows_follow_an_update_of_the_newest_rows(pit_store) -> None:
+    conn = connect(pit_store.url)  # rolled back
+    try:
+        with conn.cursor() as cur:  # features_latest updated in place (the runs delete and insert)
+            cur.execute("UPDATE features_latest SET rsi_14 = 12.5 WHERE symbol = 'KO'")
+            cur.execute("UPDATE features_latest SET symbol = 'KO2' WHERE symbol = 'MSFT'")
+        frame = latest_features(conn=conn)
+        assert "MSFT" not in set(frame["symbol"]) and frame.set_index("symbol").loc["KO", "rsi_14"] == 12.5
+        assert_same_rows(frame, sql_latest(conn))
+    finally:
+        conn.rollback()
+        conn.close()
