@@ -1,20 +1,22 @@
 """How the store's costs grow with the universe: the same hourly pipeline at several numbers of
 symbols (``mfs bench --scales 500,2000,8000``), each on its own scratch database, and every
-phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth). The smallest
-scale runs before each larger one and after the last (500, 2000, 500, 8000, 500); its figures
-are the medians of its runs.
+phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth).
 
-Per scale: the history is generated and stored in batches of ``GENERATE_BATCH`` symbols (the
-generator's frames are one batch at a time, so they do not grow with the universe); then the
-product's phases — feature backfill, first aggregate refresh, a ``VACUUM (ANALYZE)`` of the store
-(as after any bulk load), new hours (ingest, incremental features, refresh), a run with nothing
-to do, in this process and as a fresh ``mfs features`` command — under one peak-RSS sampler of
-this process and its workers; then the serving queries through the reader role, many times each
-(p50/p99), and the same rows through ``mfs.dataset.latest_features``.
+The stores are built one after the other, the smallest scale before each larger one and after
+the last (500, 2000, 500, 8000, 500), and all are kept: the history is generated and stored in
+batches of ``GENERATE_BATCH`` symbols (the generator's frames are one batch at a time, so they do
+not grow with the universe), then the feature backfill, the first aggregate refresh and a
+``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour (ingest, incremental
+features, refresh) go through every store in turn. Last, per store, a run with nothing to do, in
+this process and as a fresh ``mfs features`` command, and the serving queries through the reader
+role, many times each (p50/p99), and the same rows through ``mfs.dataset.latest_features``. The
+product's peak RSS (this process and its workers) is sampled from the backfill on; a scale run
+more than once reports the medians of its runs and the highest peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import statistics
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,14 +32,14 @@ import pandas as pd
 
 from mfs.bench import runner
 from mfs.bench.memory import PeakRss
-from mfs.bench.scratch import scratch_database
+from mfs.bench.scratch import scratch_database, using_database
 from mfs.dataset import latest_features
 from mfs.errors import MfsError
 from mfs.features import compute
 from mfs.storage.connection import connect
 
 GENERATE_BATCH = 500
-NEW_HOURS = 3  # one after the other; each phase's median is reported
+NEW_HOURS = 3  # rounds of one new hour in every store; each phase's median is reported
 # Phases whose cost should grow linearly with the symbols: their ratio to linear is printed.
 LINEAR_PHASES = (
     "ingest_s",
@@ -53,25 +56,45 @@ SERVING = {
 }
 
 
+@dataclass
+class _Store:
+    """One run of one scale: its scratch database, kept until every store has had its new hours."""
+
+    url: str
+    symbols: list[str]
+    asof: pd.Timestamp
+    last_ts: dict  # each symbol's newest bar
+    figures: dict[str, Any]
+    hours: list[dict[str, Any]] = field(default_factory=list)
+    peak_mb: float = 0.0  # the product's peak RSS so far
+
+
 def run(
     scales: Sequence[int], days: int, progress: Callable[[str], None] = lambda m: None, server: str | None = None
 ) -> dict[str, Any]:
     """Every scale's figures, and per linear phase the ratio of its cost per symbol to the first
-    scale's. The first scale is measured before each larger one and after the last (its figures
-    are the medians of those runs), so the ratios divide by a baseline sampled across the whole
-    run, not by its first minutes. Measured once, at the start, the 500-symbol new hour's ingest
-    took 1.68 ms per symbol in one run and 8,000 symbols 1.87 (1.11 x linear); with the two
-    stores' hours alternated, both took 1.91.
+    scale's.
+
+    The first scale is built before each larger one and after the last, and its figures are the
+    medians of those runs; the new hours go round every store in turn, NEW_HOURS times. So every
+    ratio divides by figures taken across the whole run, not in its first minutes: measured once
+    at the start, the 500-symbol hour's ingest took 1.68 ms per symbol in one run and the
+    8,000-symbol 1.87 (1.11 x linear); with the two stores' hours alternated, both took 1.91.
     """
     order = _interleaved(scales)
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in scales}
-    for n in order:
-        label = (
-            f"[{n} symbols, run {len(runs[n]) + 1} of {order.count(n)}] " if order.count(n) > 1 else f"[{n} symbols] "
-        )
-        with scratch_database(server=server):
-            runs[n].append(_one_scale(n, days, functools.partial(_labelled, progress, label)))
-    results = [_median_of_runs(runs[n]) for n in scales]
+    seen: dict[int, int] = {}
+    with contextlib.ExitStack() as kept:
+        stores = []
+        for n in order:
+            seen[n] = seen.get(n, 0) + 1
+            label = f"[{n} symbols, run {seen[n]} of {order.count(n)}] " if order.count(n) > 1 else f"[{n} symbols] "
+            url = kept.enter_context(scratch_database(server=server))
+            stores.append(_build(n, days, url, functools.partial(_labelled, progress, label)))
+        _new_hours(stores, progress)
+        for store, n in zip(stores, order, strict=True):
+            with using_database(store.url):
+                _finish(store, functools.partial(_labelled, progress, f"[{n} symbols] "))
+    results = [_median_of_runs([s.figures for s in stores if s.figures["symbols"] == n]) for n in scales]
     base = results[0]
     for result in results:
         growth = result["symbols"] / base["symbols"]
@@ -108,7 +131,8 @@ def _labelled(progress: Callable[[str], None], label: str, message: str) -> None
     progress(label + message)
 
 
-def _one_scale(n: int, days: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def _build(n: int, days: int, url: str, progress: Callable[[str], None]) -> _Store:
+    """A store of ``n`` symbols with ``days`` of history, its features and aggregates, vacuumed."""
     asof = runner.pinned_asof()
     start = asof - pd.Timedelta(days=days)
     symbols = runner.bench_symbols(n)
@@ -124,16 +148,42 @@ def _one_scale(n: int, days: int, progress: Callable[[str], None]) -> dict[str, 
         out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
         progress("VACUUM (ANALYZE) of the store after the backfill")
         out["vacuum_after_backfill_s"] = round(runner._timed(_vacuum_store)[0], 3)
-        autovacuums = _autovacuum_count()
-        out |= _new_hour(symbols, asof, last_ts, progress)
-        out["autovacuums_during_new_hours"] = _autovacuum_count() - autovacuums
-        progress("a run with nothing to do")
-        out["noop_in_process_s"] = round(runner._timed(lambda: compute(symbols, "1h"))[0], 3)
-    out["product_peak_rss_mb"] = round(peak.mb, 1)
-    out["noop_command_s"] = _noop_command(symbols[0])
+    return _Store(url, symbols, asof, last_ts, out, peak_mb=peak.mb)
+
+
+def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
+    """NEW_HOURS rounds of one new hour (ingest, incremental features, aggregate refresh) in every
+    store in turn; each phase's figure is its median over a store's hours."""
+    autovacuums = {}
+    for store in stores:
+        with using_database(store.url):
+            autovacuums[store.url] = _autovacuum_count()
+    for round_ in range(NEW_HOURS):
+        progress(f"new hours, round {round_ + 1} of {NEW_HOURS}: one in every store in turn")
+        for store in stores:
+            with using_database(store.url), PeakRss() as peak:
+                store.asof = runner._next_hour(store.asof)
+                store.hours.append(_one_hour(store.symbols, store.asof, store.last_ts))
+            store.peak_mb = max(store.peak_mb, peak.mb)
+    for store in stores:
+        out = store.figures
+        out |= {k: round(statistics.median(h[k] for h in store.hours), 3) for k in store.hours[0]}
+        out["new_hour_bars"] = store.hours[0]["new_hour_bars"]
+        out["incremental_ms_per_symbol"] = round(out["features_incremental_s"] * 1000 / len(store.symbols), 3)
+        with using_database(store.url):
+            out["autovacuums_during_new_hours"] = _autovacuum_count() - autovacuums[store.url]
+
+
+def _finish(store: _Store, progress: Callable[[str], None]) -> None:
+    """The runs with nothing to do, the product's peak memory, and the serving queries."""
+    out = store.figures
+    progress("a run with nothing to do")
+    with PeakRss() as peak:
+        out["noop_in_process_s"] = round(runner._timed(lambda: compute(store.symbols, "1h"))[0], 3)
+    out["product_peak_rss_mb"] = round(max(store.peak_mb, peak.mb), 1)
+    out["noop_command_s"] = _noop_command(store.symbols[0])
     progress("serving queries through the reader role")
-    out |= _serving(symbols)
-    return out
+    out |= _serving(store.symbols)
 
 
 def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) -> tuple[float, dict, int]:
@@ -145,20 +195,6 @@ def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) 
         bars += sum(len(f) for f in frames.values())
         seconds += runner._ingest(frames, asof)[0]
     return round(seconds, 3), last_ts, bars
-
-
-def _new_hour(symbols: list[str], asof: pd.Timestamp, last_ts: dict, progress: Callable[[str], None]) -> dict:
-    """NEW_HOURS hours one after the other (ingest, incremental features, aggregate refresh), each
-    phase's median: one hour's single sample moved a phase's ratio to linear by ±0.1."""
-    progress(f"{NEW_HOURS} new hours: ingest, incremental features, aggregate refresh")
-    hours = []
-    for _ in range(NEW_HOURS):
-        asof = runner._next_hour(asof)
-        hours.append(_one_hour(symbols, asof, last_ts))
-    out: dict[str, Any] = {k: round(statistics.median(h[k] for h in hours), 3) for k in hours[0]}
-    out["new_hour_bars"] = hours[0]["new_hour_bars"]
-    out["incremental_ms_per_symbol"] = round(out["features_incremental_s"] * 1000 / len(symbols), 3)
-    return out
 
 
 def _vacuum_store() -> None:

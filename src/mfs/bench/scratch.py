@@ -31,6 +31,22 @@ def edition_server(edition: str) -> str:
 
 
 @contextmanager
+def using_database(url: str) -> Iterator[str]:
+    """Point MFS_DATABASE_URL, and the configuration read from it, at ``url`` for the block."""
+    previous = os.environ.get("MFS_DATABASE_URL")
+    os.environ["MFS_DATABASE_URL"] = url
+    get_config.cache_clear()
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("MFS_DATABASE_URL", None)
+        else:
+            os.environ["MFS_DATABASE_URL"] = previous
+        get_config.cache_clear()
+
+
+@contextmanager
 def scratch_database(prefix: str = "mfs_bench", server: str | None = None) -> Iterator[str]:
     """Create and migrate ``<prefix>_<random>`` on ``server`` (an admin URL; default the store's
     server), point MFS_DATABASE_URL at it, drop it after."""
@@ -38,17 +54,10 @@ def scratch_database(prefix: str = "mfs_bench", server: str | None = None) -> It
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = with_database(server, name)
     migrations.ensure_database(url)
-    previous = os.environ.get("MFS_DATABASE_URL")
-    os.environ["MFS_DATABASE_URL"] = url
-    get_config.cache_clear()
     try:
-        migrations.migrate(url)
-        yield url
+        with using_database(url):
+            migrations.migrate(url)
+            yield url
     finally:
         dispose_engines()
-        if previous is None:
-            os.environ.pop("MFS_DATABASE_URL", None)
-        else:
-            os.environ["MFS_DATABASE_URL"] = previous
-        get_config.cache_clear()
         migrations.drop_database(url)
