@@ -202,7 +202,7 @@ def _vacuum_store() -> None:
     measured while autovacuum works through the backfill's chunks: at 8,000 symbols on Apache,
     autovacuum was busy for 67% and 38% of the first two hours, and they cost 1.87 and 1.81 ms per
     symbol to ingest against 1.62-1.71 once it was quiet. A 500-symbol store had no backlog left by
-    then, so the overlap showed up only at the larger scales, as a growth of 1.14-1.19 x linear."""
+    then, so the overlap made only the larger scales look dearer per symbol."""
     conn = connect()
     try:
         conn.autocommit = True  # VACUUM cannot run inside a transaction

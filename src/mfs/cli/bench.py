@@ -58,7 +58,7 @@ SCALE_TARGETS = {
     # Every symbol's row is served by mfs.dataset.latest_features. The view's own rows are shown
     # for reference and have no target: through psycopg2's fetchall they cost ~150 ms at 8,000
     # symbols (a Python float per value), and even their bytes alone, by binary COPY, 22 ms p50 and
-    # 25-37 ms p99 (the server's send function for each of 360,000 values).
+    # 25-38 ms p99 (the server's send function for each of 360,000 values).
     "latest_all_dataframe_p99_ms": "<= 25",
     "product_peak_rss_mb": "flat",
 }
