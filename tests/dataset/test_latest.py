@@ -3,6 +3,9 @@ sql/074), compared value by value with the view as a SQL user reads it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pandas as pd
 import pytest
 from psycopg2 import errors
@@ -11,6 +14,19 @@ from mfs.dataset import DatasetInputError, latest_features
 from mfs.errors import StorageError
 from mfs.storage.connection import connect
 from tests.dataset.oracle import assert_same_rows, sql_latest
+
+
+@contextmanager
+def _rolled_back(url: str) -> Iterator:
+    """A connection whose transaction is rolled back after the block: the module's store stays as
+    built."""
+    conn = connect(url)
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
 
 # Outside the packed alphabet: a space and lower case; and 17 characters.
 ODD_SYMBOLS = ("odd symbol", "ABCDEFGHIJKLMNOPQ")
@@ -57,8 +73,7 @@ def test_a_list_of_symbols_and_bad_arguments(pit_store, reader) -> None:
 def test_nulls_and_rows_without_a_packed_form(pit_store) -> None:
     """Hand-written NULLs travel as NULLs; a symbol outside the packed alphabet is read through
     the view, in its place among the others."""
-    conn = connect(pit_store.url)  # its transaction is rolled back: the module's store stays as built
-    try:
+    with _rolled_back(pit_store.url) as conn:  # its transaction is rolled back: the module's store stays as built
         with conn.cursor() as cur:
             cur.execute(
                 "UPDATE features SET sma_200 = NULL, hour_et = NULL, bar_ingested_at = NULL, closes_at = NULL "
@@ -83,32 +98,21 @@ def test_nulls_and_rows_without_a_packed_form(pit_store) -> None:
         odd = frame.set_index("symbol").loc[list(ODD_SYMBOLS)].drop(columns="computed_at")
         ko = frame.set_index("symbol").loc[["KO", "KO"]].drop(columns="computed_at")
         pd.testing.assert_frame_equal(odd.reset_index(drop=True), ko.reset_index(drop=True))
-    finally:
-        conn.rollback()
-        conn.close()
 
 
 def test_packed_rows_of_another_layout_are_refused(pit_store) -> None:
-    conn = connect(pit_store.url)  # rolled back
-    try:
+    with _rolled_back(pit_store.url) as conn:  # rolled back
         with conn.cursor() as cur:  # as if the columns had changed without the rows being rebuilt
             cur.execute("UPDATE features_latest_packed SET packed = overlay(packed PLACING int4send(1) FROM 1 FOR 4)")
         with pytest.raises(StorageError, match="packed with other columns than latest_features has now"):
             latest_features(conn=conn)
-    finally:
-        conn.rollback()
-        conn.close()
 
 
 def test_the_packed_rows_follow_an_update_of_the_newest_rows(pit_store) -> None:
-    conn = connect(pit_store.url)  # rolled back
-    try:
+    with _rolled_back(pit_store.url) as conn:  # rolled back
         with conn.cursor() as cur:  # features_latest updated in place (the runs delete and insert)
             cur.execute("UPDATE features_latest SET rsi_14 = 12.5 WHERE symbol = 'KO'")
             cur.execute("UPDATE features_latest SET symbol = 'KO2' WHERE symbol = 'MSFT'")
         frame = latest_features(conn=conn)
         assert "MSFT" not in set(frame["symbol"]) and frame.set_index("symbol").loc["KO", "rsi_14"] == 12.5
         assert_same_rows(frame, sql_latest(conn))
-    finally:
-        conn.rollback()
-        conn.close()
