@@ -70,3 +70,25 @@ def test_daily_bar_must_be_labelled_with_a_session_date():
     bars.loc[2, "ts"] = bars.loc[2, "ts"] + pd.Timedelta(hours=14)  # 14:30 UTC instead of NY midnight
     checked = validate_bars(bars, "1d", max_jump=0.5)
     assert checked.reasons == {"outside_session": 1}
+
+
+def test_the_order_and_index_of_the_input_do_not_matter_and_it_is_left_alone():
+    bars = hourly()
+    shuffled = bars.sample(frac=1, random_state=7)
+    shuffled.index = shuffled.index * 10  # a filtered or concatenated frame's index
+    shuffled["volume"] = shuffled["volume"].astype(float)
+    before = shuffled.copy()
+    for given in (shuffled, shuffled.sort_values("ts"), bars.iloc[[5]]):
+        checked = validate_bars(given, "1h", max_jump=0.5)
+        assert checked.rejected == []
+        expected = bars.set_index("ts").loc[given["ts"].sort_values()].reset_index()[list(bars.columns)]
+        pd.testing.assert_frame_equal(checked.good, expected)
+    pd.testing.assert_frame_equal(shuffled, before)
+
+
+def test_a_bar_without_a_timestamp_is_quarantined():
+    bars = hourly()
+    bars.loc[3, "ts"] = pd.NaT
+    checked = validate_bars(bars, "1h", max_jump=0.5)
+    assert checked.reasons == {"outside_session": 1}
+    assert checked.good["ts"].is_monotonic_increasing and len(checked.good) == len(bars) - 1
