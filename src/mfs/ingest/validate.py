@@ -275,12 +275,13 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: p
         found = check(parsed, standing)
         if found is None:
             continue
-        new = found[0] & standing
+        mask, text = found
+        new = mask & standing
         if not new.any():
             continue
         code[new] = name
         for i in np.flatnonzero(new).tolist():
-            detail[i] = found[1](i)
+            detail[i] = text(i)
         standing &= ~new
 
     bad = ~standing
