@@ -273,8 +273,9 @@ def _report_missing(
     never ok. One with bars of another interval only is skipped for this one, with the reason."""
     anywhere = {s for present in with_bars.values() for s in present}
     for each in intervals:
+        present = set(with_bars[each])
         for symbol in symbols:
-            if symbol in with_bars[each]:
+            if symbol in present:
                 continue
             if symbol not in anywhere:
                 reason = (
