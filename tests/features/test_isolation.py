@@ -11,7 +11,7 @@ import pytest
 
 from mfs.errors import RunFailedError
 from mfs.features import compute
-from mfs.storage.connection import connect, dispose_engines
+from mfs.storage.connection import connect, dispose_pools
 from tests.features.feature_helpers import insert_bars, make_bars, read_features
 
 pytestmark = pytest.mark.faults
@@ -80,7 +80,7 @@ def test_unknown_fault_kind_is_a_clear_error(db):
 
 def test_workers_are_recycled_and_connections_stay_bounded(conn, db_url, config_env):
     config_env(MFS_FEATURES__WORKERS=2, MFS_FEATURES__MAX_TASKS_PER_WORKER=2, MFS_FEATURES__BATCH_SIZE=1)
-    dispose_engines()  # idle pooled connections left by earlier tests are not this run's
+    dispose_pools()  # idle pooled connections left by earlier tests are not this run's
     symbols = [f"R{i:02d}" for i in range(12)]
     for i, s in enumerate(symbols):
         insert_bars(conn, s, "1h", make_bars(120, seed=i))

@@ -89,12 +89,13 @@ def test_feature_rows_written_by_hand_are_served(conn) -> None:
     _served(conn)
 
 
-def test_a_run_with_nothing_to_do_reads_neither_the_definitions_nor_starts_the_pool(conn, db) -> None:
+def test_a_run_with_nothing_to_do_reads_no_definitions_starts_no_pool_and_imports_no_sqlalchemy(conn, db) -> None:
     _ingest({"AAA": make_bars(300, seed=6)})
     compute(["AAA"], "1h")
     probe = (
         "import sys; from mfs.cli.main import main; rc = main(['features', '--symbols', 'AAA', '--interval', '1h']); "
-        "print(sorted(m for m in ('talib', 'pandas', 'numpy', 'pebble') if m in sys.modules)); sys.exit(rc)"
+        "heavy = ('talib', 'pandas', 'numpy', 'pebble', 'sqlalchemy'); "
+        "print(sorted(m for m in heavy if m in sys.modules)); sys.exit(rc)"
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]

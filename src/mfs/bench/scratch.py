@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.storage import migrations
-from mfs.storage.connection import database_url, dispose_engines, external_url, with_database
+from mfs.storage.connection import database_url, dispose_pools, external_url, with_database
 from mfs.storage.localdb import start_edition_cluster
 
 
@@ -59,5 +59,5 @@ def scratch_database(prefix: str = "mfs_bench", server: str | None = None) -> It
             migrations.migrate(url)
             yield url
     finally:
-        dispose_engines()
+        dispose_pools()
         migrations.drop_database(url)
