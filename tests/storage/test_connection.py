@@ -79,6 +79,6 @@ def test_a_connection_the_server_dropped_is_replaced_before_it_is_handed_out(poo
 
 
 def test_urls_keep_their_credentials_and_options() -> None:
-    url = "postgresql+psycopg2://u:p%40ss@127.0.0.1:5432/mfs?sslmode=disable"
-    assert libpq_url(url) == "postgresql://u:p%40ss@127.0.0.1:5432/mfs?sslmode=disable"
-    assert with_database(url, "other") == "postgresql+psycopg2://u:p%40ss@127.0.0.1:5432/other?sslmode=disable"
+    url = "postgresql+psycopg2://u%40x:s3cret@127.0.0.1:5432/mfs?sslmode=disable"
+    assert libpq_url(url) == "postgresql://u%40x:s3cret@127.0.0.1:5432/mfs?sslmode=disable"
+    assert with_database(url, "other") == "postgresql+psycopg2://u%40x:s3cret@127.0.0.1:5432/other?sslmode=disable"
