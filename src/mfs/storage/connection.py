@@ -123,8 +123,7 @@ def _checkout(pool: _Pool, url: str) -> psycopg2.extensions.connection:
         try:
             conn = pool.connections.getconn()
         except psycopg2.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"cannot connect to {masked(url)}: {mask_secrets(first)}") from None
+            raise StorageError(f"cannot connect to {masked(url)}: {mask_secrets(_first_line(exc))}") from None
         try:
             _ping(conn)
             return conn
@@ -133,6 +132,11 @@ def _checkout(pool: _Pool, url: str) -> psycopg2.extensions.connection:
             pool.connections.putconn(conn)
             pool.connections.clear()
     raise StorageError(f"cannot connect to {masked(url)}: a new connection did not answer SELECT 1")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ping(conn: psycopg2.extensions.connection) -> None:
@@ -169,10 +173,9 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
                 # The server went away (restart, crash, network): nothing to roll back — the server
                 # already discarded the transaction. One clear line instead of a chain of
                 # "connection already closed" errors.
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StorageError(
                     f"lost the connection to {masked(url)} mid-transaction "
-                    f"(nothing of it was committed): {mask_secrets(first)}"
+                    f"(nothing of it was committed): {mask_secrets(_first_line(exc))}"
                 ) from exc
             raise
         finally:
