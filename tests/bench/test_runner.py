@@ -241,7 +241,7 @@ def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear
     out = json.loads(result.stdout.strip().splitlines()[-1])
     small, large = out["scales"]
     assert (small["symbols"], large["symbols"], out["days"]) == (2, 4, 10)
-    assert (small["runs"], large["runs"]) == (2, 1)  # the smallest scale before and after the other
+    assert (small["runs"], large["runs"]) == (4, 1)  # the smallest scale twice before and after the other
     for scale in (small, large):
         assert scale["new_hour_bars"] == scale["symbols"]  # one new bar each, computed incrementally
         assert scale["bars"] > 0 and scale["product_peak_rss_mb"] > 0 and scale["noop_command_s"] > 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from mfs.bench import scaling
 
 
 def test_the_smallest_scale_runs_before_each_larger_one_and_after_the_last():
-    assert scaling._interleaved([500, 2000, 8000]) == [500, 2000, 500, 8000, 500]
-    assert scaling._interleaved([2, 4]) == [2, 4, 2]
+    assert scaling._interleaved([500, 2000, 8000]) == [500, 500, 2000, 500, 500, 8000, 500, 500]
+    assert scaling._interleaved([2, 4], smallest_each_time=1) == [2, 4, 2]
 
 
 def test_runs_combine_as_medians_with_the_highest_peak_memory():
@@ -24,3 +26,25 @@ def test_runs_combine_as_medians_with_the_highest_peak_memory():
         "bars": 10,
         "runs": 3,
     }
+
+
+def _store(n: int, ingest_s: float, history_ms: list[float], new_hour_ms: list[float]) -> scaling._Store:
+    figures = {"symbols": n, "ingest_s": ingest_s, "ingest_new_hour_s": sum(new_hour_ms) * n / 1000}
+    batch_ms = {
+        scaling.PER_BATCH["ingest_s"]: history_ms,
+        scaling.PER_BATCH["ingest_new_hour_s"]: new_hour_ms,
+    }
+    return scaling._Store("postgresql://x/y", [], pd.Timestamp("2026-01-02", tz="UTC"), {}, figures, batch_ms)
+
+
+def test_the_ingest_is_compared_by_the_median_batch_of_every_store_of_a_scale():
+    small = scaling._combined([_store(2, 1.0, [500.0], [1.0, 1.0]), _store(2, 3.0, [1500.0], [1.0, 9.0])])
+    # One slow batch in sixteen costs the large store's sum, not its median batch.
+    large = scaling._combined([_store(32, 20.0, [600.0] * 15 + [6000.0], [1.1] * 16)])
+    assert small[scaling.PER_BATCH["ingest_s"]] == 1000.0  # the median of both stores' batches
+    assert small[scaling.PER_BATCH["ingest_new_hour_s"]] == 1.0
+    vs_linear = scaling._vs_linear(large, small)
+    assert vs_linear == {"ingest_s": 0.6, "ingest_new_hour_s": 1.1}
+    # Phases timed as one call compare seconds per symbol.
+    small["features_backfill_s"], large["features_backfill_s"] = 2.0, 40.0
+    assert scaling._vs_linear(large, small)["features_backfill_s"] == 1.25

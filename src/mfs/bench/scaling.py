@@ -2,8 +2,8 @@
 symbols (``mfs bench --scales 500,2000,8000``), each on its own scratch database, and every
 phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth).
 
-The stores are built one after the other, the smallest scale before each larger one and after
-the last (500, 2000, 500, 8000, 500), and all are kept: the history is generated and stored in
+The stores are built one after the other, two of the smallest scale before each larger one and
+after the last (500, 500, 2000, 500, 500, 8000, 500, 500), and all are kept: the history is generated and stored in
 batches of ``GENERATE_BATCH`` symbols (the generator's frames are one batch at a time, so they do
 not grow with the universe), then the feature backfill, the first aggregate refresh and a
 ``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour (ingest, incremental
@@ -12,6 +12,11 @@ this process and as a fresh ``mfs features`` command, and the serving queries th
 role, many times each (p50/p99), and the same rows through ``mfs.dataset.latest_features``. The
 product's peak RSS (this process and its workers) is sampled from the backfill on; a scale run
 more than once reports the medians of its runs and the highest peak.
+
+The two ingest phases are timed batch by batch (GENERATE_BATCH symbols a call, in every store), and
+their ratio to linear is that of the median cost per symbol of a batch: the same unit of work in
+every store, so a 500-symbol store's one batch and an 8,000-symbol store's sixteen are compared
+like for like, not one short sample against the sum of sixteen.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ GENERATE_BATCH = 500
 # A larger scale has one store, so its figure is the median of its own hours alone: with five, one
 # run put the 2,000-symbol hour's ingest at 1.14 x linear on one edition and 0.85 on the other.
 NEW_HOURS = 7
+# Stores of the smallest scale at each place in the order: every ratio divides by their figures,
+# and one store stores its history in one batch, so with one store per place the history's ratio
+# divided by three batches and moved by +-0.1 between runs (1.17 in one, 1.01 in the next).
+SMALLEST_EACH_TIME = 2
 # Phases whose cost should grow linearly with the symbols: their ratio to linear is printed.
 LINEAR_PHASES = (
     "ingest_s",
@@ -53,6 +62,8 @@ LINEAR_PHASES = (
     "features_incremental_s",
     "aggregate_refresh_s",
 )
+# The phases timed per batch: each one's figure of median milliseconds per symbol in a batch.
+PER_BATCH = {"ingest_s": "ingest_batch_ms_per_symbol", "ingest_new_hour_s": "ingest_new_hour_batch_ms_per_symbol"}
 SERVING = {
     "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 500),
     "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 200),
@@ -69,6 +80,7 @@ class _Store:
     asof: pd.Timestamp
     last_ts: dict  # each symbol's newest bar
     figures: dict[str, Any]
+    batch_ms: dict[str, list[float]]  # per PER_BATCH phase, each batch's ms per symbol
     hours: list[dict[str, Any]] = field(default_factory=list)
     peak_mb: float = 0.0  # the product's peak RSS so far
 
@@ -79,11 +91,12 @@ def run(
     """Every scale's figures, and per linear phase the ratio of its cost per symbol to the first
     scale's.
 
-    The first scale is built before each larger one and after the last, and its figures are the
-    medians of those runs; the new hours go round every store in turn, NEW_HOURS times. So every
-    ratio divides by figures taken across the whole run, not in its first minutes: measured once
-    at the start, the 500-symbol hour's ingest took 1.68 ms per symbol in one run and the
-    8,000-symbol 1.87 (1.11 x linear); with the two stores' hours alternated, both took 1.91.
+    The first scale is built SMALLEST_EACH_TIME times before each larger one and after the last,
+    and its figures are the medians of those runs (of all their batches, for the ingest); the new
+    hours go round every store in turn, NEW_HOURS times. So every ratio divides by figures taken
+    across the whole run, not in its first minutes: measured once at the start, the 500-symbol
+    hour's ingest took 1.68 ms per symbol in one run and the 8,000-symbol 1.87 (1.11 x linear);
+    with the two stores' hours alternated, both took 1.91.
     """
     order = _interleaved(scales)
     seen: dict[int, int] = {}
@@ -98,22 +111,39 @@ def run(
         for store, n in zip(stores, order, strict=True):
             with using_database(store.url):
                 _finish(store, functools.partial(_labelled, progress, f"[{n} symbols] "))
-    results = [_median_of_runs([s.figures for s in stores if s.figures["symbols"] == n]) for n in scales]
-    base = results[0]
+    results = [_combined([s for s in stores if s.figures["symbols"] == n]) for n in scales]
     for result in results:
-        growth = result["symbols"] / base["symbols"]
-        result["vs_linear"] = {
-            k: round(result[k] / base[k] / growth, 2) for k in LINEAR_PHASES if base.get(k) and result.get(k)
-        }
+        result["vs_linear"] = _vs_linear(result, results[0])
     return {"days": days, "scales": results}
 
 
-def _interleaved(scales: Sequence[int]) -> list[int]:
+def _interleaved(scales: Sequence[int], smallest_each_time: int = SMALLEST_EACH_TIME) -> list[int]:
     """The order of the runs: the first scale before each of the others and after the last."""
-    order = [scales[0]]
+    order = [scales[0]] * smallest_each_time
     for n in scales[1:]:
-        order += [n, scales[0]]
+        order += [n] + [scales[0]] * smallest_each_time
     return order
+
+
+def _combined(stores: list[_Store]) -> dict[str, Any]:
+    """One scale's figures over its stores, with the per-batch medians of all their batches."""
+    out = _median_of_runs([s.figures for s in stores])
+    for figure in PER_BATCH.values():
+        out[figure] = round(statistics.median(ms for s in stores for ms in s.batch_ms[figure]), 3)
+    return out
+
+
+def _vs_linear(result: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    """Each linear phase's cost per symbol over ``base``'s: per batch where it is timed so."""
+    growth = result["symbols"] / base["symbols"]
+    out = {}
+    for k in LINEAR_PHASES:
+        per_batch = PER_BATCH.get(k)
+        if per_batch and base.get(per_batch) and result.get(per_batch):
+            out[k] = round(result[per_batch] / base[per_batch], 2)
+        elif base.get(k) and result.get(k):
+            out[k] = round(result[k] / base[k] / growth, 2)
+    return out
 
 
 def _median_of_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,7 +173,7 @@ def _build(n: int, days: int, url: str, progress: Callable[[str], None]) -> _Sto
     out: dict[str, Any] = {"symbols": n, "edition": runner._license()}
     progress(f"generating and storing {days} days of hourly bars, {GENERATE_BATCH} symbols at a time")
     with PeakRss() as ingest_peak:
-        out["ingest_s"], last_ts, out["bars"] = _store_history(symbols, start, asof)
+        out["ingest_s"], last_ts, out["bars"], history_ms = _store_history(symbols, start, asof)
     out["ingest_peak_rss_mb"] = round(ingest_peak.mb, 1)
     with PeakRss() as peak:
         progress("full feature backfill")
@@ -152,7 +182,8 @@ def _build(n: int, days: int, url: str, progress: Callable[[str], None]) -> _Sto
         out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
         progress("VACUUM (ANALYZE) of the store after the backfill")
         out["vacuum_after_backfill_s"] = round(runner._timed(_vacuum_store)[0], 3)
-    return _Store(url, symbols, asof, last_ts, out, peak_mb=peak.mb)
+    batch_ms = {PER_BATCH["ingest_s"]: history_ms, PER_BATCH["ingest_new_hour_s"]: []}
+    return _Store(url, symbols, asof, last_ts, out, batch_ms, peak_mb=peak.mb)
 
 
 def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
@@ -167,7 +198,9 @@ def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
         for store in stores:
             with using_database(store.url), PeakRss() as peak:
                 store.asof = runner._next_hour(store.asof)
-                store.hours.append(_one_hour(store.symbols, store.asof, store.last_ts))
+                hour, batch_ms = _one_hour(store.symbols, store.asof, store.last_ts)
+                store.hours.append(hour)
+                store.batch_ms[PER_BATCH["ingest_new_hour_s"]] += batch_ms
             store.peak_mb = max(store.peak_mb, peak.mb)
     for store in stores:
         out = store.figures
@@ -190,15 +223,18 @@ def _finish(store: _Store, progress: Callable[[str], None]) -> None:
     out |= _serving(store.symbols)
 
 
-def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) -> tuple[float, dict, int]:
-    """Seconds spent storing (not generating), each symbol's last bar, bars stored."""
-    seconds, bars, last_ts = 0.0, 0, {}
+def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) -> tuple[float, dict, int, list[float]]:
+    """Seconds spent storing (not generating), each symbol's last bar, bars stored, and each
+    batch's milliseconds per symbol."""
+    seconds, bars, last_ts, batch_ms = 0.0, 0, {}, []
     for i in range(0, len(symbols), GENERATE_BATCH):
         frames = runner._frames(symbols[i : i + GENERATE_BATCH], start, asof, asof)
         last_ts.update({s: f["ts"].max() for s, f in frames.items()})
         bars += sum(len(f) for f in frames.values())
-        seconds += runner._ingest(frames, asof)[0]
-    return round(seconds, 3), last_ts, bars
+        batch_s = runner._ingest(frames, asof)[0]
+        seconds += batch_s
+        batch_ms.append(batch_s * 1000 / len(frames))
+    return round(seconds, 3), last_ts, bars, batch_ms
 
 
 def _vacuum_store() -> None:
@@ -223,20 +259,24 @@ def _autovacuum_count() -> int:
     )
 
 
-def _one_hour(symbols: list[str], next_asof: pd.Timestamp, last_ts: dict) -> dict:
+def _one_hour(symbols: list[str], next_asof: pd.Timestamp, last_ts: dict) -> tuple[dict, list[float]]:
+    """One new hour's figures, and its ingest's milliseconds per symbol of each batch."""
     out: dict[str, Any] = {"ingest_new_hour_s": 0.0, "new_hour_bars": 0}
+    batch_ms = []
     for i in range(0, len(symbols), GENERATE_BATCH):
         batch = symbols[i : i + GENERATE_BATCH]
         frames = runner._frames(batch, next_asof - pd.Timedelta(hours=2), next_asof, next_asof)
         frames = {s: f[f["ts"] > last_ts[s]] for s, f in frames.items()}
         last_ts.update({s: f["ts"].max() for s, f in frames.items() if len(f)})
         out["new_hour_bars"] += sum(len(f) for f in frames.values())
-        out["ingest_new_hour_s"] += runner._ingest(frames, next_asof)[0]
+        batch_s = runner._ingest(frames, next_asof)[0]
+        out["ingest_new_hour_s"] += batch_s
+        batch_ms.append(batch_s * 1000 / len(batch))
     seconds, report = runner._timed(lambda: compute(symbols, "1h"))
     runner._expect_written(report, out["new_hour_bars"], "incremental feature run")
     out["features_incremental_s"] = seconds
     out["aggregate_refresh_s"] = runner._timed(runner._refresh)[0]
-    return out
+    return out, batch_ms
 
 
 def _noop_command(symbol: str) -> float:
