@@ -3,15 +3,16 @@ symbols (``mfs bench --scales 500,2000,8000``), each on its own scratch database
 phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth).
 
 The stores are built one after the other, two of the smallest scale before each larger one and
-after the last (500, 500, 2000, 500, 500, 8000, 500, 500), and all are kept: the history is generated and stored in
-batches of ``GENERATE_BATCH`` symbols (the generator's frames are one batch at a time, so they do
-not grow with the universe), then the feature backfill, the first aggregate refresh and a
-``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour (ingest, incremental
-features, refresh) go through every store in turn. Last, per store, a run with nothing to do, in
-this process and as a fresh ``mfs features`` command, and the serving queries through the reader
-role, many times each (p50/p99), and the same rows through ``mfs.dataset.latest_features``. The
-product's peak RSS (this process and its workers) is sampled from the backfill on; a scale run
-more than once reports the medians of its runs and the highest peak.
+after the last (500, 500, 2000, 500, 500, 8000, 500, 500), and all are kept: the history is
+generated and stored in batches of ``GENERATE_BATCH`` symbols (the generator's frames are one
+batch at a time, so they do not grow with the universe), then the feature backfill, the first
+aggregate refresh and a ``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour
+(ingest, incremental features, refresh) go through every store in turn. Last, per store, a run
+with nothing to do, in this process and as a fresh ``mfs features`` command, and the serving
+queries through the reader role, many times each (p50/p99), and the same rows through
+``mfs.dataset.latest_features``. The product's peak RSS (this process and its workers) is sampled
+from the backfill on; a scale run more than once reports the medians of its runs and the highest
+peak.
 
 The two ingest phases are timed batch by batch (GENERATE_BATCH symbols a call, in every store), and
 their ratio to linear is that of the median cost per symbol of a batch: the same unit of work in
@@ -50,7 +51,7 @@ GENERATE_BATCH = 500
 # run put the 2,000-symbol hour's ingest at 1.14 x linear on one edition and 0.85 on the other.
 NEW_HOURS = 7
 # Stores of the smallest scale at each place in the order: every ratio divides by their figures,
-# and one store stores its history in one batch, so with one store per place the history's ratio
+# and such a store's history is a single batch. With one store per place, the history's ratio
 # divided by three batches and moved by +-0.1 between runs (1.17 in one, 1.01 in the next).
 SMALLEST_EACH_TIME = 2
 # Phases whose cost should grow linearly with the symbols: their ratio to linear is printed.
@@ -118,7 +119,8 @@ def run(
 
 
 def _interleaved(scales: Sequence[int], smallest_each_time: int = SMALLEST_EACH_TIME) -> list[int]:
-    """The order of the runs: the first scale before each of the others and after the last."""
+    """The order of the runs: ``smallest_each_time`` runs of the first scale before each of the
+    others and after the last."""
     order = [scales[0]] * smallest_each_time
     for n in scales[1:]:
         order += [n] + [scales[0]] * smallest_each_time
