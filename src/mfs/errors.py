@@ -5,6 +5,14 @@ and a non-zero exit, and flows can let it propagate (a run with an error must en
 """
 
 
+def first_line(error: object, fallback: str = "") -> str:
+    """The first line of ``error``'s message (an exception or its text), stripped; ``fallback``
+    when it has none. A one-line report needs it: a YAML, Arrow or server error's message runs
+    over several lines, and some exceptions have none at all."""
+    text = str(error).strip() if error is not None else ""
+    return text.splitlines()[0].strip() if text else fallback
+
+
 class MfsError(Exception):
     """Base class; ``exit_code`` is what the CLI exits with."""
 

@@ -14,7 +14,7 @@ import sys
 
 from mfs import __version__
 from mfs.config import get_config
-from mfs.errors import MfsError
+from mfs.errors import MfsError, first_line
 from mfs.logs import configure_logging, get_logger, mask_secrets
 
 # Each module exposes register(subparsers). Later features add their module here.
@@ -54,8 +54,7 @@ def describe_database_error(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
     if isinstance(orig, psycopg2.Error):
         exc = orig
-    text = (getattr(exc, "pgerror", None) or str(exc) or type(exc).__name__).strip()
-    first = text.splitlines()[0].removeprefix("ERROR:").strip()
+    first = first_line(getattr(exc, "pgerror", None) or exc, type(exc).__name__).removeprefix("ERROR:").strip()
     code = getattr(exc, "pgcode", None)
     name = psycopg2.errorcodes.lookup(code).lower() if code else None
     if code is None and isinstance(exc, psycopg2.OperationalError):

@@ -22,6 +22,7 @@ from mfs.dataset.api import build_request
 from mfs.dataset.reader import BATCH_SYMBOLS, WINDOW_ROWS, Reader
 from mfs.dataset.request import RESULT_COLUMNS, DatasetInputError, Entities, parse_zoned_strings, prepare_entities
 from mfs.dataset.versions import pg_literal
+from mfs.errors import first_line
 
 ENTITY_SUFFIXES = (".csv", ".parquet")
 
@@ -70,7 +71,7 @@ def read_entities(path: str | os.PathLike) -> pd.DataFrame:
             options = pacsv.ConvertOptions(column_types={"symbol": pa.string()})
             frame = pacsv.read_csv(p, convert_options=options).to_pandas()
     except (pa.ArrowException, OSError) as exc:
-        raise DatasetInputError(f"cannot read entities from {p}: {str(exc).strip().splitlines()[0]}") from None
+        raise DatasetInputError(f"cannot read entities from {p}: {first_line(exc, type(exc).__name__)}") from None
     if "at" in frame.columns and pd.api.types.is_object_dtype(frame["at"].dtype) and len(frame):
         # A CSV column mixing zones or holding naive values is read as text: say which row is wrong.
         frame["at"] = parse_zoned_strings(frame["at"].astype(str), "at")

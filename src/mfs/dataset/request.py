@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mfs.dataset.versions import Source
-from mfs.errors import ValidationError
+from mfs.errors import ValidationError, first_line
 from mfs.market import INTERVALS
 from mfs.storage.bulk import PG_EPOCH_US
 
@@ -207,4 +207,4 @@ def parse_zoned_strings(values: pd.Series, column: str) -> pd.Series:
     try:
         return pd.Series(pd.to_datetime(stripped, utc=True, format="ISO8601"), index=values.index)
     except (ValueError, TypeError) as exc:
-        raise DatasetInputError(f"entities column {column!r}: {str(exc).splitlines()[0]}") from None
+        raise DatasetInputError(f"entities column {column!r}: {first_line(exc, type(exc).__name__)}") from None

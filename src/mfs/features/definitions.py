@@ -30,7 +30,7 @@ import talib
 import talib.abstract
 import yaml
 
-from mfs.errors import ConfigError
+from mfs.errors import ConfigError, first_line
 from mfs.features import probes
 from mfs.features.expressions import BAR_INPUTS, Expression, parse
 from mfs.paths import features_path
@@ -328,7 +328,7 @@ def from_text(text: str, source: str = "config/features.yaml") -> tuple[Definiti
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{source}: not valid YAML: {first_line(exc, type(exc).__name__)}") from None
     if not isinstance(document, Mapping) or set(document) != {"features"}:
         raise ConfigError(f"{source}: expected one key, `features`, holding the list of definitions")
     return tuple(resolve(document["features"], source=source))

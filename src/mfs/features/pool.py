@@ -14,6 +14,7 @@ from typing import NamedTuple
 from pebble import CONSTS, ProcessExpired, ProcessFuture, ProcessPool
 
 from mfs.config import get_config
+from mfs.errors import first_line
 from mfs.features import worker
 from mfs.features.batch import SymbolCounts
 from mfs.features.definitions import definitions_path
@@ -43,7 +44,7 @@ def failure_reason(exc: BaseException, timeout_s: float) -> str:
             except ValueError:
                 return f"worker killed by signal {-code}"
         return f"worker exited with code {code}"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -26,7 +26,7 @@ import psycopg2.extensions
 import psycopg2_pool
 
 from mfs.config import get_config
-from mfs.errors import StorageError
+from mfs.errors import StorageError, first_line
 from mfs.logs import mask_secrets
 
 POOL_TIMEOUT_S = 60.0  # how long a thread waits for a free connection of its process's pool
@@ -123,7 +123,8 @@ def _checkout(pool: _Pool, url: str) -> psycopg2.extensions.connection:
         try:
             conn = pool.connections.getconn()
         except psycopg2.Error as exc:
-            raise StorageError(f"cannot connect to {masked(url)}: {mask_secrets(_first_line(exc))}") from None
+            reason = mask_secrets(first_line(exc, type(exc).__name__))
+            raise StorageError(f"cannot connect to {masked(url)}: {reason}") from None
         try:
             _ping(conn)
             return conn
@@ -132,11 +133,6 @@ def _checkout(pool: _Pool, url: str) -> psycopg2.extensions.connection:
             pool.connections.putconn(conn)
             pool.connections.clear()
     raise StorageError(f"cannot connect to {masked(url)}: a new connection did not answer SELECT 1")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ping(conn: psycopg2.extensions.connection) -> None:
@@ -175,7 +171,7 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
                 # "connection already closed" errors.
                 raise StorageError(
                     f"lost the connection to {masked(url)} mid-transaction "
-                    f"(nothing of it was committed): {mask_secrets(_first_line(exc))}"
+                    f"(nothing of it was committed): {mask_secrets(first_line(exc, type(exc).__name__))}"
                 ) from exc
             raise
         finally:

@@ -32,7 +32,7 @@ import psycopg2
 from psycopg2 import sql
 
 from mfs import paths
-from mfs.errors import StorageError
+from mfs.errors import StorageError, first_line
 from mfs.logs import get_logger
 from mfs.storage.connection import connect, libpq_url, masked, with_database
 
@@ -253,7 +253,7 @@ def update_extension(url: str) -> tuple[str, str] | None:
         with fresh.cursor() as cur:
             cur.execute("ALTER EXTENSION timescaledb UPDATE")
     except psycopg2.Error as exc:
-        detail = (exc.pgerror or str(exc)).strip().splitlines()[0]
+        detail = first_line(exc.pgerror or exc, type(exc).__name__)
         raise StorageError(f"cannot update TimescaleDB {row[0]} to {row[1]} in {masked(url)}: {detail}") from None
     finally:
         fresh.close()
