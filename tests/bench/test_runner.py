@@ -242,6 +242,8 @@ def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear
     small, large = out["scales"]
     assert (small["symbols"], large["symbols"], out["days"]) == (2, 4, 10)
     assert (small["runs"], large["runs"]) == (4, 1)  # the smallest scale twice before and after the other
+    # The larger store's history batch had a control batch beside it (in a database dropped since).
+    assert scaling.HISTORY_CONTROL not in small and large[scaling.HISTORY_CONTROL] > 0
     for scale in (small, large):
         assert scale["new_hour_bars"] == scale["symbols"]  # one new bar each, computed incrementally
         assert scale["bars"] > 0 and scale["product_peak_rss_mb"] > 0 and scale["noop_command_s"] > 0

@@ -28,11 +28,14 @@ def test_runs_combine_as_medians_with_the_highest_peak_memory():
     }
 
 
-def _store(n: int, ingest_s: float, history_ms: list[float], new_hour_ms: list[float]) -> scaling._Store:
+def _store(
+    n: int, ingest_s: float, history_ms: list[float], new_hour_ms: list[float], control_ms: list[float] | None = None
+) -> scaling._Store:
     figures = {"symbols": n, "ingest_s": ingest_s, "ingest_new_hour_s": sum(new_hour_ms) * n / 1000}
     batch_ms = {
         scaling.PER_BATCH["ingest_s"]: history_ms,
         scaling.PER_BATCH["ingest_new_hour_s"]: new_hour_ms,
+        scaling.HISTORY_CONTROL: control_ms or [],
     }
     return scaling._Store("postgresql://x/y", [], pd.Timestamp("2026-01-02", tz="UTC"), {}, figures, batch_ms)
 
@@ -48,3 +51,12 @@ def test_the_ingest_is_compared_by_the_median_batch_of_every_store_of_a_scale():
     # Phases timed as one call compare seconds per symbol.
     small["features_backfill_s"], large["features_backfill_s"] = 2.0, 40.0
     assert scaling._vs_linear(large, small)["features_backfill_s"] == 1.25
+
+
+def test_a_larger_store_history_is_compared_with_its_control_batches():
+    small = scaling._combined([_store(2, 1.0, [500.0], [1.0]), _store(2, 1.0, [500.0], [1.0])])
+    # Stored while the host was slower: its batches and their controls both cost more.
+    large = scaling._combined([_store(32, 20.0, [900.0] * 16, [1.0] * 16, control_ms=[800.0] * 15 + [90.0])])
+    assert scaling.HISTORY_CONTROL not in small
+    assert large[scaling.HISTORY_CONTROL] == 800.0
+    assert scaling._vs_linear(large, small)["ingest_s"] == 1.12  # not 900 / 500 = 1.8

@@ -17,7 +17,12 @@ peak.
 The two ingest phases are timed batch by batch (GENERATE_BATCH symbols a call, in every store), and
 their ratio to linear is that of the median cost per symbol of a batch: the same unit of work in
 every store, so a 500-symbol store's one batch and an 8,000-symbol store's sixteen are compared
-like for like, not one short sample against the sum of sixteen.
+like for like, not one short sample against the sum of sixteen. A larger store's history is
+stored in one window of the run, so each of its batches is followed by a control: the first
+batch's symbols stored into a fresh scratch database. Its ratio is that of its median batch to
+the median control, taken side by side (a 500-symbol store built minutes earlier or later can
+stand on a busier or a quieter host: four builds of the same 8,000-symbol history, one after
+the other, had median batches of 2.4-3.3 ms per symbol).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ LINEAR_PHASES = (
 )
 # The phases timed per batch: each one's figure of median milliseconds per symbol in a batch.
 PER_BATCH = {"ingest_s": "ingest_batch_ms_per_symbol", "ingest_new_hour_s": "ingest_new_hour_batch_ms_per_symbol"}
+# A larger store's history: the median of the control batches stored beside its own batches.
+HISTORY_CONTROL = "ingest_control_batch_ms_per_symbol"
 SERVING = {
     "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 500),
     "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 200),
@@ -107,7 +114,8 @@ def run(
             seen[n] = seen.get(n, 0) + 1
             label = f"[{n} symbols, run {seen[n]} of {order.count(n)}] " if order.count(n) > 1 else f"[{n} symbols] "
             url = kept.enter_context(scratch_database(server=server))
-            stores.append(_build(n, days, url, functools.partial(_labelled, progress, label)))
+            log = functools.partial(_labelled, progress, label)
+            stores.append(_build(n, days, url, log, paired=n != scales[0]))
         _new_hours(stores, progress)
         for store, n in zip(stores, order, strict=True):
             with using_database(store.url):
@@ -130,18 +138,23 @@ def _interleaved(scales: Sequence[int], smallest_each_time: int = SMALLEST_EACH_
 def _combined(stores: list[_Store]) -> dict[str, Any]:
     """One scale's figures over its stores, with the per-batch medians of all their batches."""
     out = _median_of_runs([s.figures for s in stores])
-    for figure in PER_BATCH.values():
-        out[figure] = round(statistics.median(ms for s in stores for ms in s.batch_ms[figure]), 3)
+    for figure in (*PER_BATCH.values(), HISTORY_CONTROL):
+        batches = [ms for s in stores for ms in s.batch_ms.get(figure, [])]
+        if batches:
+            out[figure] = round(statistics.median(batches), 3)
     return out
 
 
 def _vs_linear(result: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
-    """Each linear phase's cost per symbol over ``base``'s: per batch where it is timed so."""
+    """Each linear phase's cost per symbol over ``base``'s: per batch where it is timed so, and
+    the history's over its own control batches where it has them."""
     growth = result["symbols"] / base["symbols"]
     out = {}
     for k in LINEAR_PHASES:
         per_batch = PER_BATCH.get(k)
-        if per_batch and base.get(per_batch) and result.get(per_batch):
+        if per_batch and k == "ingest_s" and result.get(HISTORY_CONTROL) and result.get(per_batch):
+            out[k] = round(result[per_batch] / result[HISTORY_CONTROL], 2)
+        elif per_batch and base.get(per_batch) and result.get(per_batch):
             out[k] = round(result[per_batch] / base[per_batch], 2)
         elif base.get(k) and result.get(k):
             out[k] = round(result[k] / base[k] / growth, 2)
@@ -167,15 +180,19 @@ def _labelled(progress: Callable[[str], None], label: str, message: str) -> None
     progress(label + message)
 
 
-def _build(n: int, days: int, url: str, progress: Callable[[str], None]) -> _Store:
-    """A store of ``n`` symbols with ``days`` of history, its features and aggregates, vacuumed."""
+def _build(n: int, days: int, url: str, progress: Callable[[str], None], paired: bool = False) -> _Store:
+    """A store of ``n`` symbols with ``days`` of history, its features and aggregates, vacuumed
+    (``paired``: each history batch followed by a control batch, see _store_history)."""
     asof = runner.pinned_asof()
     start = asof - pd.Timedelta(days=days)
     symbols = runner.bench_symbols(n)
     out: dict[str, Any] = {"symbols": n, "edition": runner._license()}
-    progress(f"generating and storing {days} days of hourly bars, {GENERATE_BATCH} symbols at a time")
+    control = ", each batch followed by a control batch in a fresh database" if paired else ""
+    progress(f"generating and storing {days} days of hourly bars, {GENERATE_BATCH} symbols at a time{control}")
     with PeakRss() as ingest_peak:
-        out["ingest_s"], last_ts, out["bars"], history_ms = _store_history(symbols, start, asof)
+        out["ingest_s"], last_ts, out["bars"], history_ms, control_ms = _store_history(
+            symbols, start, asof, paired=paired
+        )
     out["ingest_peak_rss_mb"] = round(ingest_peak.mb, 1)
     with PeakRss() as peak:
         progress("full feature backfill")
@@ -184,7 +201,7 @@ def _build(n: int, days: int, url: str, progress: Callable[[str], None]) -> _Sto
         out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
         progress("VACUUM (ANALYZE) of the store after the backfill")
         out["vacuum_after_backfill_s"] = round(runner._timed(_vacuum_store)[0], 3)
-    batch_ms = {PER_BATCH["ingest_s"]: history_ms, PER_BATCH["ingest_new_hour_s"]: []}
+    batch_ms = {PER_BATCH["ingest_s"]: history_ms, PER_BATCH["ingest_new_hour_s"]: [], HISTORY_CONTROL: control_ms}
     return _Store(url, symbols, asof, last_ts, out, batch_ms, peak_mb=peak.mb)
 
 
@@ -225,18 +242,34 @@ def _finish(store: _Store, progress: Callable[[str], None]) -> None:
     out |= _serving(store.symbols)
 
 
-def _store_history(symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp) -> tuple[float, dict, int, list[float]]:
-    """Seconds spent storing (not generating), each symbol's last bar, bars stored, and each
-    batch's milliseconds per symbol."""
-    seconds, bars, last_ts, batch_ms = 0.0, 0, {}, []
+def _store_history(
+    symbols: list[str], start: pd.Timestamp, asof: pd.Timestamp, paired: bool = False
+) -> tuple[float, dict, int, list[float], list[float]]:
+    """Seconds spent storing (not generating), each symbol's last bar, bars stored, each batch's
+    milliseconds per symbol, and with ``paired`` those of a control batch after each: the first
+    batch's frames stored into a fresh scratch database on the same server."""
+    seconds, bars, last_ts, batch_ms, control_ms = 0.0, 0, {}, [], []
+    control: dict[str, pd.DataFrame] = {}
     for i in range(0, len(symbols), GENERATE_BATCH):
         frames = runner._frames(symbols[i : i + GENERATE_BATCH], start, asof, asof)
+        control = control or frames
         last_ts.update({s: f["ts"].max() for s, f in frames.items()})
         bars += sum(len(f) for f in frames.values())
         batch_s = runner._ingest(frames, asof)[0]
         seconds += batch_s
         batch_ms.append(batch_s * 1000 / len(frames))
-    return round(seconds, 3), last_ts, bars, batch_ms
+        if paired:
+            control_ms.append(_control_batch(control, asof))
+    return round(seconds, 3), last_ts, bars, batch_ms, control_ms
+
+
+def _control_batch(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> float:
+    """Milliseconds per symbol to store ``frames`` into a new, empty store (dropped after); then
+    the store being built gets its connection back before its next batch is timed."""
+    with scratch_database(prefix="mfs_bench_control"):
+        batch_s = runner._ingest({s: f.copy() for s, f in frames.items()}, asof)[0]
+    runner._execute("SELECT 1")  # the control's cleanup closed every pool
+    return batch_s * 1000 / len(frames)
 
 
 def _vacuum_store() -> None:
