@@ -17,7 +17,13 @@ def test_the_first_line_of_a_multi_line_message() -> None:
     assert first_line(server_error) == "ERROR:  relation x does not exist"
 
 
-@pytest.mark.parametrize("message", [ValueError(), "", "  \n ", None])
-def test_a_message_without_text_gives_the_fallback(message) -> None:
+@pytest.mark.parametrize("message", ["", "  \n ", None])
+def test_a_text_without_a_line_gives_the_fallback(message) -> None:
     assert first_line(message) == ""
     assert first_line(message, "ValueError") == "ValueError"
+
+
+def test_an_exception_without_a_message_gives_its_type_name_unless_told_otherwise() -> None:
+    assert first_line(ValueError()) == "ValueError"
+    assert first_line(KeyError("")) == "''"  # KeyError quotes its key: that is its message
+    assert first_line(ValueError(), "") == ""

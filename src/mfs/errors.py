@@ -5,12 +5,17 @@ and a non-zero exit, and flows can let it propagate (a run with an error must en
 """
 
 
-def first_line(error: object, fallback: str = "") -> str:
-    """The first line of ``error``'s message (an exception or its text), stripped; ``fallback``
-    when it has none. A one-line report needs it: a YAML, Arrow or server error's message runs
-    over several lines, and some exceptions have none at all."""
+def first_line(error: object, fallback: str | None = None) -> str:
+    """The first line of ``error``'s message (an exception or its text), stripped. When it has
+    none: ``fallback``, by default an exception's type name (a text's: ""). A one-line report
+    needs it: a YAML, Arrow or server error's message runs over several lines, and some
+    exceptions have none at all."""
     text = str(error).strip() if error is not None else ""
-    return text.splitlines()[0].strip() if text else fallback
+    if text:
+        return text.splitlines()[0].strip()
+    if fallback is not None:
+        return fallback
+    return type(error).__name__ if isinstance(error, BaseException) else ""
 
 
 class MfsError(Exception):

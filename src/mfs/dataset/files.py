@@ -71,7 +71,7 @@ def read_entities(path: str | os.PathLike) -> pd.DataFrame:
             options = pacsv.ConvertOptions(column_types={"symbol": pa.string()})
             frame = pacsv.read_csv(p, convert_options=options).to_pandas()
     except (pa.ArrowException, OSError) as exc:
-        raise DatasetInputError(f"cannot read entities from {p}: {first_line(exc, type(exc).__name__)}") from None
+        raise DatasetInputError(f"cannot read entities from {p}: {first_line(exc)}") from None
     if "at" in frame.columns and pd.api.types.is_object_dtype(frame["at"].dtype) and len(frame):
         # A CSV column mixing zones or holding naive values is read as text: say which row is wrong.
         frame["at"] = parse_zoned_strings(frame["at"].astype(str), "at")

@@ -207,4 +207,4 @@ def parse_zoned_strings(values: pd.Series, column: str) -> pd.Series:
     try:
         return pd.Series(pd.to_datetime(stripped, utc=True, format="ISO8601"), index=values.index)
     except (ValueError, TypeError) as exc:
-        raise DatasetInputError(f"entities column {column!r}: {first_line(exc, type(exc).__name__)}") from None
+        raise DatasetInputError(f"entities column {column!r}: {first_line(exc)}") from None

@@ -328,7 +328,7 @@ def from_text(text: str, source: str = "config/features.yaml") -> tuple[Definiti
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {first_line(exc, type(exc).__name__)}") from None
+        raise ConfigError(f"{source}: not valid YAML: {first_line(exc)}") from None
     if not isinstance(document, Mapping) or set(document) != {"features"}:
         raise ConfigError(f"{source}: expected one key, `features`, holding the list of definitions")
     return tuple(resolve(document["features"], source=source))

@@ -44,7 +44,7 @@ def failure_reason(exc: BaseException, timeout_s: float) -> str:
             except ValueError:
                 return f"worker killed by signal {-code}"
         return f"worker exited with code {code}"
-    text = first_line(exc)
+    text = first_line(exc, "")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -123,7 +123,7 @@ def _checkout(pool: _Pool, url: str) -> psycopg2.extensions.connection:
         try:
             conn = pool.connections.getconn()
         except psycopg2.Error as exc:
-            reason = mask_secrets(first_line(exc, type(exc).__name__))
+            reason = mask_secrets(first_line(exc))
             raise StorageError(f"cannot connect to {masked(url)}: {reason}") from None
         try:
             _ping(conn)
@@ -171,7 +171,7 @@ def connection(url: str | None = None) -> Iterator[psycopg2.extensions.connectio
                 # "connection already closed" errors.
                 raise StorageError(
                     f"lost the connection to {masked(url)} mid-transaction "
-                    f"(nothing of it was committed): {mask_secrets(first_line(exc, type(exc).__name__))}"
+                    f"(nothing of it was committed): {mask_secrets(first_line(exc))}"
                 ) from exc
             raise
         finally:
