@@ -17,10 +17,10 @@ from mfs.features.spec import FEATURE_NAMES
 
 GOLDEN = Path(__file__).with_name("data") / "builtin_features_v1.npz"
 CASES = ("walk0", "walk1", "degenerate", "daily", "aapl", "anchored")
-# Features through numpy's log, whose last bit depends on the CPU: the file was written where numpy
-# used its AVX-512 log; on an AMD EPYC with AVX2 only (numpy: X86_V3 found, X86_V4 not), 6-54
-# values of each case differ from it by 1 ulp, and the engine there equals log(close / close[t-1])
-# computed there. Every other feature is compared bit for bit.
+# Features through numpy's log, whose last bit depends on the CPU (numpy picks a SIMD path for it
+# by the CPU's extensions): on an AMD EPYC with AVX2 only (numpy: X86_V3 found, X86_V4 not), 6-54
+# values of each case differ from the file by 1 ulp, and the engine there equals
+# log(close / close[t-1]) computed there. Every other feature is compared bit for bit.
 CPU_DEPENDENT_ULPS = {"log_return_1": 1}
 
 
