@@ -218,11 +218,11 @@ def _compute_together(interval: str, todo: list[_Todo], features: FeatureSet) ->
     bounds = [0, *itertools.accumulate(len(t.rec) for t in todo)]
     bars = bars_of(rec)
     anchors = [t.plan.anchors or {} for t in todo]
-    values = engine.compute_many(bars, bounds, anchors=anchors, definitions=features.definitions)
     rows = [t.rows for t in todo]
     keep = np.concatenate([np.arange(hi - n, hi) for n, hi in zip(rows, bounds[1:], strict=True)])
+    values = engine.compute_many(bars, bounds, anchors=anchors, definitions=features.definitions, rows=keep)
     data = _row_columns([t.symbol for t in todo], interval, rec, keep, rows)
-    data.update({name: arr[keep] for name, arr in values.items()})
+    data.update(values)
     return _Computed(todo, data)
 
 

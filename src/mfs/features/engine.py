@@ -155,8 +155,11 @@ def _talib_values(
     out = cache[key][d.output].copy()
     mask = DEGENERATE.get(d.function)
     if mask is not None and d.inputs == _default_inputs(d.function):  # rules about bars, not another column
-        for lo, hi in segments:
-            out[lo:hi][mask(d, {name: values[lo:hi] for name, values in bars.items()})] = np.nan
+        # One mask over every series at once: a window reaching into the series before only
+        # covers a bar within the function's look-back, whose value is NaN already (each mask's
+        # window is at most that look-back; test_properties checks it on flat bars). Per series
+        # they cost 0.1 ms a symbol: 100 symbols of 297 bars took 0.49 ms a symbol, 0.39 without.
+        out[mask(d, bars)] = np.nan
     if d.anchoring == "index":
         for lo, hi in segments:
             out[lo:hi] = positional(_latest_of_ties(out[lo:hi], columns[d.inputs[0]][lo:hi], d.lookback + 1))
@@ -327,12 +330,15 @@ def compute_many(
     anchors: Sequence[Mapping[str, float]] | None = None,
     only: Collection[str] | None = None,
     definitions: Sequence[Definition] | None = None,
+    rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``compute`` of several series at once: ``bars`` holds them end to end, series i from
     ``bounds[i]`` to ``bounds[i + 1]`` (``anchors[i]``: its running sums). Every value is the one
     ``compute`` of that series alone gives, bit for bit: TA-Lib is called per series, the rest of
     the maths runs once over all of them (a per-series call of it cost ~1 ms, mostly numpy's
-    per-call overhead on a few hundred bars)."""
+    per-call overhead on a few hundred bars). ``rows``: the positions of the values wanted
+    (default: every bar), so that the calendar columns and the final checks cover only those —
+    an incremental batch keeps one bar of a few hundred read."""
     definitions = current() if definitions is None else definitions
     anchors = [{}] * (len(bounds) - 1) if anchors is None else anchors
     ts_index = _utc_index(bars.ts)
@@ -355,7 +361,9 @@ def compute_many(
                 out[d.name] = d.expression.evaluate(inputs, out, bounds)
             else:
                 out[d.name] = _talib_values(d, {**arrays, **out}, arrays, cache, anchors, bounds)
-    out.update(_calendar_features(ts_index))
+    if rows is not None:
+        out = {name: values[rows] for name, values in out.items()}
+    out.update(_calendar_features(ts_index if rows is None else ts_index[rows]))
     for arr in out.values():
         if arr.dtype.kind == "f":
             arr[~np.isfinite(arr)] = np.nan  # belt and braces: never store ±inf
