@@ -7,12 +7,11 @@ after the last (500, 500, 2000, 500, 500, 8000, 500, 500), and all are kept: the
 generated and stored in batches of ``GENERATE_BATCH`` symbols (the generator's frames are one
 batch at a time, so they do not grow with the universe), then the feature backfill, the first
 aggregate refresh and a ``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour
-(ingest, incremental features, refresh) go through every store in turn. Last, per store, a run
-with nothing to do, in this process and as a fresh ``mfs features`` command, and the serving
-queries through the reader role, many times each (p50/p99), and the same rows through
-``mfs.dataset.latest_features``. The product's peak RSS (this process and its workers) is sampled
-from the backfill on; a scale run more than once reports the medians of its runs and the highest
-peak.
+(ingest, incremental features, refresh) go through every store in turn. Then, per store, a run
+with nothing to do, in this process and as a fresh ``mfs features`` command. Last, rounds of the
+serving queries through every store in turn (mfs.bench.serving). The product's peak RSS (this
+process and its workers) is sampled from the backfill on; a scale run more than once reports the
+medians of its runs and the highest peak.
 
 The two ingest phases are timed batch by batch (GENERATE_BATCH symbols a call, in every store), and
 their ratio to linear is that of the median cost per symbol of a batch: the same unit of work in
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import statistics
 import subprocess
 import sys
@@ -38,14 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mfs.bench import runner
+from mfs.bench import runner, serving
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database, using_database
-from mfs.dataset import latest_features
-from mfs.errors import MfsError
 from mfs.features import compute
 from mfs.storage.connection import connect
 
@@ -72,11 +67,6 @@ LINEAR_PHASES = (
 PER_BATCH = {"ingest_s": "ingest_batch_ms_per_symbol", "ingest_new_hour_s": "ingest_new_hour_batch_ms_per_symbol"}
 # A larger store's history: the median of the control batches stored beside its own batches.
 HISTORY_CONTROL = "ingest_control_batch_ms_per_symbol"
-SERVING = {
-    "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 500),
-    "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 200),
-    "latest_all": ("SELECT * FROM latest_features WHERE interval = '1h'", 200),
-}
 
 
 @dataclass
@@ -120,6 +110,7 @@ def run(
         for store, n in zip(stores, order, strict=True):
             with using_database(store.url):
                 _finish(store, functools.partial(_labelled, progress, f"[{n} symbols] "))
+        _serve(stores, progress)
     results = [_combined([s for s in stores if s.figures["symbols"] == n]) for n in scales]
     for result in results:
         result["vs_linear"] = _vs_linear(result, results[0])
@@ -231,15 +222,25 @@ def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
 
 
 def _finish(store: _Store, progress: Callable[[str], None]) -> None:
-    """The runs with nothing to do, the product's peak memory, and the serving queries."""
+    """The runs with nothing to do and the product's peak memory."""
     out = store.figures
     progress("a run with nothing to do")
     with PeakRss() as peak:
         out["noop_in_process_s"] = round(runner._timed(lambda: compute(store.symbols, "1h"))[0], 3)
     out["product_peak_rss_mb"] = round(max(store.peak_mb, peak.mb), 1)
     out["noop_command_s"] = _noop_command(store.symbols[0])
-    progress("serving queries through the reader role")
-    out |= _serving(store.symbols)
+
+
+def _serve(stores: list[_Store], progress: Callable[[str], None]) -> None:
+    """The serving queries of every store, in rounds through all of them (see mfs.bench.serving)."""
+    with contextlib.ExitStack() as opened:
+        clients = []
+        for store in stores:
+            with using_database(store.url):
+                clients.append(serving.ServingClient(store.symbols))
+            opened.callback(clients[-1].close)
+        for store, figures in zip(stores, serving.in_rounds(clients, progress), strict=True):
+            store.figures |= figures
 
 
 def _store_history(
@@ -324,67 +325,3 @@ def _noop_command(symbol: str) -> float:
         capture_output=True,
     )
     return round(time.perf_counter() - began, 3)
-
-
-def _serving(symbols: list[str]) -> dict[str, Any]:
-    """p50/p99 in ms of each serving query through the reader role (client time: the query, the
-    rows over the socket, psycopg2's Python objects); for every symbol also a binary COPY of the
-    same rows (the bytes without Python objects) and ``mfs.dataset.latest_features`` (the packed
-    rows into a DataFrame, on a connection kept open as a polling client keeps one)."""
-    conn = connect()
-    out: dict[str, Any] = {}
-    rng = np.random.default_rng(0)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET ROLE mfs_reader")
-            for name, (query, repeat) in SERVING.items():
-                times = []
-                for _ in range(repeat):
-                    params = _serving_params(name, symbols, rng)
-                    began = time.perf_counter()
-                    cur.execute(query, params)
-                    cur.fetchall()
-                    times.append((time.perf_counter() - began) * 1000)
-                out |= _percentiles(name, times)
-            copy = f"COPY ({SERVING['latest_all'][0]}) TO STDOUT (FORMAT binary)"
-            out |= _percentiles(
-                "latest_all_binary_copy",
-                _timed_ms(lambda: cur.copy_expert(copy, io.BytesIO()), SERVING["latest_all"][1]),
-            )
-        conn.rollback()  # which ends the role too
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET ROLE mfs_reader")
-        rows = len(latest_features(conn=conn))
-        if rows != len(symbols):
-            raise MfsError(f"latest_features returned {rows} rows for {len(symbols)} symbols")
-        out |= _percentiles(
-            "latest_all_dataframe", _timed_ms(lambda: latest_features(conn=conn), SERVING["latest_all"][1])
-        )
-    finally:
-        conn.close()
-    return out
-
-
-def _timed_ms(call: Callable[[], object], repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - began) * 1000)
-    return times
-
-
-def _serving_params(name: str, symbols: list[str], rng: np.random.Generator) -> tuple:
-    if name == "latest_one":
-        return (symbols[int(rng.integers(len(symbols)))],)
-    if name == "latest_list_100":
-        return (list(rng.choice(symbols, size=min(100, len(symbols)), replace=False)),)
-    return ()
-
-
-def _percentiles(name: str, times: list[float]) -> dict[str, float]:
-    return {
-        f"{name}_p50_ms": round(statistics.median(times), 3),
-        f"{name}_p99_ms": round(float(np.percentile(times, 99)), 3),
-    }
