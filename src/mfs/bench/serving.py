@@ -23,9 +23,11 @@ from mfs.dataset import latest_features
 from mfs.errors import MfsError
 from mfs.storage.connection import connect
 
-# Each query and its repetitions per round.
+# Each query and its repetitions per round. round_trip is the floor under latest_one: the same
+# parameter, no table (the host's own latency: psycopg2, the socket, the server's reply).
 QUERIES = {
     "latest_one": ("SELECT * FROM latest_features WHERE symbol = %s AND interval = '1h'", 400),
+    "round_trip": ("SELECT %s::text", 400),
     "latest_list_100": ("SELECT * FROM latest_features WHERE symbol = ANY(%s) AND interval = '1h'", 40),
     "latest_all": ("SELECT * FROM latest_features WHERE interval = '1h'", 40),
 }
@@ -84,7 +86,7 @@ class ServingClient:
         self.times.setdefault(name, []).append((time.perf_counter() - began) * 1000)
 
     def _params(self, name: str) -> tuple:
-        if name == "latest_one":
+        if name in ("latest_one", "round_trip"):
             return (self.symbols[int(self._rng.integers(len(self.symbols)))],)
         if name == "latest_list_100":
             return (list(self._rng.choice(self.symbols, size=min(100, len(self.symbols)), replace=False)),)
