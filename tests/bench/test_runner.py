@@ -248,6 +248,7 @@ def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear
         assert scale["new_hour_bars"] == scale["symbols"]  # one new bar each, computed incrementally
         assert scale["bars"] > 0 and scale["product_peak_rss_mb"] > 0 and scale["noop_command_s"] > 0
         assert scale["vacuum_after_backfill_s"] > 0 and scale["autovacuums_during_new_hours"] >= 0
+        assert scale["autovacuums_during_serving"] >= 0
         assert all(scale[f"{q}_p99_ms"] >= scale[f"{q}_p50_ms"] > 0 for q in ("latest_one", "latest_all"))
     assert small["vs_linear"] == dict.fromkeys(scaling.LINEAR_PHASES, 1.0)
     assert set(large["vs_linear"]) == set(scaling.LINEAR_PHASES)
