@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prefect import task
+from prefect.states import State
 
 from mfs.aggregates.refresh import RefreshResult
 from mfs.aggregates.retention import RetentionResult
 from mfs.config import get_config
 from mfs.orchestration.artifacts import publish
 from mfs.orchestration.limits import yahoo_request_slot
-from mfs.orchestration.runtime import current_run_id
+from mfs.orchestration.runtime import anomalies_state, current_run_id
 from mfs.runs import RunReport
 
 
@@ -61,9 +62,10 @@ def apply_retention() -> RetentionResult:
     return aggregates.retention()
 
 
-def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
+def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict | State:
     """Run one stage with this flow run's id, publish its artifacts, then be honest: failed
-    symbols beyond runs.failed_symbol_tolerance raise (the run ends Failed, artifact listing them)."""
+    symbols beyond runs.failed_symbol_tolerance raise (the run ends Failed, artifact listing them);
+    high-severity data anomalies end it in the Completed state "Data anomalies" (alerted)."""
     tolerance = get_config().runs.failed_symbol_tolerance
     try:
         report = stage(current_run_id())
@@ -74,4 +76,5 @@ def judged(flow: str, stage: Callable[[str | None], RunReport]) -> dict:
     outcome = ("failed" if failed > tolerance else "completed") + (f" with {failed} failed symbol(s)" if failed else "")
     publish(flow, [report], outcome, tolerance=tolerance)
     report.raise_if_failed(tolerance)
-    return report.counts().as_dict()
+    counts = report.counts().as_dict()
+    return anomalies_state(counts) or counts

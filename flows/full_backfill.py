@@ -4,6 +4,7 @@ subflow with its own flow run id, so each pipeline_runs row lines up with a run 
 from __future__ import annotations
 
 from prefect import flow
+from prefect.states import State
 
 from flows.common import apply_retention, fetch_bars, judged, refresh_aggregates
 from flows.features import features
@@ -14,7 +15,7 @@ from mfs.orchestration.runtime import flow_timeout, offline_requested
 
 
 @flow(name=BACKFILL, timeout_seconds=flow_timeout(FULL_BACKFILL))
-def backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict:
+def backfill(symbols: list[str] | None = None, days: int | None = None, offline: bool = False) -> dict | State:
     """Bars for `days` (default ingest.backfill_days) of history, hourly and daily."""
     with run_lock(COLLECT, get_config().orchestration.lock_wait_s):
         return judged(

@@ -53,6 +53,12 @@ RUNTIME_ENV = {
     "MFS_FEATURES_FILE",  # the feature definitions instead of config/features.yaml (mfs.paths)
 }
 
+# Keys that meant something once: a file still setting one is told what replaced it.
+RETIRED_KEYS = {
+    "ingest.max_jump": "a large move is stored and recorded as an anomaly, never quarantined for its size; "
+    "what the quality checks tolerate is set under quality: (config/mfs.yaml)",
+}
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -92,11 +98,44 @@ class IngestConfig(Section):
         "global concurrency limit whose slots decay at this rate); null: no budget",
     )
     request_burst: int = Field(4, gt=0, le=1000, description="requests the budget lets through at once")
-    max_jump: float = Field(
-        0.5, gt=0, description="reject a bar whose close moves more than this fraction from the previous close"
-    )
     delisted_after: int = Field(
         3, ge=1, description="consecutive runs answered 'may be delisted' before a stored symbol is marked delisted"
+    )
+
+
+class QualityConfig(Section):
+    """What the market-aware checks tolerate (``mfs.ingest.quality``). The defaults were chosen by
+    running the checks over a clean year of the synthetic market and over real recorded daily
+    bars (docs/reliability.md has the method and the rates)."""
+
+    enabled: bool = Field(True, description="run the checks (off only to measure what they cost)")
+    level_shift_min: float = Field(
+        0.25,
+        gt=0,
+        description="record a bar whose close is at least this fraction above (or 1/(1+x) below) the previous one",
+    )
+    spike_min_ratio: float = Field(
+        2.0, gt=1, description="hold back a bar at least this many times above (or below) both of its neighbours..."
+    )
+    spike_agreement: float = Field(
+        0.10, gt=0, description="...while the neighbours agree with each other within this fraction"
+    )
+    split_tolerance: float = Field(
+        0.15, gt=0, lt=1, description="a jump on a split's ex-date within this fraction of 1/R (or R) is the split"
+    )
+    stale_bars: int = Field(
+        3, ge=2, description="hourly bars in a row frozen (one price, zero volume) that are recorded"
+    )
+    daily_range_tolerance: float = Field(
+        0.001, ge=0, description="hourly highs/lows may exceed the session's daily bar by this fraction"
+    )
+    daily_volume_tolerance: float = Field(
+        0.5, ge=0, description="a complete session's hourly volumes may differ from its daily volume by this fraction"
+    )
+    revision_tolerance: float = Field(
+        0.001,
+        ge=0,
+        description="a revised close further than this fraction from the stored one, with no action, is recorded",
     )
 
 
@@ -177,6 +216,7 @@ class Config(BaseSettings):
     intervals: list[Interval] = Field(default_factory=lambda: list(INTERVALS), strict=True)
     database: DatabaseConfig = DatabaseConfig()
     ingest: IngestConfig = IngestConfig()
+    quality: QualityConfig = QualityConfig()
     features: FeaturesConfig = FeaturesConfig()
     runs: RunsConfig = RunsConfig()
     aggregates: AggregatesConfig = AggregatesConfig()
@@ -271,7 +311,9 @@ def _origin(loc: str, env_origins: dict[str, str], path: Path) -> str:
 
 def _describe(error: Mapping[str, Any], env_origins: dict[str, str], path: Path) -> str:
     loc = ".".join(str(p) for p in error["loc"])
-    if error["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden" and loc in RETIRED_KEYS:
+        msg = f"{loc} is no longer a setting: {RETIRED_KEYS[loc]}"
+    elif error["type"] == "extra_forbidden":
         msg = f"{loc}: unknown configuration key"
     elif error["type"] == "invalid_symbol":  # normalize_symbols names key and value: symbols[0] = 'A B'
         msg = error["msg"]

@@ -155,6 +155,25 @@ class RunReport:
             raise RunFailedError(f"{self.flow}: {len(symbols)} symbol(s) failed: {detail}{more}")
 
 
+def describe_anomalies(summary: dict[str, Any]) -> str:
+    """A run's anomaly summary (``report.extra['anomalies']``) in one sentence."""
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["by_kind"].items())) or "none"
+    return (
+        f"data quality: {summary['new']} new anomalies ({kinds}), {summary['high']} of high severity, "
+        f"{summary['held_back']} bars held back, {summary['resolved']} held bars released or resolved, "
+        f"{summary['actions']} new corporate actions"
+    )
+
+
+def describe_anomaly(anomaly: dict[str, Any]) -> str:
+    """One listed anomaly in a line: what, where, and whether the bar is stored."""
+    state = "held back" if anomaly["held"] else "stored"
+    return (
+        f"{anomaly['symbol']} {anomaly['interval']} {anomaly['ts']} {anomaly['kind']} "
+        f"({anomaly['severity']}, {state}): {anomaly['detail']}"
+    )
+
+
 def new_run_id() -> str:
     return str(uuid.uuid4())
 

@@ -38,6 +38,9 @@ SERVING = {
     "features_asof_row",
     # what each feature column holds and since when
     "feature_registry",
+    # data quality: the splits and dividends served, and the anomalies found (not the held bars' raw values)
+    "corporate_actions",
+    "data_quality",
 }
 
 

@@ -259,3 +259,20 @@ def test_scales_that_are_not_increasing_numbers_are_refused_in_one_line():
     result = subprocess.run([MFS, "bench", "--scales", "500,abc"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("expected comma-separated numbers of symbols, got '500,abc'")
+
+
+def test_quality_measures_false_positives_sweeps_and_hits_on_clean_and_real_series():
+    result = subprocess.run(
+        [MFS, "bench", "--quality", "--json"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "quality checks on clean series: synthetic 1h" in result.stdout
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"synthetic 1h", "synthetic 1d", "recorded 1d"}
+    for corpus in figures.values():
+        assert corpus["bars"] > 10_000 and corpus["held_back"] == 0
+        assert len(corpus["injected"]) == 8 and all("/" in hit for hit in corpus["injected"].values())
+    assert figures["synthetic 1h"]["findings"] == {}
+    # the one doubt on the real bars is AAPL's real crash of 2000-09-29, stored
+    assert figures["recorded 1d"]["findings"] == {"level_shift": 1}
+    assert figures["recorded 1d"]["listed"][0].startswith("AAPL 2000-09-29 level_shift")

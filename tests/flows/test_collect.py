@@ -97,3 +97,24 @@ def test_half_day_afternoon_is_closed_but_the_morning_runs(conn):
     morning = dt.datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 10:00 New York
     state = collect(symbols=["AAPL"], days=2, asof=morning, offline=True, return_state=True)
     assert state.is_completed() and state.name == "Completed", state
+
+
+def test_high_severity_data_anomalies_end_the_run_in_a_state_that_says_so(conn, config_env):
+    config_env(MFS_SYNTHETIC_FAULTS='{"AAPL": "spike:2026-11-19T16:30:00Z:100"}')
+    state = collect(symbols=["AAPL", "MSFT"], days=3, offline=True, market_hours_only=False, return_state=True)
+
+    assert state.is_completed() and state.name == "Data anomalies", state
+    assert "AAPL 1h 2026-11-19T16:30:00+00:00: power_of_ten" in state.message
+    arts = artifacts_of(state.state_details.flow_run_id)
+    data = arts["collect-anomalies"].data
+    table = json.loads(data) if isinstance(data, str) else data
+    assert [(row["symbol"], row["kind"], row["held back"]) for row in table] == [("AAPL", "power_of_ten", "yes")]
+    assert "**data quality: 1 new anomalies" in arts["collect-summary"].data
+    _flow, status, counts, _error = pipeline_run(conn, str(state.state_details.flow_run_id))
+    assert status == "completed" and counts["anomalies"]["high"] == 1
+
+
+def test_a_clean_run_completes_plainly(conn):
+    state = collect(symbols=["AAPL"], days=3, offline=True, market_hours_only=False, return_state=True)
+    assert state.is_completed() and state.name == "Completed", state
+    assert "collect-anomalies" not in artifacts_of(state.state_details.flow_run_id)

@@ -199,15 +199,18 @@ def test_bad_bars_are_quarantined_and_the_good_ones_stored(conn, fake_yahoo):
         "range": 1,
         "bad_volume": 1,
         "outside_session": 1,
-        "absurd_jump": 1,
     }
-    assert aapl.quarantined == 6 and aapl.inserted == aapl.fetched - 6
+    # The ×10 bar is a bar (plausible on its own), but its neighbours agree with each other: it is
+    # held back as an anomaly, not quarantined.
+    assert aapl.quarantined == 5 and aapl.inserted == aapl.fetched - 6
     assert report.counts().quarantine_reasons["range"] == 1
+    assert report.extra["anomalies"]["by_kind"] == {"power_of_ten": 1}
+    assert report.extra["anomalies"]["held_back"] == 1
     with conn.cursor() as cur:
         cur.execute("SELECT reason, raw, run_id, source, interval FROM quarantine WHERE symbol = 'AAPL'")
         quarantined = cur.fetchall()
     conn.commit()
-    assert len(quarantined) == 6
+    assert len(quarantined) == 5
     assert all(run == report.run_id and src == "synthetic" and iv == "1h" for _r, _raw, run, src, iv in quarantined)
     raw = next(raw for reason, raw, *_ in quarantined if reason.startswith("bad_volume"))
     assert raw["volume"] == -100

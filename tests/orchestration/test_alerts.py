@@ -28,6 +28,7 @@ def test_with_a_webhook_url_failed_and_slow_runs_alert(config_env):
         sorted(created)
         == sorted(automations)
         == [
+            "mfs-alert-data-anomalies",
             "mfs-alert-failed-runs",
             "mfs-alert-slow-collect",
             "mfs-alert-slow-features",
@@ -40,6 +41,7 @@ def test_with_a_webhook_url_failed_and_slow_runs_alert(config_env):
         == FAILURE_EVENTS
         == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
     )
+    assert set(automations["mfs-alert-data-anomalies"].trigger.expect) == {"prefect.flow-run.Data anomalies"}
     runs = get_config().runs
     slow = automations["mfs-alert-slow-collect"].trigger
     assert slow.posture == "Proactive" and set(slow.after) == {"prefect.flow-run.Running"}

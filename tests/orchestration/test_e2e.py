@@ -298,6 +298,7 @@ def alert_for(webhook, run_id: str, match: str, timeout_s: float = 300, still_ru
 def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
     names = {a["name"] for a in api(stack, "POST", "/automations/filter", json={})}
     assert names == {
+        "mfs-alert-data-anomalies",
         "mfs-alert-failed-runs",
         "mfs-alert-slow-collect",
         "mfs-alert-slow-features",

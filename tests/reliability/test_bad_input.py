@@ -60,15 +60,6 @@ def _add(ts: pd.Timestamp | str | None = None, shift: pd.Timedelta | None = None
     return apply
 
 
-def _scale(factor: float):
-    def apply(f):
-        for c in ("open", "high", "low", "close"):
-            f.loc[AT, c] = f.loc[AT, c] * factor
-        return f
-
-    return apply
-
-
 def _wrong_timezone(f):
     """Every bar labelled with its New York wall-clock time as if it were UTC (09:30 'UTC')."""
     naive = f["ts"].dt.tz_convert("America/New_York").dt.tz_localize(None)
@@ -112,7 +103,6 @@ CORPUS = {
     "holiday_bar": ("1d", _add(ts="2025-07-04 04:00Z"), "outside_session"),
     "daily_at_session_open": ("1d", _add(shift=pd.Timedelta(hours=37, minutes=30)), "outside_session"),
     "wrong_timezone": ("1h", _wrong_timezone, "outside_session"),
-    "absurd_jump": ("1h", _scale(10.0), "absurd_jump"),
 }
 
 
@@ -196,8 +186,8 @@ class DamagedYahoo(SyntheticYahoo):
         super().__init__(**kwargs)
         self.damage = damage
 
-    def _chart_json(self, symbol, interval, bars, asof, params):
-        body = super()._chart_json(symbol, interval, bars, asof, params)
+    def _chart_json(self, symbol, interval, bars, asof, params, events):
+        body = super()._chart_json(symbol, interval, bars, asof, params, events)
         result = body["chart"]["result"][0]
         if symbol in self.damage and len(result.get("timestamp", [])) > 10:  # not yfinance's tz probe
             self.damage[symbol](result, result["indicators"]["quote"][0])

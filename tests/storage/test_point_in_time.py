@@ -93,7 +93,8 @@ def test_a_training_set_known_at_t_is_reproducible_after_splits_corrections_and_
     check_store(r.conn, r.runs.reports)
     assert all(n > 0.6 * len(r.ats) for _, n in r.taken.values()), r.taken  # nights and weekends answer too
     reasons = {x for (x,) in query(r.conn, "SELECT DISTINCT reason FROM market_data_revisions")}
-    assert {"readjustment", "correction", "partial_bar_completed"} <= reasons
+    # a re-adjustment names its action: "readjustment: the 4-for-1 split of …"
+    assert {"readjustment", "correction", "partial_bar_completed"} <= {x.split(":")[0] for x in reasons}
     delisted = [x.reason for rep in r.runs.reports for x in rep.results if x.symbol == "KO" and x.status == "failed"]
     assert delisted and all("symbol may be delisted" in reason for reason in delisted)
     wednesday = "SELECT count(*) FROM market_data WHERE symbol = 'KO' AND ingested_at::date = '2025-11-26'"

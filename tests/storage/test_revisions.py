@@ -131,7 +131,10 @@ def test_a_split_readjusts_every_stored_bar_and_revises_every_feature_row(conn, 
     runs.features(after + pd.Timedelta(minutes=5))
 
     assert sorted(n.split(":")[0] for n in report.notes) == ["PEP 1d", "PEP 1h"]
-    for table, reason in (("market_data", "readjustment"), ("features", "bar_revised")):
+    for table, reason in (
+        ("market_data", "readjustment: the 4-for-1 split of 2025-11-24"),
+        ("features", "bar_revised"),
+    ):
         kept = revisions(conn, table)
         assert set(kept["symbol"]) == {"PEP"}, table  # AAPL did not split
         assert set(kept["reason"]) == {reason}, table

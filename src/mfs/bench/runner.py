@@ -28,6 +28,7 @@ from mfs.aggregates.refresh import RefreshResult
 from mfs.bench import compression, pit, pit_reads, registry
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
+from mfs.config import QualityConfig, get_config
 from mfs.features import compute
 from mfs.features.spec import FEATURES
 from mfs.ingest.write import MARKET_DATA_COLUMNS, bar_arrays, store_bars
@@ -118,11 +119,14 @@ def _raw_copy(data: dict[str, object]) -> float:
         return time.perf_counter() - began
 
 
-def _ingest(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> tuple[float, RunReport]:
-    """Seconds to store ``frames`` as of ``asof``; every bar must be inserted — a figure from a
-    run that quarantined or skipped bars would measure the wrong work."""
+def _ingest(
+    frames: dict[str, pd.DataFrame], asof: pd.Timestamp, rules: QualityConfig | None = None
+) -> tuple[float, RunReport]:
+    """Seconds to store ``frames`` as of ``asof`` (quality checks: ``rules``, default the
+    config's); every bar must be inserted — a figure from a run that quarantined, held back or
+    skipped bars would measure the wrong work."""
     report = RunReport(run_id=new_run_id(), flow="bench")
-    seconds, _ = _timed(lambda: store_bars(report, frames, "1h", "synthetic", asof=asof))
+    seconds, _ = _timed(lambda: store_bars(report, frames, "1h", "synthetic", asof=asof, rules=rules))
     failed = report.failed
     if failed:
         raise RuntimeError(f"benchmark ingest failed for {len(failed)} symbols: {failed[0].reason}")
@@ -168,19 +172,23 @@ def _ingest_phase(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     bars = len(data["ts"])
-    progress(f"ingest vs raw COPY of {bars:,} bars, alternating ×{rounds}")
-    ingest_s, copy_s = [], []
+    progress(f"ingest (quality checks on / off) vs raw COPY of {bars:,} bars, alternating ×{rounds}")
+    ingest_s, unchecked_s, copy_s = [], [], []
+    unchecked = get_config().quality.model_copy(update={"enabled": False})
     for _ in range(rounds):
         copy_s.append(_raw_copy(data))
         _execute("TRUNCATE market_data")
-        seconds, _report = _ingest(frames, asof)
-        ingest_s.append(seconds)
+        unchecked_s.append(_ingest(frames, asof, unchecked)[0])
+        _execute("TRUNCATE market_data")
+        ingest_s.append(_ingest(frames, asof)[0])
     _execute("DROP TABLE IF EXISTS bench_copy")
     out: dict[str, Any] = {
         "ingest_rows_per_s": round(bars / statistics.median(ingest_s)),
+        "ingest_unchecked_rows_per_s": round(bars / statistics.median(unchecked_s)),
         "copy_rows_per_s": round(bars / min(copy_s)),
     }  # the fastest COPY: the ceiling
     out["ingest_vs_copy"] = round(out["ingest_rows_per_s"] / out["copy_rows_per_s"], 3)
+    out["quality_ingest_ratio"] = round(statistics.median(ingest_s) / statistics.median(unchecked_s), 3)
     return out
 
 

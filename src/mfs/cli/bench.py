@@ -18,8 +18,10 @@ from mfs.errors import MfsError
 
 SUMMARY_KEYS = [
     "ingest_rows_per_s",
+    "ingest_unchecked_rows_per_s",
     "copy_rows_per_s",
     "ingest_vs_copy",
+    "quality_ingest_ratio",
     "features_backfill_s",
     "features_incremental_s",
     "aggregate_refresh_s",
@@ -41,6 +43,8 @@ SUMMARY_KEYS = [
 TARGETS = {
     "ingest_rows_per_s": ">= 150000",
     "ingest_vs_copy": ">= 0.7",
+    # The market-aware quality checks (on / off, the same bars, alternating): within 10 %.
+    "quality_ingest_ratio": "<= 1.1",
     "features_backfill_s": "<= 15 (500 symbols)",
     "features_incremental_s": "<= 3",
     "aggregate_refresh_s": "<= 1",
@@ -99,6 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated numbers of symbols, e.g. 500,2000,8000: instead of the full benchmark, the "
         "hourly pipeline and the serving queries at each scale, with each phase's growth against linear",
     )
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="instead of the full benchmark, how often the data-quality checks fire on clean series (a year of "
+        "the synthetic market, real recorded daily bars) and at thresholds around the defaults",
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     p.set_defaults(func=cmd_bench)
 
@@ -125,6 +135,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.quality:
+        return _cmd_quality(args)
     if importlib.util.find_spec("ta") is None:
         raise MfsError("the benchmark's baseline needs the ta package: pip install 'mfs[bench]'")
     from mfs.bench.runner import run
@@ -158,6 +170,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_table("benchmark", ["figure", *results, " / ".join(reversed(results)), "target"], _side_by_side(results))
     if args.json:
         print_json({"editions": {edition: summary(result) for edition, result in results.items()}})
+    return 0
+
+
+def _cmd_quality(args: argparse.Namespace) -> int:
+    from mfs.bench.quality import false_positive_rates
+
+    results = false_positive_rates()
+    for name, result in results.items():
+        rows = [(k, result[k]) for k in ("series", "bars", "findings", "findings_per_10k_bars", "held_back")]
+        rows += [(f"flagged at {k}", n) for k, n in result["sweep"].items()]
+        rows += [(f"injected {k}: named", n) for k, n in result["injected"].items()]
+        print_table(f"quality checks on clean series: {name}", ["figure", "value"], rows)
+        for line in result["listed"]:
+            print(f"  {line}")
+    if args.json:
+        print_json(results)
     return 0
 
 

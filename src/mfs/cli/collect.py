@@ -9,6 +9,7 @@ from mfs.cli.output import print_run_table
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.market import INTERVALS
+from mfs.runs import describe_anomalies, describe_anomaly
 from mfs.sources import request_log
 
 if TYPE_CHECKING:
@@ -80,6 +81,10 @@ def print_summary(report: RunReport) -> None:
     )
     if "yahoo_requests" in report.extra:
         print(request_log.describe(report.extra["yahoo_requests"]))
+    if summary := report.extra.get("anomalies"):
+        print(describe_anomalies(summary))
+        for anomaly in summary["list"][:20]:
+            print(f"  {describe_anomaly(anomaly)}")
     for note in report.notes:
         print(f"note: {note}")
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from mfs.calendar import daily_bar_label  # New York midnight of a bar's day: a fetch from there includes it
+from mfs.market import NY
 from mfs.storage.connection import connection
 
 # Unchanged bars come back with the very floats that were stored (Yahoo's are float32-precise,
@@ -43,6 +45,7 @@ class StoredSeries:
     ref_ts: pd.Timestamp | None  # the oldest stored bar a fetch from resume_start() covers
     ref_close: float | None
     ref_adj_close: float | None
+    held_from: pd.Timestamp | None = None  # the oldest bar held back and not yet cleared
 
 
 def stored_series(
@@ -55,7 +58,9 @@ def stored_series(
         return {}
     with connection() as conn, conn.cursor() as cur:
         cur.execute(
-            """SELECT f.symbol, lo.ts, n.ts, r.ts, r.close, r.adj_close
+            """SELECT f.symbol, lo.ts, n.ts, r.ts, r.close, r.adj_close,
+                      (SELECT min(a.ts) FROM anomalies a
+                       WHERE a.symbol = f.symbol AND a.interval = %(interval)s AND a.held AND a.resolved_at IS NULL)
                FROM unnest(%(symbols)s::text[]) AS f(symbol)
                CROSS JOIN LATERAL (SELECT m.ts FROM market_data m
                                    WHERE m.symbol = f.symbol AND m.interval = %(interval)s
@@ -83,18 +88,23 @@ def stored_series(
             None if ref is None else pd.Timestamp(ref),
             None if close is None else float(close),
             None if adj is None else float(adj),
+            None if held is None else pd.Timestamp(held),
         )
-        for symbol, first, resume, ref, close, adj in rows
+        for symbol, first, resume, ref, close, adj, held in rows
     }
 
 
 def resume_start(start: pd.Timestamp, stored: StoredSeries | None, floor: pd.Timestamp | None) -> pd.Timestamp:
     """Where a fetch must start: ``start``, or the session of the second-newest stored bar when
-    the store stops before ``start`` — never before ``floor`` (the oldest bar Yahoo serves for
-    the interval)."""
+    the store stops before ``start``, or of the oldest bar held back (re-examined every run, so
+    never forgotten when it leaves the window) — never before ``floor`` (the oldest bar Yahoo
+    serves for the interval)."""
     if stored is None:
         return start
-    return _not_before(min(start, daily_bar_label(stored.resume_ts)), floor)
+    begin = min(start, daily_bar_label(stored.resume_ts))
+    if stored.held_from is not None:
+        begin = min(begin, daily_bar_label(stored.held_from))
+    return _not_before(begin, floor)
 
 
 def history_start(stored: StoredSeries, floor: pd.Timestamp | None) -> pd.Timestamp:
@@ -106,9 +116,54 @@ def _not_before(ts: pd.Timestamp, floor: pd.Timestamp | None) -> pd.Timestamp:
     return ts if floor is None else max(ts, floor)
 
 
-def readjustment(bars: pd.DataFrame, stored: StoredSeries | None) -> str | None:
+@dataclass(frozen=True)
+class Readjustment:
+    """Yahoo's answer differs from the store at the reference bar: the history was re-adjusted."""
+
+    ref_ts: pd.Timestamp
+    changes: str  # "close 100 -> 25, adj_close 99 -> 24.75"
+    cause: str | None  # the actions that explain it ("the 4-for-1 split of 2025-10-20"), None if none does
+
+    def __str__(self) -> str:
+        why = f" for {self.cause}" if self.cause else ", explained by no split or dividend Yahoo serves"
+        return f"Yahoo re-adjusted the history before {self.ref_ts.isoformat()}{why} ({self.changes})"
+
+
+# A re-adjusted close matches the splits after it within this (prices are rounded to 4 decimals).
+SPLIT_MATCH = 0.02
+
+
+def _cause(
+    close_ratio: float | None, adj_changed: bool, actions: pd.DataFrame | None, after: pd.Timestamp
+) -> str | None:
+    """The splits (close changed by 1/∏R) or dividends (adj_close alone changed) served with ex-dates
+    after the reference bar that explain a re-adjustment, in words; None when none do."""
+    if actions is None or actions.empty:
+        return None
+    later = actions[pd.DatetimeIndex(actions["ex_date"]) > after.tz_convert(NY).tz_localize(None)]
+    splits, dividends = later[later["kind"] == "split"], later[later["kind"] == "dividend"]
+    if close_ratio is not None:
+        product = float(np.prod(splits["value"])) if len(splits) else 1.0
+        if len(splits) and abs(math.log(close_ratio * product)) <= SPLIT_MATCH:
+            return " and ".join(
+                f"the {v:g}-for-1 split of {pd.Timestamp(d).date()}"
+                for d, v in zip(splits["ex_date"], splits["value"], strict=True)
+            )
+        return None
+    if adj_changed and len(dividends):
+        return " and ".join(
+            f"the {v:g} dividend of {pd.Timestamp(d).date()}"
+            for d, v in zip(dividends["ex_date"], dividends["value"], strict=True)
+        )
+    return None
+
+
+def readjustment(
+    bars: pd.DataFrame, stored: StoredSeries | None, actions: pd.DataFrame | None = None
+) -> Readjustment | None:
     """How Yahoo's answer differs from the store at the reference bar, or None when it does not
-    (or the answer lacks that bar: nothing to compare, nothing claimed)."""
+    (or the answer lacks that bar: nothing to compare, nothing claimed); with the ``actions``
+    served that explain it."""
     if stored is None or stored.ref_ts is None or bars.empty:
         return None
     hit = bars.loc[pd.DatetimeIndex(bars["ts"]) == stored.ref_ts]
@@ -117,14 +172,17 @@ def readjustment(bars: pd.DataFrame, stored: StoredSeries | None) -> str | None:
     changes = []
     close, adj = float(hit["close"].iloc[0]), float(hit["adj_close"].iloc[0])
     ref = stored.ref_close
+    close_ratio = None
     if ref is not None and math.isfinite(close) and not math.isclose(close, ref, rel_tol=REL_TOL):
-        changes.append(f"close {stored.ref_close:g} -> {close:g}")
-    if (
+        changes.append(f"close {ref:g} -> {close:g}")
+        close_ratio = close / ref
+    adj_changed = (
         stored.ref_adj_close is not None
         and math.isfinite(adj)
         and not math.isclose(adj, stored.ref_adj_close, rel_tol=REL_TOL)
-    ):
+    )
+    if adj_changed:
         changes.append(f"adj_close {stored.ref_adj_close:g} -> {adj:g}")
     if not changes:
         return None
-    return f"Yahoo re-adjusted the history before {stored.ref_ts.isoformat()} ({', '.join(changes)})"
+    return Readjustment(stored.ref_ts, ", ".join(changes), _cause(close_ratio, adj_changed, actions, stored.ref_ts))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,14 +31,17 @@ from mfs.calendar import latest_expected_bar
 from mfs.config import get_config
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
 from mfs.flow_names import BACKFILL, COLLECT
-from mfs.ingest import delistings
+from mfs.ingest import anomalies, delistings
 from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
-from mfs.ingest.validate import Validated, validate_bars
-from mfs.ingest.write import write_batch
+from mfs.ingest.quality import check_bars
+from mfs.ingest.validate import Finding, Validated
+from mfs.ingest.write import QualityOutcome, write_batch
 from mfs.logs import bind_context, get_logger
 from mfs.market import BAR_COLUMNS, INTERVALS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.sources import request_log, yahoo
+from mfs.storage.clock import set_write_context
+from mfs.storage.connection import connection
 from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.ingest")
@@ -67,15 +70,15 @@ def window_start(asof: pd.Timestamp, days: int) -> pd.Timestamp:
 
 def fetch_with_retry(
     symbol: str, interval: str, start: pd.Timestamp, session, *, sleep: Callable[[float], None] = time.sleep
-) -> pd.DataFrame:
-    """``yahoo.fetch_history`` with bounded attempts and exponential backoff with full jitter."""
+) -> yahoo.Chart:
+    """``yahoo.fetch_chart`` with bounded attempts and exponential backoff with full jitter."""
     cfg = get_config().ingest
     last: SourceError | None = None
     requests_made = request_log.current()
     for attempt in range(1, cfg.max_attempts + 1):
         requests_made.before_request()  # waits for the request budget, when the run has one
         try:
-            return yahoo.fetch_history(symbol, interval, start, session=session, timeout=cfg.request_timeout_s)
+            return yahoo.fetch_chart(symbol, interval, start, session=session, timeout=cfg.request_timeout_s)
         except RETRYABLE as exc:
             if isinstance(exc, RateLimitedError):
                 requests_made.answered_429()
@@ -118,6 +121,7 @@ class FetchOutcome:
     seconds: float  # measured for this symbol: its requests (retries included) and validation
     note: str | None = None  # the history was re-adjusted by Yahoo and fetched again
     not_found: bool = False  # Yahoo said "may be delisted" (``mfs.ingest.delistings``)
+    readjusted_for: str | None = None  # what re-adjusted the history (a split, a dividend), when known
 
 
 def _fetch_one(
@@ -126,32 +130,31 @@ def _fetch_one(
     start: pd.Timestamp,
     asof: pd.Timestamp,
     session,
-    max_jump: float,
     stored: StoredSeries | None = None,
     floor: pd.Timestamp | None = None,
 ) -> FetchOutcome:
-    """Fetch and validate one symbol; every error becomes the outcome's ``error``.
+    """Fetch, validate and examine one symbol; every error becomes the outcome's ``error``.
 
-    ``stored`` (what the store holds of the series) moves the start back over missed runs and,
-    when Yahoo has re-adjusted the history since, makes the fetch reach back to the series'
-    first stored bar, so the whole stored history is rewritten in the new adjustment
-    (``mfs.ingest.history``); ``note`` then says so."""
+    ``stored`` (what the store holds of the series) moves the start back over missed runs and
+    held-back bars and, when Yahoo has re-adjusted the history since, makes the fetch reach back
+    to the series' first stored bar, so the whole stored history is rewritten in the new
+    adjustment (``mfs.ingest.history``); ``note`` then says so, naming the split or dividend that
+    explains it (an unexplained one is also an anomaly)."""
     began = time.monotonic()
 
-    def outcome(checked: Validated | None, fetched: int, error: str | None, note=None, not_found=False):
-        return FetchOutcome(checked, fetched, error, time.monotonic() - began, note, not_found)
+    def outcome(checked: Validated | None, fetched: int, error: str | None, **more) -> FetchOutcome:
+        return FetchOutcome(checked, fetched, error, time.monotonic() - began, **more)
 
-    note = None
+    change = None
     with bind_context(symbol=symbol):
         start = resume_start(start, stored, floor)
         try:
-            bars = fetch_with_retry(symbol, interval, start, session)
-            change = readjustment(bars, stored)
+            chart = fetch_with_retry(symbol, interval, start, session)
+            change = readjustment(chart.bars, stored, chart.actions)
             if change:
-                log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=change)
+                log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=str(change))
                 if stored is not None and (begin := history_start(stored, floor)) < start:
-                    start, bars = begin, fetch_with_retry(symbol, interval, begin, session)
-                note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
+                    start, chart = begin, fetch_with_retry(symbol, interval, begin, session)
         except yahoo.NoBarsError as exc:
             if _bars_expected(interval, start, asof):
                 log.error("fetch failed", interval=interval, reason=str(exc))
@@ -166,11 +169,16 @@ def _fetch_one(
             log.exception("fetch failed unexpectedly", interval=interval)
             return outcome(None, 0, f"{symbol}: unexpected error: {type(exc).__name__}: {exc}")
         try:
-            checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
+            checked = check_bars(chart.bars, interval, get_config().quality, asof=asof, actions=chart.actions)
         except ValidationError as exc:
             log.error("bars cannot be validated", interval=interval, reason=str(exc))
-            return outcome(None, len(bars), f"{symbol}: {exc}")
-        return outcome(checked, len(bars), None, note)
+            return outcome(None, len(chart.bars), f"{symbol}: {exc}")
+        if change is None:
+            return outcome(checked, len(chart.bars), None)
+        if change.cause is None:
+            checked.findings.append(Finding(change.ref_ts, "unexplained_readjustment", "high", str(change)))
+        note = f"{symbol} {interval}: {change}; bars since {start.date()} fetched and rewritten"
+        return outcome(checked, len(chart.bars), None, note=note, readjusted_for=change.cause or "unexplained")
 
 
 def _symbol_result(symbol: str, stage: str, interval: str, fetched: FetchOutcome) -> SymbolResult:
@@ -186,10 +194,18 @@ def _symbol_result(symbol: str, stage: str, interval: str, fetched: FetchOutcome
 
 
 def _ingest(
-    report: RunReport, symbols: list[str], interval: str, days: int, session, source: str, asof: pd.Timestamp
+    report: RunReport,
+    symbols: list[str],
+    interval: str,
+    days: int,
+    session,
+    source: str,
+    asof: pd.Timestamp,
+    quality: QualityOutcome,
 ) -> list[SymbolResult]:
     """One interval of a run; returns the results that failed with Yahoo's "may be delisted"
-    (``delistings.settle`` weighs them once every interval is done)."""
+    (``delistings.settle`` weighs them once every interval is done). What it adds to the quality
+    record is added up in ``quality``."""
     cfg = get_config().ingest
     start = window_start(asof, days)
     stage = f"collect_{interval}"
@@ -204,6 +220,7 @@ def _ingest(
     yahoo.clear_request_cache()
     floor = window_start(asof, MAX_HOURLY_DAYS) if interval == "1h" else None
     stored = stored_series(interval, symbols, start, floor)
+    held = {symbol for symbol, series in stored.items() if series.held_from is not None}
     not_found: list[SymbolResult] = []
     with ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="mfs-fetch") as pool:
         for first in range(0, len(symbols), cfg.batch_size):
@@ -217,26 +234,48 @@ def _ingest(
                     start,
                     asof,
                     session,
-                    cfg.max_jump,
                     stored.get(s),
                     floor,
                 )
                 for s in batch
             ]
-            to_write, readjusted = [], []
+            to_write, readjusted = [], {}
             for symbol, future in zip(batch, futures, strict=False):
                 fetched = future.result()
                 if fetched.note:
                     report.notes.append(fetched.note)
-                    readjusted.append(symbol)
+                    readjusted[symbol] = fetched.readjusted_for or ""
                 result = _symbol_result(symbol, stage, interval, fetched)
                 report.results.append(result)
                 if fetched.not_found:
                     not_found.append(result)
                 if fetched.checked is not None:
                     to_write.append((result, fetched.checked))
-            report.notes.extend(write_batch(to_write, interval, source, report.run_id, readjusted=readjusted))
+            report.notes.extend(
+                write_batch(
+                    to_write, interval, source, report.run_id, readjusted=readjusted, reexamine=held, quality=quality
+                )
+            )
     return not_found
+
+
+def _cross_check(
+    report: RunReport,
+    symbols: list[str],
+    intervals: Sequence[str],
+    days: int,
+    asof: pd.Timestamp,
+    quality: QualityOutcome,
+) -> None:
+    """The run-level quality checks over what the run stored, then the run's anomaly summary."""
+    since = window_start(asof, days).to_pydatetime()
+    with connection() as conn, conn.cursor() as cur:
+        set_write_context(cur, run_id=report.run_id)
+        rules = get_config().quality
+        quality.new += anomalies.cross_check(cur, report.run_id, symbols, intervals, since, asof.to_pydatetime(), rules)
+    anomalies.summarize(report, quality.new, quality.resolved, quality.actions)
+    if quality.new:
+        log.warning("data anomalies recorded", **anomalies.log_fields(report))
 
 
 def _symbols(symbols) -> list[str]:
@@ -288,7 +327,11 @@ def collect(
         ) as report,
         request_log.tracked(request_slot) as requests_made,
     ):
-        not_found = [r for each in intervals for r in _ingest(report, chosen, each, days, session, source, asof)]
+        quality = QualityOutcome()
+        not_found = [
+            r for each in intervals for r in _ingest(report, chosen, each, days, session, source, asof, quality)
+        ]
+        _cross_check(report, chosen, intervals, days, asof, quality)
         delistings.settle(report, not_found)
         report.extra["yahoo_requests"] = requests_made.summary(cfg.ingest.requests_per_s)
     return report
@@ -331,6 +374,7 @@ def backfill(
         request_log.tracked(request_slot) as requests_made,
     ):
         not_found: list[SymbolResult] = []
+        quality = QualityOutcome()
         for interval in cfg.intervals:
             span = days
             if interval == "1h" and days > MAX_HOURLY_DAYS:
@@ -341,7 +385,8 @@ def backfill(
                 )
                 log.warning(note)
                 report.notes.append(note)
-            not_found += _ingest(report, chosen, interval, span, session, source, asof)
+            not_found += _ingest(report, chosen, interval, span, session, source, asof, quality)
+        _cross_check(report, chosen, list(cfg.intervals), min(days, MAX_HOURLY_DAYS), asof, quality)
         delistings.settle(report, not_found)
         report.extra["yahoo_requests"] = requests_made.summary(cfg.ingest.requests_per_s)
     return report

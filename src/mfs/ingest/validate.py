@@ -14,8 +14,10 @@ counted by reason in the run's summary; the good bars beside it are stored. Chec
 - ``outside_session`` an hourly bar that is not one of the NYSE session's bar starts (09:30 …
                       15:30 New York, per ``mfs.calendar``), a daily bar not labelled with a
                       session date
-- ``absurd_jump``     the close moved more than ``ingest.max_jump`` (a fraction) from the
-                      previous accepted close in the same response
+
+No check here looks at the size of a move: a market moves 70% in an hour. Whether a plausible
+bar is a market event or a data error is decided from evidence by ``mfs.ingest.quality``, which
+stores it with an anomaly or holds it back, never quarantines it.
 
 A frame that cannot be checked bar by bar — a required column missing, timestamps without a
 timezone — raises ValidationError naming the problem: the caller fails that symbol.
@@ -37,10 +39,28 @@ from mfs.errors import ValidationError
 from mfs.market import BAR_COLUMNS, NY, PRICE_COLUMNS
 
 
+@dataclass(frozen=True)
+class Finding:
+    """An anomaly of one bar (``mfs.ingest.quality``): stored with the bar, or the reason it is
+    held back."""
+
+    ts: pd.Timestamp
+    kind: str
+    severity: str  # info, warning, high
+    detail: str
+    held: bool = False
+
+
 @dataclass
 class Validated:
+    """A response's bars after validation and the quality checks: ``good`` is what is stored."""
+
     good: pd.DataFrame
     rejected: list[dict] = field(default_factory=list)  # {ts, raw, reason, code}
+    held: pd.DataFrame | None = None  # plausible bars held back on evidence (``findings`` say why)
+    findings: list[Finding] = field(default_factory=list)
+    served: tuple[pd.Timestamp, pd.Timestamp] | None = None  # the first and last bar served
+    actions: pd.DataFrame | None = None  # the splits and dividends served with the bars
 
     @property
     def reasons(self) -> dict[str, int]:
@@ -63,7 +83,7 @@ def _raw(row: pd.Series) -> dict:
 
 
 @lru_cache(maxsize=64)
-def _expected_labels(interval: str, first_ns: int, last_ns: int) -> np.ndarray:
+def expected_labels(interval: str, first_ns: int, last_ns: int) -> np.ndarray:
     """The sorted bar labels (UTC nanoseconds) of the New York days from ``first_ns`` to
     ``last_ns``. Cached on the bars' span too: the symbols of a run mostly share it, and the
     conversion to New York days costs more than the rest of a one-bar validation."""
@@ -119,7 +139,6 @@ class _Bars:
     frame: pd.DataFrame
     ns: np.ndarray  # the timestamps as UTC nanoseconds, NaT as NAT_NS
     interval: str
-    max_jump: float
     asof: pd.Timestamp | None
     prices: np.ndarray  # rows of (open, high, low, close)
     volume: np.ndarray
@@ -212,36 +231,13 @@ def _outside_session(b: _Bars, standing: np.ndarray) -> Found | None:
     # Session labels for the span of the bars still standing (a bar dated 2100 is already out).
     ts, dated = b.frame["ts"], standing & (b.ns != NAT_NS)
     span = b.ns[dated]
-    expected = _expected_labels(b.interval, int(span.min()), int(span.max())) if len(span) else np.empty(0, np.int64)
+    expected = expected_labels(b.interval, int(span.min()), int(span.max())) if len(span) else np.empty(0, np.int64)
     what = (
         "an NYSE hourly bar start (09:30…15:30 New York on a session)" if b.interval == "1h" else "an NYSE session date"
     )
     at = np.minimum(np.searchsorted(expected, b.ns), len(expected) - 1)
     labelled = expected[at] == b.ns if len(expected) else np.zeros(len(b.ns), dtype=bool)
     return ~labelled, lambda i: f"{ts.iloc[i].isoformat()} is not {what}"
-
-
-def _absurd_jump(b: _Bars, standing: np.ndarray) -> Found | None:
-    # Compared with the previous *accepted* close, so one bad bar does not also condemn the good
-    # bar after it.
-    c, limit = b.prices[:, 3], b.max_jump
-    if standing.all() and not (np.abs(c[1:] / c[:-1] - 1) > limit).any():
-        return None  # the common case, without the row loop below
-    jumped = np.zeros(len(c), dtype=bool)
-    previous_of: dict[int, float] = {}
-    previous = None
-    for i in np.flatnonzero(standing).tolist():
-        if previous is not None and abs(c[i] / previous - 1) > limit:
-            jumped[i], previous_of[i] = True, previous
-            continue
-        previous = c[i]
-    return (
-        jumped,
-        lambda i: (
-            f"close {c[i]} is {abs(c[i] / previous_of[i] - 1):.0%} from the previous close "
-            f"{previous_of[i]} (limit {limit:.0%})"
-        ),
-    )
 
 
 # In the module docstring's order: a bar is quarantined for the first check it fails.
@@ -254,11 +250,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("bad_volume", _bad_volume),
     ("future", _future),
     ("outside_session", _outside_session),
-    ("absurd_jump", _absurd_jump),
 ]
 
 
-def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: pd.Timestamp | None = None) -> Validated:
+def validate_bars(bars: pd.DataFrame, interval: str, *, asof: pd.Timestamp | None = None) -> Validated:
     """Split ``bars`` (columns ts, open, high, low, close, adj_close, volume) into good bars and
     quarantine records. ``ts`` must be timezone-aware (UTC); bars starting after ``asof`` (when
     given) are ``future``. The good frame keeps the input's column order."""
@@ -267,7 +262,7 @@ def validate_bars(bars: pd.DataFrame, interval: str, *, max_jump: float, asof: p
         return Validated(good=bars.copy())
     frame, ns = _sorted(bars)
     numbers, wrong_type = _numbers(frame, _NUMBER_COLUMNS)
-    parsed = _Bars(frame, ns, interval, max_jump, asof, numbers[:, :4], numbers[:, 4], numbers[:, 5], wrong_type)
+    parsed = _Bars(frame, ns, interval, asof, numbers[:, :4], numbers[:, 4], numbers[:, 5], wrong_type)
     code = np.full(len(frame), "", dtype=object)
     detail = np.full(len(frame), "", dtype=object)
     standing = np.ones(len(frame), dtype=bool)

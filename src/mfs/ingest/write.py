@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,12 @@ import psycopg2
 from psycopg2.extras import Json, execute_values
 
 from mfs.calendar import bar_closes
-from mfs.config import get_config
+from mfs.config import QualityConfig, get_config
 from mfs.errors import MfsError, ValidationError
+from mfs.ingest import anomalies
 from mfs.ingest.delistings import record_listings
-from mfs.ingest.validate import Validated, validate_bars
+from mfs.ingest.quality import check_bars
+from mfs.ingest.validate import Validated
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
 from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
@@ -128,16 +131,21 @@ def write_batch(
     source: str,
     run_id: str,
     rows: EncodedRows | None = None,
-    readjusted: Sequence[str] = (),
+    readjusted: Mapping[str, str] | Sequence[str] = (),
+    reexamine: Collection[str] | None = None,
+    quality: QualityOutcome | None = None,
 ) -> list[str]:
     """One transaction for the batch. The whole batch is written by one upsert (one COPY) of
     ``rows`` (``_batch_rows``, built here when not given); only if that fails is it retried
     symbol by symbol, each in a savepoint, so one symbol's write error cannot take its
     neighbours down. Each symbol's ``duration_s`` gets an equal share of the write's seconds.
     The versions the upsert replaces are kept by the revision trigger, noted with ``run_id`` (and
-    as a re-adjustment for the ``readjusted`` symbols). The stored symbols are upserted into
-    ``symbols`` (``mfs.ingest.delistings.record_listings``); returns its notes for the run (a
-    delisted symbol listed again)."""
+    as a re-adjustment for the ``readjusted`` symbols, naming its cause where it is mapped to one).
+    In the same transaction: the quality findings, held bars withdrawn or re-examined (``reexamine``:
+    the symbols with held bars, None for all) and corporate actions (``mfs.ingest.anomalies``),
+    added up in ``quality``. The stored symbols are upserted into ``symbols``
+    (``mfs.ingest.delistings.record_listings``); returns its notes for the run (a delisted symbol
+    listed again)."""
     if not results:
         return []
     began = time.monotonic()
@@ -153,12 +161,15 @@ def write_batch(
                 result.inserted, result.updated = (counts.by or {}).get(result.symbol, (0, 0))
                 result.written = result.inserted + result.updated
                 stored.append(result.symbol)
+            withdrawn = _record_quality(cur, results, interval, source, run_id, reexamine, quality)
             cur.execute("RELEASE SAVEPOINT batch_write")
         except (psycopg2.Error, MfsError):
             if conn.closed:  # the server went away: the whole batch is lost, not one symbol
                 raise
             cur.execute("ROLLBACK TO SAVEPOINT batch_write")
             stored = _write_one_by_one(conn, cur, results, interval, source, run_id)
+            written = [(r, c) for r, c in results if r.symbol in set(stored)]
+            withdrawn = _record_quality(cur, written, interval, source, run_id, reexamine, quality)
         share = (time.monotonic() - began) / len(results)
         for result, _checked in results:
             result.duration_s += share
@@ -167,6 +178,8 @@ def write_batch(
         changed_from = {
             r.symbol: c.good["ts"].iloc[0].to_pydatetime() for r, c in results if r.written and r.symbol in stored
         }
+        for symbol, ts in withdrawn.items():
+            changed_from[symbol] = min(ts, changed_from.get(symbol, ts))
         count_series_changes(cur, interval, changed_from)
         if stored:
             # A few names: one statement (the COPY staging path costs two temp-table truncates).
@@ -174,6 +187,39 @@ def write_batch(
             bars = {r.symbol: pd.DatetimeIndex(c.good["ts"]) for r, c in results if r.symbol in kept}
             return record_listings(cur, bars)
     return []
+
+
+@dataclass
+class QualityOutcome:
+    """What a run's writes added to the quality record: anomalies new to the store, held bars
+    resolved, corporate-action versions new to the store."""
+
+    new: list[tuple] = field(default_factory=list)
+    resolved: int = 0
+    actions: int = 0
+
+
+def _record_quality(
+    cur,
+    results: list[tuple[SymbolResult, Validated]],
+    interval: str,
+    source: str,
+    run_id: str,
+    reexamine: Collection[str] | None,
+    quality: QualityOutcome | None,
+) -> dict[str, Any]:
+    """Findings, held bars and actions of the stored symbols; returns per symbol the earliest
+    stored bar withdrawn (held back now)."""
+    items = [(r.symbol, c) for r, c in results]
+    withdrawn = anomalies.withdraw_held(cur, interval, items)
+    new = anomalies.record_findings(cur, interval, run_id, items)
+    resolved = anomalies.reexamine_held(cur, interval, items, reexamine)
+    actions = anomalies.record_actions(cur, items, source, run_id)
+    if quality is not None:
+        quality.new += new
+        quality.resolved += resolved
+        quality.actions += len(actions)
+    return withdrawn
 
 
 def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
@@ -197,16 +243,17 @@ def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: st
     return stored
 
 
-def _validate_batch(batch: list[tuple[str, pd.DataFrame]], interval: str, source: str, asof: pd.Timestamp):
-    """Validate a batch of parsed frames: (every symbol's result, the (result, bars) to write,
-    their encoded rows or None when encoding failed)."""
-    max_jump = get_config().ingest.max_jump
+def _validate_batch(
+    batch: list[tuple[str, pd.DataFrame]], interval: str, source: str, asof: pd.Timestamp, rules: QualityConfig
+):
+    """Validate and examine a batch of parsed frames: (every symbol's result, the (result, bars)
+    to write, their encoded rows or None when encoding failed)."""
     stage = f"collect_{interval}"
     results, checked_batch = [], []
     for symbol, bars in batch:
         began = time.monotonic()
         try:
-            checked = validate_bars(bars, interval, max_jump=max_jump, asof=asof)
+            checked = check_bars(bars, interval, rules, asof=asof)
         except ValidationError as exc:
             results.append(
                 SymbolResult(
@@ -265,24 +312,34 @@ def _batches(items: list[tuple[str, pd.DataFrame]], batch_size: int) -> list[lis
 
 
 def store_bars(
-    report: RunReport, frames: dict[str, pd.DataFrame], interval: str, source: str, asof: pd.Timestamp | None = None
+    report: RunReport,
+    frames: dict[str, pd.DataFrame],
+    interval: str,
+    source: str,
+    asof: pd.Timestamp | None = None,
+    rules: QualityConfig | None = None,
 ) -> None:
     """Validate and store bars that are already parsed (one frame per symbol, the columns of
     ``mfs.ingest.run.bars_frame``): the same validation, quarantine and write path as
     ``collect``, without fetching. Bars after ``asof`` (default: now) are quarantined as
     ``future``; a frame that cannot be validated (a column missing, naive timestamps) fails its
-    symbol with the reason. Used by the benchmark and by sources other than Yahoo.
+    symbol with the reason. The quality checks are ``rules`` (default: config ``quality``).
+    Used by the benchmark and by sources other than Yahoo.
 
     Pipelined: the next batch is validated and encoded on a helper thread while the current
     batch's COPY runs (the server does that work; the client thread only waits on the socket)."""
     asof = pd.Timestamp.now(tz="UTC") if asof is None else pd.Timestamp(asof)
+    rules = get_config().quality if rules is None else rules
     batches = _batches(list(frames.items()), get_config().ingest.batch_size)
     if not batches:
         return
+    quality = QualityOutcome()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
 
         def validate_next(index: int):
-            return pool.submit(contextvars.copy_context().run, _validate_batch, batches[index], interval, source, asof)
+            return pool.submit(
+                contextvars.copy_context().run, _validate_batch, batches[index], interval, source, asof, rules
+            )
 
         pending = validate_next(0)
         for index in range(len(batches)):
@@ -290,4 +347,5 @@ def store_bars(
             if index + 1 < len(batches):
                 pending = validate_next(index + 1)
             report.results.extend(results)
-            report.notes.extend(write_batch(to_write, interval, source, report.run_id, rows))
+            report.notes.extend(write_batch(to_write, interval, source, report.run_id, rows, quality=quality))
+    anomalies.summarize(report, quality.new, quality.resolved, quality.actions)

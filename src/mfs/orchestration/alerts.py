@@ -1,6 +1,7 @@
 """Alerts: Prefect automations that POST to the webhook in MFS_ALERT_WEBHOOK_URL when a flow run
-ends Failed, Crashed or TimedOut, and when a run is still running after runs.slow_factor × its
-expected runtime (runs.expected_runtime_s). Without a URL: say so in the logs, create nothing.
+ends Failed, Crashed or TimedOut, or completes with high-severity data anomalies, and when a
+run is still running after runs.slow_factor × its expected runtime (runs.expected_runtime_s).
+Without a URL: say so in the logs, create nothing.
 
 Idempotent: our automations (names starting ``mfs-alert``) are replaced on every setup. The URL
 is stored in a Prefect Webhook block (a secret field), never in the repository.
@@ -21,11 +22,15 @@ log = get_logger("mfs.orchestration.alerts")
 PREFIX = "mfs-alert"
 BLOCK_NAME = "mfs-alerts"
 FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
-# Everything that ends a Running state; "Market closed" is our named Completed state.
+# A completed run whose data has high-severity anomalies (mfs.orchestration.runtime).
+ANOMALY_EVENT = "prefect.flow-run.Data anomalies"
+# Everything that ends a Running state; "Market closed" and "Data anomalies" are our named
+# Completed states.
 FINAL_EVENTS = FAILURE_EVENTS | {
     "prefect.flow-run.Completed",
     "prefect.flow-run.Cancelled",
     "prefect.flow-run.Market closed",
+    ANOMALY_EVENT,
 }
 MIN_PROACTIVE_S = 10.0  # Prefect refuses proactive triggers with a shorter window
 PAYLOAD = (
@@ -58,7 +63,24 @@ def desired_automations(block_id) -> list:
                 within=dt.timedelta(0),
             ),
             actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
-        )
+        ),
+        AutomationCore(
+            name=f"{PREFIX}-data-anomalies",
+            description="POST to MFS_ALERT_WEBHOOK_URL when a run completes with high-severity data anomalies",
+            trigger=EventTrigger(
+                expect={ANOMALY_EVENT},
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=dt.timedelta(0),
+            ),
+            actions=[
+                CallWebhook(
+                    block_document_id=block_id,
+                    payload=PAYLOAD % "high-severity data anomalies: see the data_quality view",
+                )
+            ],
+        ),
     ]
     for key, seconds in sorted(runs.expected_runtime_s.items()):
         limit = max(MIN_PROACTIVE_S, seconds * runs.slow_factor)

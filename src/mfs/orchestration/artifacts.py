@@ -11,7 +11,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mfs.logs import mask_secrets
-from mfs.runs import BatchTiming, RunReport, SymbolResult
+from mfs.runs import BatchTiming, RunReport, SymbolResult, describe_anomalies
 from mfs.sources import request_log
 
 
@@ -61,6 +61,33 @@ def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
     return rows
 
 
+def anomaly_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
+    """The anomalies each run recorded (the first 50 of each), one row each."""
+    return [
+        {
+            "symbol": a["symbol"],
+            "interval": a["interval"],
+            "bar": a["ts"],
+            "kind": a["kind"],
+            "severity": a["severity"],
+            "held back": "yes" if a["held"] else "no",
+            "detail": a["detail"],
+        }
+        for report in reports
+        for a in (report.extra.get("anomalies") or {}).get("list", [])
+    ]
+
+
+def _anomaly_lines(reports: list[RunReport]) -> list[str]:
+    lines = []
+    for report in reports:
+        summary = report.extra.get("anomalies")
+        if summary:  # bold when a person must look
+            flag = "**" if summary["high"] else ""
+            lines.append(f"- {flag}{describe_anomalies(summary)}{flag}")
+    return lines
+
+
 def summary_markdown(
     flow: str, reports: list[RunReport], outcome: str, error: str | None = None, tolerance: int = 0
 ) -> str:
@@ -77,6 +104,7 @@ def summary_markdown(
         )
         if "yahoo_requests" in report.extra:  # the request rate reached, the budget's waits, 429s
             lines.append(f"- {request_log.describe(report.extra['yahoo_requests'])}")
+    lines += _anomaly_lines(reports)
     notes = [note for report in reports for note in report.notes]
     if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
         lines += ["", "**Notes:**", ""] + [f"- {note}" for note in notes[:50]]
@@ -93,6 +121,11 @@ def publish(flow: str, reports: list[RunReport], outcome: str, error: str | None
     rows = symbol_rows(reports)
     if rows:
         create_table_artifact(table=rows, key=artifact_key(flow, "symbols"), description=f"{flow}: per-symbol results")
+    anomalies = anomaly_rows(reports)
+    if anomalies:
+        create_table_artifact(
+            table=anomalies, key=artifact_key(flow, "anomalies"), description=f"{flow}: data anomalies recorded"
+        )
     create_markdown_artifact(
         markdown=summary_markdown(flow, reports, outcome, error, tolerance),
         key=artifact_key(flow, "summary"),

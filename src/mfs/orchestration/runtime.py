@@ -30,6 +30,9 @@ from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.orchestration.runtime")
 MARKET_CLOSED = "Market closed"
+# A Completed state of its own for a run whose data has high-severity anomalies: it did its work,
+# and a person must look (the alert automations listen for it).
+DATA_ANOMALIES = "Data anomalies"
 SHARD_POLL_S = 2.0
 
 
@@ -124,3 +127,19 @@ def _wait_for_runs(submitted: list[tuple[int, list[str], Any]]) -> list[dict[str
         }
         for (index, part, _id), run in zip(submitted, runs, strict=False)
     ]
+
+
+def anomalies_state(counts: dict[str, Any]) -> State | None:
+    """A Completed state named "Data anomalies" when the run recorded high-severity anomalies
+    (``counts``: its ``RunCounts.as_dict()``), saying how many and the first ones; else None."""
+    summary = counts.get("anomalies") or {}
+    high = [a for a in summary.get("list", []) if a["severity"] == "high"]
+    if not summary.get("high"):
+        return None
+    first = "; ".join(f"{a['symbol']} {a['interval']} {a['ts']}: {a['kind']}" for a in high[:3])
+    message = (
+        f"{summary['high']} high-severity data anomalies ({summary.get('held_back', 0)} bars held back): {first}"
+        " — see the run's anomalies artifact or the data_quality view"
+    )
+    log.warning("run completed with high-severity data anomalies", high=summary["high"])
+    return Completed(name=DATA_ANOMALIES, message=message, data=counts)

@@ -18,34 +18,14 @@ run against the synthetic market (``mfs.sources.synthetic``) with no network. It
 Known symbols: ``DEFAULT_UNIVERSE`` (real US tickers), the configured ``symbols`` and every
 symbol named in ``faults`` (except those whose fault is ``delisted``).
 
-Fault injection — ``faults`` maps a symbol to one fault or a list of faults (strings):
-
-============================ ==============================================================
-``rate_limit``               every chart request for the symbol answers HTTP 429
-``rate_limit:N``             the first N chart requests answer 429, later ones succeed
-``timeout`` / ``timeout:N``  chart requests raise ``requests.ReadTimeout`` (always / N times)
-``malformed``                HTTP 200 whose body is not JSON
-``truncated``                HTTP 200 whose JSON body is cut in half
-``empty``                    HTTP 200, a result without bars (Yahoo: no data in the range)
-``delisted``                 HTTP 404 like an unknown symbol
-``bad_bars``                 the bars carry one of each defect of ``BAD_BAR_KINDS``
-``bad_bars:k1,k2``           only the named defects
-``split:YYYY-MM-DD:R``       not a fault, an event: the symbol split R-for-1 that day; once
-                             ``asof`` has reached it, every bar (earlier ones included, as
-                             Yahoo re-adjusts history) is served with its prices divided by
-                             R and its volume multiplied by R
-``correct:TS:F``             not a fault, an event: Yahoo corrected one past bar — the bar
-                             labelled ``TS`` is served with open/high/low/close (and
-                             adj_close) multiplied by F (> 0, so OHLC ranges stay valid;
-                             volume unchanged) for as long as the event is present. ``TS``
-                             is an ISO timestamp (naive = UTC; e.g.
-                             ``correct:2026-11-20T15:30Z:1.01``) matched exactly against the
-                             label in every interval — an hourly bar's start, or a daily
-                             bar's New York midnight; a bare date ``YYYY-MM-DD`` names that
-                             session's daily bar. The other interval's bars of that time are
-                             not touched (Yahoo corrects each series on its own). Several
-                             may be listed for one symbol.
-============================ ==============================================================
+Fault injection and events — ``faults`` maps a symbol to one item or a list of items (strings):
+faults of the transport (``rate_limit``, ``timeout``, ``malformed``, ``truncated``, ``empty``,
+``delisted``), defects and revisions of the bars (``bad_bars``, ``correct``, ``spike``,
+``stale``, ``missing``, ``daily_off``) and corporate events (``split``, ``unadjusted_split``,
+``phantom_split``, ``dividend``, ``level_shift``); their syntax and effects are tabled in
+``mfs.sources.fake_faults``. The chart carries Yahoo's ``events`` (dividends, splits) for 1h and
+1d alike: the synthetic market's own quarterly dividends (``synthetic_dividends``) and those of
+``faults``.
 
 From a shell, ``MFS_SYNTHETIC_FAULTS`` sets them for every offline run of the process (a JSON
 object in the same shape, e.g. ``MFS_SYNTHETIC_FAULTS='{"KO": "delisted", "PEP":
@@ -63,8 +43,7 @@ import json
 import os
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -72,10 +51,19 @@ import pandas as pd
 import requests
 from requests.adapters import BaseAdapter
 
-from mfs.calendar import daily_bar_label, nyse
+from mfs.calendar import nyse
 from mfs.errors import ConfigError
 from mfs.market import INTERVALS, NY, YAHOO_HOURLY_DAYS
-from mfs.sources.synthetic import _utc, default_asof, synthetic_bars
+from mfs.sources.fake_faults import BAD_BAR_KINDS as BAD_BAR_KINDS
+from mfs.sources.fake_faults import FaultSpec as FaultSpec
+from mfs.sources.fake_faults import chart_events, parse_faults, served_bars
+from mfs.sources.fake_faults import corrected as corrected
+from mfs.sources.fake_faults import corrupt as corrupt
+from mfs.sources.fake_faults import split_adjusted as split_adjusted
+from mfs.sources.synthetic import _utc, default_asof, synthetic_bars, synthetic_dividends
+
+# BAD_BAR_KINDS, FaultSpec, corrected, corrupt and split_adjusted moved to fake_faults; the
+# ``X as X`` imports above keep them importable from here.
 
 # Real US tickers the offline Yahoo knows besides the configured ones (large caps and ETFs).
 _TICKERS = """
@@ -87,12 +75,7 @@ CL KMB GIS NEE DUK SO D AMT PLD CCI SPY QQQ IWM DIA TSLA F GM UBER ABNB SNOW PLT
 """
 DEFAULT_UNIVERSE = tuple(_TICKERS.split())
 
-# A symbol's faults: kind -> remaining count (int, -1 = always), (day, ratio) for a split, the
-# (label, factor) pairs of its corrections, the defect kinds for bad_bars.
-FaultSpec = dict[str, Any]
-
 FAULTS_ENV = "MFS_SYNTHETIC_FAULTS"
-BAD_BAR_KINDS = ("nan", "negative", "high_below_low", "negative_volume", "off_session", "jump")
 VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
 _RANGE_DAYS = {
     "1d": 1,
@@ -111,58 +94,8 @@ _NOT_FOUND = {"code": "Not Found", "description": "No data found, symbol may be 
 # Bars of a provider: (symbol, interval, start, end, asof) -> frame like synthetic_bars, or None
 # when the provider does not know the symbol.
 Provider = Callable[[str, str, pd.Timestamp, pd.Timestamp, pd.Timestamp], "pd.DataFrame | None"]
-
-
-def parse_faults(faults: Mapping[str, str | Iterable[str]] | None) -> dict[str, FaultSpec]:
-    """Validate a fault spec; returns {symbol: {kind: count or -1 (always) or bad-bar kinds}}."""
-    parsed: dict[str, dict] = {}
-    for symbol, spec in (faults or {}).items():
-        items = [spec] if isinstance(spec, str) else list(spec)
-        out: FaultSpec = {}
-        for item in items:
-            kind, _, arg = item.partition(":")
-            if kind in ("rate_limit", "timeout"):
-                out[kind] = int(arg) if arg else -1
-            elif kind in ("malformed", "truncated", "empty", "delisted"):
-                out[kind] = -1
-            elif kind == "split":
-                day, _, ratio = arg.partition(":")
-                try:
-                    out[kind] = (pd.Timestamp(day), float(ratio))
-                except ValueError:
-                    raise ValueError(f"fault {item!r} for {symbol}: expected split:YYYY-MM-DD:RATIO") from None
-                if not out[kind][1] > 0:
-                    raise ValueError(f"fault {item!r} for {symbol}: the split ratio must be > 0")
-            elif kind == "correct":
-                out[kind] = (*out.get(kind, ()), _correction(symbol, item, arg))
-            elif kind == "bad_bars":
-                kinds = tuple(arg.split(",")) if arg else BAD_BAR_KINDS
-                unknown = set(kinds) - set(BAD_BAR_KINDS)
-                if unknown:
-                    raise ValueError(f"fault {item!r} for {symbol}: unknown bad-bar kinds {sorted(unknown)}")
-                out[kind] = kinds
-            else:
-                raise ValueError(f"fault {item!r} for {symbol}: unknown fault (see mfs.sources.fake_yahoo)")
-        parsed[symbol.upper()] = out
-    return parsed
-
-
-def _correction(symbol: str, item: str, arg: str) -> tuple[pd.Timestamp, float]:
-    """``TS:F`` of a ``correct:`` event as (bar label in UTC, factor); the label holds colons, so
-    the factor is what follows the last one."""
-    label, _, factor = arg.rpartition(":")
-    try:
-        ts = daily_bar_label(pd.Timestamp(label)) if len(label) == 10 else _utc(label)
-        value = float(factor)
-        if pd.isna(ts):  # an empty label parses as NaT
-            raise ValueError(label)
-    except ValueError:
-        raise ValueError(
-            f"fault {item!r} for {symbol}: expected correct:ISO_TIMESTAMP:FACTOR (e.g. correct:2026-11-20T15:30Z:1.01)"
-        ) from None
-    if not value > 0:
-        raise ValueError(f"fault {item!r} for {symbol}: the correction factor must be > 0")
-    return ts, value
+# A provider's dividends: (symbol, start, end, asof) -> frame like synthetic_dividends.
+Dividends = Callable[[str, pd.Timestamp, pd.Timestamp, pd.Timestamp], pd.DataFrame]
 
 
 def _response(
@@ -205,7 +138,9 @@ def _periods(days: pd.DatetimeIndex, gmtoffsets: np.ndarray) -> list[list[dict]]
 
 
 class SyntheticYahoo(BaseAdapter):
-    """Answers yfinance's Yahoo URLs from ``provider`` (the synthetic market by default)."""
+    """Answers yfinance's Yahoo URLs from ``provider`` (the synthetic market by default) and
+    its dividends (``dividends``; by default the synthetic market's own with the default
+    provider, none with another)."""
 
     def __init__(
         self,
@@ -214,12 +149,14 @@ class SyntheticYahoo(BaseAdapter):
         provider: Provider | None = None,
         universe: Iterable[str] | None = None,
         source_name: str = "synthetic",
+        dividends: Dividends | None = None,
     ):
         super().__init__()
         self.source_name = source_name  # what market_data.source says for bars served here
         self._asof = _utc(asof) if asof is not None else None
         self.faults = parse_faults(faults)
         self.provider = provider or _synthetic_provider
+        self.dividends = dividends or (synthetic_dividends if provider is None else None)
         self.universe = set(universe) if universe is not None else _default_universe()
         self.universe |= {s for s, f in self.faults.items() if "delisted" not in f}
         self.requests: list[str] = []
@@ -287,62 +224,34 @@ class SyntheticYahoo(BaseAdapter):
             return _response(request, 404, _error_body(_NOT_FOUND))
         if self._take(symbol, "malformed"):
             return _response(request, 200, '{"chart": {"result": [{"meta": }]}}')
-        interval = params.get("interval", "1d")
-        if interval == "60m":
-            interval = "1h"
-        if interval not in INTERVALS:
-            return _response(
-                request,
-                422,
-                _error_body(
-                    {
-                        "code": "Unprocessable Entity",
-                        "description": f"Invalid input - interval={interval} is not supported by the offline Yahoo",
-                    }
-                ),
-            )
+        interval = "1h" if params.get("interval", "1d") == "60m" else params.get("interval", "1d")
         asof = self.asof
-        if "period1" in params:
-            start = pd.Timestamp(int(params["period1"]), unit="s", tz="UTC")
-            end = pd.Timestamp(int(params.get("period2", int(asof.timestamp()) + 1)), unit="s", tz="UTC")
-        else:
-            rng = params.get("range", "1mo")
-            end = asof + pd.Timedelta(seconds=1)
-            start = end - pd.Timedelta(days=_RANGE_DAYS.get(rng, 31))
-        if interval == "1h" and start < asof - pd.Timedelta(days=YAHOO_HOURLY_DAYS):
-            return _response(
-                request,
-                422,
-                _error_body(
-                    {
-                        "code": "Unprocessable Entity",
-                        "description": (
-                            f"1h data not available for startTime={int(start.timestamp())} "
-                            f"and endTime={int(end.timestamp())}. "
-                            f"The requested range must be within the last {YAHOO_HOURLY_DAYS} days."
-                        ),
-                    }
-                ),
-            )
+        start, end = _window(params, asof)
+        refusal = _refusal(interval, start, end, asof)
+        if refusal:
+            return _response(request, 422, _error_body({"code": "Unprocessable Entity", "description": refusal}))
+        end = min(end, asof + pd.Timedelta(seconds=1))
         empty = self._take(symbol, "empty")
-        bars = None if empty else self.provider(symbol, interval, start, min(end, asof + pd.Timedelta(seconds=1)), asof)
+        bars = None if empty else self.provider(symbol, interval, start, end, asof)
         if bars is None and not empty:
             return _response(request, 404, _error_body(_NOT_FOUND))
-        split = self.faults.get(symbol, {}).get("split")
-        if bars is not None and split:
-            bars = split_adjusted(bars, split[0], split[1], asof)
-        corrections = self.faults.get(symbol, {}).get("correct")
-        if bars is not None and corrections:
-            bars = corrected(bars, corrections)
-        bad = self.faults.get(symbol, {}).get("bad_bars")
-        if bars is not None and bad:
-            bars = corrupt(bars, interval, bad)
-        body = json.dumps(self._chart_json(symbol, interval, bars, asof, params))
+        events: dict = {}
+        if bars is not None and not bars.empty:
+            spec = self.faults.get(symbol, {})
+
+            def fetch(interval: str, ts: pd.Timestamp) -> pd.DataFrame | None:
+                return self.provider(symbol, interval, ts, ts + pd.Timedelta(seconds=1), asof)
+
+            bars = served_bars(bars, interval, spec, asof, fetch)
+            # A day's margin: an hourly chart's first session may have its label before start.
+            own = self.dividends(symbol, start - pd.Timedelta(days=1), end, asof) if self.dividends else None
+            events = chart_events(interval, spec, (start, end), asof, own, fetch)
+        body = json.dumps(self._chart_json(symbol, interval, bars, asof, params, events))
         if self._take(symbol, "truncated"):
             body = body[: len(body) // 2]
         return _response(request, 200, body)
 
-    def _chart_json(self, symbol: str, interval: str, bars: pd.DataFrame | None, asof, params) -> dict:
+    def _chart_json(self, symbol: str, interval: str, bars: pd.DataFrame | None, asof, params, events) -> dict:
         cal = nyse()
         meta: dict = {
             "currency": "USD",
@@ -385,6 +294,8 @@ class SyntheticYahoo(BaseAdapter):
             return [None if not np.isfinite(v) else float(v) for v in bars[name].to_numpy(dtype=float)]
 
         result["timestamp"] = [int(s.timestamp()) for s in stamps]
+        if events:
+            result["events"] = events
         result["indicators"] = {
             "quote": [
                 {
@@ -401,68 +312,32 @@ class SyntheticYahoo(BaseAdapter):
         return {"chart": {"result": [result], "error": None}}
 
 
+def _window(params: dict[str, str], asof: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of a chart request: ``period1``/``period2``, or ``range`` back from asof."""
+    if "period1" in params:
+        start = pd.Timestamp(int(params["period1"]), unit="s", tz="UTC")
+        end = pd.Timestamp(int(params.get("period2", int(asof.timestamp()) + 1)), unit="s", tz="UTC")
+        return start, end
+    end = asof + pd.Timedelta(seconds=1)
+    return end - pd.Timedelta(days=_RANGE_DAYS.get(params.get("range", "1mo"), 31)), end
+
+
+def _refusal(interval: str, start: pd.Timestamp, end: pd.Timestamp, asof: pd.Timestamp) -> str | None:
+    """Yahoo's HTTP 422 description for a request it refuses, or None."""
+    if interval not in INTERVALS:
+        return f"Invalid input - interval={interval} is not supported by the offline Yahoo"
+    if interval == "1h" and start < asof - pd.Timedelta(days=YAHOO_HOURLY_DAYS):
+        return (
+            f"1h data not available for startTime={int(start.timestamp())} "
+            f"and endTime={int(end.timestamp())}. "
+            f"The requested range must be within the last {YAHOO_HOURLY_DAYS} days."
+        )
+    return None
+
+
 def sessions_of(ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """The distinct New York session dates of some UTC timestamps (naive dates)."""
     return pd.DatetimeIndex(sorted(set(ts.tz_convert(NY).tz_localize(None).normalize())))
-
-
-def split_adjusted(bars: pd.DataFrame, day: pd.Timestamp, ratio: float, asof: pd.Timestamp) -> pd.DataFrame:
-    """``bars`` as served once an R-for-1 split on ``day`` has happened (``asof`` on or after it):
-    the bars after it traded at 1/R of the synthetic price with R times the volume, and Yahoo
-    serves the ones before it adjusted the same way, so the whole series is scaled (and has no
-    jump at the split). Before ``day`` nothing has changed yet."""
-    if asof < daily_bar_label(day):
-        return bars
-    bars = bars.copy()
-    for c in ("open", "high", "low", "close", "adj_close"):
-        bars[c] = np.round(bars[c] / ratio, 4)
-    bars["volume"] = np.round(bars["volume"] * ratio).astype(np.int64)
-    return bars
-
-
-def corrected(bars: pd.DataFrame, corrections: Iterable[tuple[pd.Timestamp, float]]) -> pd.DataFrame:
-    """``bars`` with each bar labelled ``ts`` of ``corrections`` served at ``factor`` times its
-    prices (a positive factor keeps low <= open/close <= high; rounding to Yahoo's 4 decimals is
-    monotone, so it does too); bars with other labels as they were."""
-    bars = bars.copy()
-    labels = pd.DatetimeIndex(bars["ts"])
-    for ts, factor in corrections:
-        hit = np.asarray(labels == ts)
-        if hit.any():
-            for c in ("open", "high", "low", "close", "adj_close"):
-                bars.loc[hit, c] = np.round(bars.loc[hit, c] * factor, 4)
-    return bars
-
-
-def corrupt(bars: pd.DataFrame, interval: str, kinds: Iterable[str]) -> pd.DataFrame:
-    """Give the bars one defect of each kind, at fixed positions from the end (so tests can count).
-
-    ``off_session`` adds a bar on the Saturday after the first bar (the real yfinance keeps it:
-    it only drops bars outside a *listed* trading period).
-    """
-    bars = bars.copy().reset_index(drop=True)
-    kinds = list(kinds)
-    positions = {kind: len(bars) - 2 - 2 * i for i, kind in enumerate(k for k in kinds if k != "off_session")}
-    if min(positions.values(), default=1) < 1:
-        return bars  # too short to corrupt (e.g. yfinance's 1-day timezone probe): serve as is
-    for kind, pos in positions.items():
-        if kind == "nan":
-            bars.loc[pos, "close"] = np.nan
-        elif kind == "negative":
-            bars.loc[pos, "low"] = -abs(bars.loc[pos, "low"])
-        elif kind == "high_below_low":
-            bars.loc[pos, "high"] = bars.loc[pos, "low"] * 0.99
-        elif kind == "negative_volume":
-            bars.loc[pos, "volume"] = -100
-        elif kind == "jump":
-            for c in ("open", "high", "low", "close", "adj_close"):
-                bars.loc[pos, c] = bars.loc[pos, c] * 10
-    if "off_session" in kinds:
-        first = pd.Timestamp(bars.loc[0, "ts"])
-        saturday = first + pd.Timedelta(days=(5 - first.tz_convert(NY).dayofweek) % 7 or 7)
-        extra = bars.iloc[[0]].assign(ts=saturday)
-        bars = pd.concat([bars, extra]).sort_values("ts", kind="stable").reset_index(drop=True)
-    return bars
 
 
 def _default_universe() -> set[str]:

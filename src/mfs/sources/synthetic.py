@@ -15,7 +15,8 @@ The model, per symbol (parameters derived from the symbol's SHA-256):
   13:00 half day, per ``mfs.calendar`` (holidays, half days and DST come from exchange_calendars);
 - volumes are integers, U-shaped across the day;
 - quarterly dividends make ``adj_close`` (daily only; Yahoo sends none for intraday) step down
-  before each ex-date that has passed by ``asof``;
+  before each ex-date that has passed by ``asof``; ``synthetic_dividends`` lists them with the
+  amount Yahoo would announce;
 - ``asof`` is the market clock: bars starting after it do not exist, the bar containing it is
   partial (its close part-way along, its volume a fraction) and becomes final later.
 """
@@ -185,12 +186,16 @@ def _hourly_sessions(model: SymbolModel, d_lo: int, d_hi: int, asof_ns: int):
     return tuple(a[keep] for a in (bar_sess, start, o, h, lo, c, vol))
 
 
+def _is_ex_date(model: SymbolModel, sess: np.ndarray) -> np.ndarray:
+    """Whether each session (index into _schedule) is an ex-dividend date: one a quarter."""
+    return ((sess + model.dividend_phase) % 63 == 0) & (sess > 0)
+
+
 def _adjustment(model: SymbolModel, sess: np.ndarray, asof_session: int) -> np.ndarray:
     """Yahoo-style dividend adjustment factor of each session's close, as seen at ``asof``."""
     if model.dividend_yield == 0:
         return np.ones(len(sess))
-    ex = np.arange(asof_session + 1)
-    is_ex = ((ex + model.dividend_phase) % 63 == 0) & (ex > 0)
+    is_ex = _is_ex_date(model, np.arange(asof_session + 1))
     passed = np.cumsum(is_ex)  # ex-dates at or before each session
     later = passed[-1] - passed[np.minimum(sess, asof_session)]  # ex-dates after the bar, by asof
     return (1 - model.dividend_yield / 4) ** later
@@ -252,6 +257,46 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
         )
     mask = (frame["ts"] >= start) & (frame["ts"] < end)
     return frame.loc[mask].reset_index(drop=True)
+
+
+def synthetic_dividends(symbol: str, start, end, asof=None) -> pd.DataFrame:
+    """The quarterly dividends behind ``synthetic_bars``' adj_close: one row per ex-date session
+    whose daily label is in [start, end) and whose session has opened by ``asof`` (Yahoo
+    announces none ahead). Columns: ts (the ex-date's daily bar label, UTC), amount = the
+    previous session's close × dividend_yield / 4, rounded to 4 decimals — so Yahoo's factor
+    1 - amount / previous close reproduces the adj_close step to rounding. No rows when
+    the symbol's dividend_yield is 0."""
+    start, end = _utc(start), _utc(end)
+    asof = _utc(asof) if asof is not None else default_asof()
+    model = symbol_model(symbol)
+    _days, opens, _closes, _counts = _schedule()
+    empty = pd.DataFrame({"ts": pd.DatetimeIndex([], tz="UTC"), "amount": np.array([], dtype=float)})
+    asof_session = int(np.searchsorted(opens, asof.value, side="right")) - 1
+    if model.dividend_yield == 0 or asof_session < 1:
+        return empty
+    sess = np.arange(1, asof_session + 1)
+    labels = _daily_labels()
+    ex = sess[_is_ex_date(model, sess) & (labels[sess] >= start.value) & (labels[sess] < end.value)]
+    if len(ex) == 0:
+        return empty
+    # The previous sessions' closes as synthetic_bars serves them (complete: their ex-date opened).
+    first, last = (pd.Timestamp(labels[i], tz="UTC") for i in (ex[0] - 1, ex[-1]))
+    daily = synthetic_bars(symbol, "1d", first, last, asof)
+    close = pd.Series(daily["close"].to_numpy(dtype=float), index=pd.DatetimeIndex(daily["ts"]).as_unit("ns").asi8)
+    previous = close.reindex(labels[ex - 1]).to_numpy()
+    return pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex(labels[ex].astype("datetime64[ns]")).tz_localize("UTC"),
+            "amount": np.round(previous * model.dividend_yield / 4, 4),
+        }
+    )
+
+
+@lru_cache(maxsize=1)
+def _daily_labels() -> np.ndarray:
+    """Every session's daily bar label (New York midnight) in UTC nanoseconds."""
+    days = _schedule()[0]
+    return pd.DatetimeIndex(days).tz_localize(NY).tz_convert("UTC").as_unit("ns").asi8
 
 
 def synthetic_market(symbols: list[str], interval: str, start, end, asof=None) -> pd.DataFrame:

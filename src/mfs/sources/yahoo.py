@@ -3,7 +3,9 @@
 One symbol per request with ``Ticker.history`` and ``yf.config.debug.hide_exceptions = False``:
 ``yf.download`` never raises for a bad symbol (it logs "possibly delisted" and returns NaN
 columns), and we must report each symbol's own failure with Yahoo's reason.
-``auto_adjust=False`` keeps both the traded close and Yahoo's adjusted close.
+``auto_adjust=False`` keeps both the traded close and Yahoo's adjusted close; ``actions=True``
+brings the splits and dividends Yahoo serves with the chart (its ``events``), which leave this
+module as a frame of their own (``Chart.actions``), never as columns of the bars.
 
 Errors are classified for the retry loop in ``mfs.ingest.run``: RateLimitedError and
 TransientSourceError are retried with backoff; SymbolNotFoundError and other SourceErrors are
@@ -17,6 +19,7 @@ import json
 import re
 import sqlite3
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -63,6 +66,47 @@ def clear_request_cache() -> None:
     YfData.cache_get.cache_clear()
 
 
+class Chart(NamedTuple):
+    """One answer: the bars (``BAR_COLUMNS``) and the corporate actions served with them."""
+
+    bars: pd.DataFrame
+    actions: pd.DataFrame  # kind ('split' | 'dividend'), ex_date (a New York session date), value
+
+
+ACTION_COLUMNS = {"Stock Splits": "split", "Dividends": "dividend"}
+
+
+def _actions(history: pd.DataFrame) -> pd.DataFrame:
+    """The non-zero split and dividend cells of a yfinance frame, one row each. A split's value
+    is shares after per share before (yfinance's numerator / denominator)."""
+    parts = []
+    for column, kind in ACTION_COLUMNS.items():
+        if column in history.columns:
+            values = pd.to_numeric(history[column], errors="coerce").fillna(0.0)
+            hit = values.to_numpy() != 0
+            if hit.any():
+                index = pd.DatetimeIndex(history.index[hit])
+                if index.tz is None:
+                    index = index.tz_localize(NY)
+                days = index.tz_convert(NY).tz_localize(None).normalize()
+                parts.append(pd.DataFrame({"kind": kind, "ex_date": days, "value": values.to_numpy()[hit]}))
+    if not parts:
+        return pd.DataFrame(
+            {"kind": pd.Series(dtype=object), "ex_date": pd.Series(dtype="datetime64[ns]"), "value": []}
+        )
+    return pd.concat(parts, ignore_index=True).drop_duplicates(["kind", "ex_date"], keep="last")
+
+
+def _without_event_rows(history: pd.DataFrame) -> pd.DataFrame:
+    """yfinance adds a row of NaN prices for an event dated after the last bar; it is no bar."""
+    columns = [c for c in ACTION_COLUMNS if c in history.columns]
+    if not columns or history.empty:
+        return history
+    event = (history[columns].fillna(0) != 0).any(axis=1)
+    priceless = history[["Open", "High", "Low", "Close"]].isna().all(axis=1)
+    return history.loc[~(event & priceless)]
+
+
 def _frame(history: pd.DataFrame, interval: str) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame({c: [] for c in BAR_COLUMNS}).astype({"volume": np.int64})
@@ -107,9 +151,15 @@ def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None
 def fetch_history(
     symbol: str, interval: str, start: pd.Timestamp, *, session=None, timeout: float = 30.0
 ) -> pd.DataFrame:
-    """One attempt: bars of ``symbol`` from ``start`` to now (the partial current bar included).
+    """The bars of ``fetch_chart``."""
+    return fetch_chart(symbol, interval, start, session=session, timeout=timeout).bars
 
-    Returns columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
+
+def fetch_chart(symbol: str, interval: str, start: pd.Timestamp, *, session=None, timeout: float = 30.0) -> Chart:
+    """One attempt: bars of ``symbol`` from ``start`` to now (the partial current bar included)
+    and the splits and dividends Yahoo serves with them.
+
+    Bars have the columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
     SymbolNotFoundError (with Yahoo's reason) or SourceError.
     """
     if interval not in INTERVALS:
@@ -121,7 +171,7 @@ def fetch_history(
             start=pd.Timestamp(start).to_pydatetime(),
             interval=interval,
             auto_adjust=False,
-            actions=False,
+            actions=True,
             repair=False,
             prepost=False,
             timeout=timeout,
@@ -154,7 +204,8 @@ def fetch_history(
         # yfinance keeps its timezone and cookie caches in SQLite; fetch threads of one run can
         # collide on them ("database is locked"). Local and passing: another attempt succeeds.
         raise TransientSourceError(f"{symbol}: yfinance's local cache was busy ({exc})") from exc
-    return _frame(history, interval)
+    history = _without_event_rows(history)
+    return Chart(_frame(history, interval), _actions(history))
 
 
 def _explain(symbol: str, exc: Exception, session) -> str:

@@ -11,8 +11,9 @@ setting of the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 from mfs.config import get_config
@@ -50,22 +51,25 @@ def set_write_context(
     run_id: str | None = None,
     reason: str | None = None,
     clock: str | None = None,
-    readjusted: Sequence[str] = (),
+    readjusted: Sequence[str] | Mapping[str, str] = (),
     keep: bool | None = None,
 ) -> None:
     """For the rest of the transaction: the clock its writes record (``clock``, "" for the server's;
     None: ``MFS_CLOCK``, else the server's), the run and reason the revision triggers note with every
     version they keep (``readjusted``: symbols whose history is rewritten in Yahoo's new
-    adjustment), and whether they keep them (``keep``, default ``database.keep_revisions``)."""
+    adjustment, or a mapping of them to what caused it, which the revisions name), and whether
+    they keep them (``keep``, default ``database.keep_revisions``)."""
+    causes = {s: why for s, why in readjusted.items() if why} if isinstance(readjusted, Mapping) else {}
     cur.execute(
         "SELECT set_config('mfs.clock', %s, true), set_config('mfs.run_id', %s, true),"
         " set_config('mfs.revision_reason', %s, true), set_config('mfs.readjusted', %s, true),"
-        " set_config('mfs.keep_revisions', %s, true)",
+        " set_config('mfs.readjusted_for', %s, true), set_config('mfs.keep_revisions', %s, true)",
         (
             (pinned_clock() or "") if clock is None else clock,
             run_id or "",
             reason or "",
             ",".join(readjusted),
+            json.dumps(causes) if causes else "",
             "on" if (get_config().database.keep_revisions if keep is None else keep) else "off",
         ),
     )
