@@ -84,6 +84,16 @@ def test_env_values_are_strict_yaml_and_name_their_variable(env: dict, message: 
     assert message in str(err.value) and f"(from environment variable {next(iter(env))})" in str(err.value)
 
 
+def test_a_file_still_setting_max_jump_is_told_what_replaced_it_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "mfs.yaml"
+    path.write_text("symbols: [AAPL]\ningest:\n  max_jump: 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    text = str(err.value)
+    assert "ingest.max_jump is no longer a setting: a large move is stored and recorded as an anomaly" in text
+    assert "quality:" in text and str(path) in text and "\n" not in text
+
+
 def test_bad_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "mfs.yaml"
     path.write_text("symbols: [AAPL]\nfeatures:\n  timeout_s: -1\n  colour: blue\n")

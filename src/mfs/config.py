@@ -123,6 +123,11 @@ class QualityConfig(Section):
     split_tolerance: float = Field(
         0.15, gt=0, lt=1, description="a jump on a split's ex-date within this fraction of 1/R (or R) is the split"
     )
+    newest_jump: Literal["store", "hold"] = Field(
+        "store",
+        description="a jump on a series' newest bar (no later bar to confirm it): store it at once with an "
+        "anomaly (a live model sees a real crash now), or hold it until a later bar confirms it",
+    )
     stale_bars: int = Field(
         3, ge=2, description="hourly bars in a row frozen (one price, zero volume) that are recorded"
     )

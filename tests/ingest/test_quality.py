@@ -171,3 +171,11 @@ def test_real_unadjusted_splits_are_recognised_from_their_events():
     found = examine(frame, "1d", RULES, splits=[split])
     assert found.findings[0].kind == "unadjusted_split"
     assert found.held.sum() == (frame["ts"] >= split.ex_label).sum()
+
+
+def test_with_newest_jump_hold_the_newest_bar_waits_for_confirmation():
+    bars = hourly()
+    bars.loc[len(bars) - 1, PRICES] *= 0.3
+    found = examine(bars, "1h", QualityConfig(newest_jump="hold"))
+    assert kinds(found) == ["level_shift"] and list(np.flatnonzero(found.held)) == [len(bars) - 1]
+    assert found.findings[0].held and "held until a later bar confirms it" in found.findings[0].detail

@@ -13,6 +13,7 @@ from mfs.features import compute
 from mfs.ingest import backfill, collect
 from mfs.sources.synthetic import synthetic_dividends
 from mfs.sources.yahoo import fetch_history
+from mfs.storage.lifecycle import store_status
 from tests.ingest.test_pipeline import rows, scalar
 
 VALUES = ["ts", "open", "high", "low", "close", "adj_close", "volume"]
@@ -79,7 +80,7 @@ def test_a_genuine_level_shift_is_stored_whole_with_one_anomaly(conn, fake_yahoo
 
 
 @pytest.mark.parametrize("factor", [10.0, 100.0])
-def test_a_reverting_spike_is_held_back_and_features_are_not_poisoned(conn, fake_yahoo, factor):
+def test_a_reverting_spike_is_held_back_and_features_are_not_poisoned(conn, db, fake_yahoo, factor):
     spike = pd.Timestamp("2025-11-12 16:30Z")  # 11:30 New York
     faults = {"KO": f"spike:{spike.isoformat()}:{factor:g}"}
     report = backfill(["KO"], days=30, session=fake_yahoo(asof=AFTER, faults=faults))
@@ -95,6 +96,8 @@ def test_a_reverting_spike_is_held_back_and_features_are_not_poisoned(conn, fake
     compute(["KO"])
     sma = scalar(conn, "SELECT max(sma_20) FROM features WHERE symbol = 'KO' AND interval = '1h'")
     assert sma < hourly["close"].max() * 1.01  # no ×10 price inside any average
+    quality = store_status(db)["data_quality"]  # what `mfs status` shows
+    assert (quality["open_high"], quality["held_back"]) == (1, 1)
 
 
 def test_a_spike_on_the_newest_bar_is_served_at_once_then_held_and_retracted(conn, fake_yahoo):
@@ -249,3 +252,18 @@ def test_a_held_bar_is_re_examined_after_it_leaves_the_window_and_released_when_
     assert released["resolution"].iloc[0].startswith("cleared") and released["resolved_at"].notna().all()
     assert spike in set(rows(conn, "1h", "KO")["ts"])
     assert report.extra["anomalies"]["resolved"] == 1
+
+
+def test_with_newest_jump_hold_a_crash_waits_one_bar_then_is_stored_as_confirmed(conn, fake_yahoo, config_env):
+    config_env(MFS_QUALITY__NEWEST_JUMP="hold")
+    faults = {"PEP": f"level_shift:{SHIFT_DAY}:0.3"}
+    first_bar = pd.Timestamp(SHIFT_DAY, tz="America/New_York") + pd.Timedelta(hours=9, minutes=30)
+    backfill(["PEP"], days=20, session=fake_yahoo(asof=first_bar + pd.Timedelta(minutes=20), faults=faults))
+    assert first_bar not in set(rows(conn, "1h", "PEP")["ts"])  # held: nothing confirms it yet
+
+    collect(["PEP"], "1h", session=fake_yahoo(asof=first_bar + pd.Timedelta(minutes=80), faults=faults))
+
+    assert first_bar in set(rows(conn, "1h", "PEP")["ts"])
+    hourly = anomalies(conn, "PEP").query("interval == '1h'")
+    assert list(hourly["kind"]) == ["level_shift"]
+    assert hourly["resolution"].iloc[0].startswith("confirmed")

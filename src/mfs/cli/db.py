@@ -84,6 +84,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print_table("rows", ["table", "rows"], sorted(info["row_counts"].items()))
     if "feature_registry" in info:
         print_table("feature registry (versions)", ["state", "count"], list(info["feature_registry"].items()))
+    if quality := info.get("data_quality"):
+        print(
+            f"data quality  open anomalies: {quality['open_high']} high, {quality['open_warning']} warning, "
+            f"{quality['open_info']} info; {quality['held_back']} bars held back; "
+            f"{quality['actions']} corporate actions known (SELECT * FROM data_quality)"
+        )
     if "continuous_aggregates" in info:
         print_table(
             "continuous aggregates",

@@ -118,9 +118,11 @@ def reexamine_held(cur, interval: str, items: Sequence[tuple[str, Validated]], o
         first, last = (t.to_pydatetime() for t in checked.served)
         cur.execute(
             """UPDATE anomalies SET resolved_at = mfs_now(),
-                      resolution = CASE WHEN ts = ANY(%(kept)s::timestamptz[])
-                                        THEN 'cleared: the bar as served now passes every check; stored'
-                                        ELSE 'the source no longer serves this bar' END
+                      resolution = CASE WHEN NOT ts = ANY(%(kept)s::timestamptz[])
+                                             THEN 'the source no longer serves this bar'
+                                        WHEN kind = 'level_shift'
+                                             THEN 'confirmed: a later bar holds the new level; stored'
+                                        ELSE 'cleared: the bar as served now passes every check; stored' END
                WHERE symbol = %(symbol)s AND interval = %(interval)s AND held AND resolved_at IS NULL
                  AND ts BETWEEN %(first)s AND %(last)s AND NOT ts = ANY(%(still)s::timestamptz[])""",
             {"kept": kept, "symbol": symbol, "interval": interval, "first": first, "last": last, "still": still},

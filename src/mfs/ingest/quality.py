@@ -26,9 +26,11 @@ gap                warning   no    a session's bar missing between two served ba
 ================== ========= ===== ==========================================================
 
 The newest bar of a series has no right neighbour: a jump there cannot yet be told from the
-first bar of a real crash, and a live model must see a crash at once. So it is stored with a
-``level_shift`` anomaly; if the next run shows it reverted, it is held back then (its stored
-version kept as a revision) and that anomaly is retracted.
+first bar of a real crash. ``quality.newest_jump`` decides: ``store`` (the default: a live model
+must see a real crash at once) stores it with a ``level_shift`` anomaly, and if the next run shows
+it reverted it is held back then (its stored version kept as a revision) and that anomaly is
+retracted; ``hold`` holds it back until a later bar confirms the new level (then it is stored and
+the anomaly resolved as confirmed) or shows a spike.
 """
 
 from __future__ import annotations
@@ -135,9 +137,22 @@ def _jump_checks(ns: np.ndarray, close: np.ndarray, rules: QualityConfig, out: E
                 )
                 continue  # ``previous`` stays: the next bar is compared with the bar before the spike
         power = _power_of_ten(step)
-        newest = "" if j + 1 < len(standing) else "; the newest bar: not yet confirmed by a later one"
+        newest = j + 1 == len(standing)
+        hold = newest and rules.newest_jump == "hold"
         unit = f"; a move of 10^{power}: a change of units?" if power else ""
-        out.findings.append(Finding(ts, "level_shift", "high" if power else "warning", f"{move}{newest}{unit}"))
+        state = (
+            (
+                "; the newest bar: held until a later bar confirms it"
+                if hold
+                else "; the newest bar: not yet confirmed by a later one"
+            )
+            if newest
+            else ""
+        )
+        out.held[i] |= hold
+        out.findings.append(
+            Finding(ts, "level_shift", "high" if power else "warning", f"{move}{state}{unit}", held=hold)
+        )
         previous = j
 
 

@@ -61,6 +61,7 @@ class StoreStatus(TypedDict):
     hypertables: list[Hypertable]
     row_counts: dict[str, int]
     feature_registry: NotRequired[dict[str, int]]  # registered feature versions per state
+    data_quality: NotRequired[dict[str, int]]  # open anomalies by severity, bars held back, actions known
 
 
 def edition_note(url: str) -> str | None:
@@ -188,6 +189,21 @@ def _feature_registry(cur) -> dict[str, int] | None:
     return counts
 
 
+def _data_quality(cur) -> dict[str, int] | None:
+    """Open anomalies by severity, bars held back and corporate actions currently known."""
+    cur.execute("SELECT to_regclass('anomalies') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(
+        """SELECT count(*) FILTER (WHERE severity = 'high'), count(*) FILTER (WHERE severity = 'warning'),
+                  count(*) FILTER (WHERE severity = 'info'), count(*) FILTER (WHERE held),
+                  (SELECT count(*) FROM corporate_actions WHERE known_to = 'infinity')
+           FROM anomalies WHERE resolved_at IS NULL"""
+    )
+    high, warning, info, held, actions = cur.fetchone()
+    return {"open_high": high, "open_warning": warning, "open_info": info, "held_back": held, "actions": actions}
+
+
 def store_status(url: str | None = None) -> StoreStatus:
     """Server and TimescaleDB versions, edition, migrations, hypertables and row counts."""
     url = url or database_url()
@@ -211,6 +227,8 @@ def store_status(url: str | None = None) -> StoreStatus:
             registry = _feature_registry(cur)
             if registry is not None:
                 info["feature_registry"] = registry
+            if (quality := _data_quality(cur)) is not None:
+                info["data_quality"] = quality
             if tsdb["store_edition"] == "timescale":
                 info["continuous_aggregates"] = _continuous_aggregates(cur)
                 info["jobs"] = _jobs(cur)
