@@ -267,3 +267,16 @@ def test_with_newest_jump_hold_a_crash_waits_one_bar_then_is_stored_as_confirmed
     hourly = anomalies(conn, "PEP").query("interval == '1h'")
     assert list(hourly["kind"]) == ["level_shift"]
     assert hourly["resolution"].iloc[0].startswith("confirmed")
+
+
+def test_a_readjustment_no_action_explains_is_rewritten_and_recorded_as_high(conn, fake_yahoo):
+    backfill(["IBM"], days=30, session=fake_yahoo(asof=BEFORE))
+    # Yahoo now serves the whole history halved, and no split or dividend with it
+    halved = {"IBM": "level_shift:2025-01-02:0.5"}
+    report = collect(["IBM"], "1h", session=fake_yahoo(asof=AFTER, faults=halved))
+    assert any("explained by no split or dividend" in note for note in report.notes)
+    found = anomalies(conn, "IBM")
+    assert list(found["kind"]) == ["unexplained_readjustment"] and found["severity"].iloc[0] == "high"
+    assert report.extra["anomalies"]["high"] == 1
+    reasons = scalar(conn, "SELECT array_agg(DISTINCT reason) FROM market_data_revisions WHERE symbol = 'IBM'")
+    assert reasons == ["readjustment: unexplained"]
