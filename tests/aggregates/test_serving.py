@@ -17,7 +17,7 @@ from mfs import aggregates, calendar, provisioning
 from mfs.market import NY
 from mfs.storage.connection import connect
 from mfs.storage.sessions import sync_sessions
-from tests.aggregates.aggregate_helpers import make_bars, query, write_bars, write_features
+from tests.aggregates.aggregate_helpers import execute, make_bars, query, write_bars, write_features
 
 
 @pytest.fixture
@@ -110,6 +110,16 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
         write_bars(agg_db, bars)
         write_features(agg_db, bars)
     aggregates.refresh()
+    # what the quality checks record (the data-quality queries read it)
+    execute(
+        agg_db,
+        """INSERT INTO anomalies (symbol, interval, ts, kind, severity, held, detail)
+           VALUES ('AAPL', '1h', now() - interval '1 day', 'spike', 'warning', true, 'close 10x both neighbours'),
+                  ('MSFT', '1d', now() - interval '2 days', 'level_shift', 'warning', false, 'close -30%');
+           INSERT INTO corporate_actions (symbol, kind, ex_date, value, source, known_from)
+           VALUES ('AAPL', 'split', '2026-10-20', 4, 'test', '2026-10-21'),
+                  ('MSFT', 'dividend', '2026-10-15', 0.83, 'test', '2026-10-16')""",
+    )
     password = secrets.token_urlsafe(16)
     monkeypatch.setenv("MFS_READER_PASSWORD", password)
     provisioning.sync_role_passwords(agg_db)
