@@ -115,7 +115,7 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
         agg_db,
         """INSERT INTO anomalies (symbol, interval, ts, kind, severity, held, detail)
            VALUES ('AAPL', '1h', now() - interval '1 day', 'spike', 'warning', true, 'close 10x both neighbours'),
-                  ('MSFT', '1d', now() - interval '2 days', 'level_shift', 'warning', false, 'close -30%');
+                  ('MSFT', '1d', now() - interval '2 days', 'level_shift', 'warning', false, 'close 30 percent below');
            INSERT INTO corporate_actions (symbol, kind, ex_date, value, source, known_from)
            VALUES ('AAPL', 'split', '2026-10-20', 4, 'test', '2026-10-21'),
                   ('MSFT', 'dividend', '2026-10-15', 0.83, 'test', '2026-10-16')""",

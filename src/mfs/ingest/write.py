@@ -16,6 +16,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -207,7 +208,7 @@ def _record_quality(
     run_id: str,
     reexamine: Collection[str] | None,
     quality: QualityOutcome | None,
-) -> dict[str, Any]:
+) -> dict[str, datetime]:
     """Findings, held bars and actions of the stored symbols; returns per symbol the earliest
     stored bar withdrawn (held back now)."""
     items = [(r.symbol, c) for r, c in results]
