@@ -97,6 +97,21 @@ def test_no_entity_matching_anything_fails_and_writes_nothing(store, tmp_path, c
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["entities.csv"]
 
 
+def test_an_empty_answer_before_the_store_knew_anything_says_to_ask_known_at_now(store, tmp_path, capsys) -> None:
+    # bars of the 19th and 20th, which the store learnt of only when it was built, after them
+    early = pd.DataFrame({"symbol": SYMBOLS, "at": ["2026-11-19T20:00:00Z", "2026-11-20T20:00:00Z"]})
+    out = tmp_path / "early.parquet"
+    assert main(["dataset", "--entities", str(_csv(tmp_path, early)), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mfs: error: not one of 2 entity rows has an answer") and len(err.splitlines()) == 1
+    assert "but the store first knew these symbols' features at 2026-11-" in err and "pass --known-at now" in err
+    assert not out.exists()
+    assert main(["dataset", "--entities", str(_csv(tmp_path, early)), "--out", str(out), "--known-at", "now"]) == 0
+    before = pd.DataFrame({"symbol": SYMBOLS, "at": ["2026-10-01T15:00:00Z", "2026-10-01T16:00:00Z"]})
+    assert main(["dataset", "--entities", str(_csv(tmp_path, before)), "--out", str(out)]) == 1
+    assert "first bar closed at" in capsys.readouterr().err  # nothing to know, now or then
+
+
 BAD_CSV = {
     "naive.csv": ("symbol,at\nAAPL,2026-11-24T15:06:00\n", "column 'at' holds timestamps without a time zone"),
     "mixed.csv": (

@@ -53,6 +53,7 @@ def test_injected_failed_symbol_ends_failed_and_the_artifact_lists_it(conn):
         assert table["ZZZZ", f"collect_{interval}"]["reason"]
         assert table["AAPL", f"collect_{interval}"]["status"] == "ok"
         assert table["AAPL", f"collect_{interval}"]["bars fetched"] > 0
+        assert "feature rows" not in table["AAPL", f"collect_{interval}"]  # a collect writes no features
     summary = arts["collect-summary"].data
     assert "ZZZZ" in summary and "**1 failed symbol(s)**" in summary
     # pipeline_runs is keyed by the Prefect flow run id, so the UI and the database line up

@@ -12,6 +12,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.features import features
 from mfs import ingest
+from tests.flows.test_collect import artifacts_of
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fake_yahoo")
 
@@ -41,6 +42,14 @@ def test_a_failing_symbol_fails_the_run_and_the_artifact_lists_it(db, monkeypatc
         assert table["MSFT", f"features_{interval}"]["reason"]
         assert table["AAPL", f"features_{interval}"]["status"] == "ok"
     assert table["AAPL", "features_1h"]["feature rows"] > 100 and table["AAPL", "features_1d"]["feature rows"] > 10
+    # only the columns that mean something for a features run; the timing note in a word or two
+    row = table["AAPL", "features_1h"]
+    assert list(row) == ["symbol", "stage", "status", "bars read", "feature rows", "reason", "seconds", "timed"]
+    assert row["bars read"] >= row["feature rows"] and row["timed"] in {"symbol", "batch of 2"}
+    summary = artifacts_of(state.state_details.flow_run_id)["features-summary"].data
+    assert isinstance(summary, str)
+    assert f"feature rows written {sum(r['feature rows'] for r in table.values())}" in summary
+    assert "fetched" not in summary and "quarantined" not in summary
 
 
 def test_features_outside_market_hours_end_market_closed(db):

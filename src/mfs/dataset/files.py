@@ -23,6 +23,7 @@ from mfs.dataset.reader import BATCH_SYMBOLS, WINDOW_ROWS, Reader
 from mfs.dataset.request import RESULT_COLUMNS, DatasetInputError, Entities, parse_zoned_strings, prepare_entities
 from mfs.dataset.versions import pg_literal
 from mfs.errors import first_line
+from mfs.storage.connection import connection
 
 ENTITY_SUFFIXES = (".csv", ".parquet")
 
@@ -125,7 +126,10 @@ def write_dataset(
             out=str(target),
         )
         if require_match and not summary.matched:
-            raise NoMatchError(_no_match_message(summary, request.source.name, interval), summary)
+            message = _no_match_message(summary, request.source.name, interval)
+            if summary.known_at is None and summary.rows:
+                message += _first_known_hint(url, request.source.name, ents, interval)
+            raise NoMatchError(message, summary)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -139,6 +143,39 @@ def _no_match_message(summary: DatasetSummary, what: str, interval: str) -> str:
     missing = f"; no {what} rows of {interval} at all for {', '.join(summary.missing_symbols)}"
     why = missing if summary.missing_symbols else ""
     return f"not one of {summary.rows} entity rows has an answer{why}: nothing written"
+
+
+# When the store first knew any version of a series' rows, and when its first bar closed.
+_FIRST_KNOWN = {
+    "features": "SELECT min(known_from), min(closes_at) FROM feature_versions WHERE symbol = ANY(%s) AND interval = %s",
+    "bars": "SELECT min(known_from), min(closes_at) FROM bar_versions WHERE symbol = ANY(%s) AND interval = %s",
+}
+
+
+def _first_known_hint(url: str | None, what: str, ents: Entities, interval: str) -> str:
+    """Why an empty answer is empty when the default known_at (each entity's moment) precedes
+    everything the store knows — a store backfilled today knew nothing yesterday — and the flag
+    that asks for today's knowledge instead; or that the series begin after every asked moment;
+    "" when neither is why."""
+    query = _FIRST_KNOWN.get(what)
+    if query is None:
+        return ""
+    with connection(url) as conn, conn.cursor() as cur:
+        cur.execute(query, (sorted(set(ents.frame["symbol"])), interval))
+        row = cur.fetchone()
+    first_known, first_close = row if row else (None, None)
+    latest = pd.Timestamp(ents.frame["at"].max())
+    if first_known is None or first_close is None:
+        return ""
+    if pd.Timestamp(first_close) > latest:
+        return f". These symbols' first bar closed at {pd.Timestamp(first_close).isoformat()}, after every asked moment"
+    if pd.Timestamp(first_known) <= latest:
+        return ""
+    return (
+        f". Each row was asked as known at its own moment (the latest {latest.isoformat()}), but the store "
+        f"first knew these symbols' {what} at {pd.Timestamp(first_known).isoformat()}: pass --known-at now (Python: "
+        "known_at='now') for the values the store knows today, still without look-ahead"
+    )
 
 
 def _output_path(out: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mfs.flow_names import FEATURES
 from mfs.logs import mask_secrets
 from mfs.runs import BatchTiming, RunReport, SymbolResult, describe_anomalies
 from mfs.sources import request_log
@@ -21,43 +22,40 @@ def artifact_key(flow: str, kind: str) -> str:
 
 
 def _timing(result: SymbolResult, batches: dict[tuple[str, str], BatchTiming]) -> tuple[float | None, str]:
-    """The seconds to show for a result and what they measured. A features worker times its
-    batch of symbols as a whole (one transaction), not each symbol: the batch's seconds are
-    shown, labelled as such; a symbol rerun alone is timed alone."""
+    """The seconds to show for a result and, in a word or two, what they measured. A features
+    worker times its batch of symbols as a whole (one transaction), not each symbol: the batch's
+    seconds are shown, labelled as such; a symbol rerun alone is timed alone."""
     if not result.stage.startswith("features"):
-        return round(result.duration_s, 3), (
-            "this symbol's fetch and validation, plus an equal share of its batch's write"
-        )
+        return round(result.duration_s, 3), "symbol + share of write"
     batch = batches.get((result.stage, result.symbol))
     if batch is None:  # its worker died or ran out of time: nothing was measured
         return None, ""
     if len(batch.symbols) == 1:
-        return round(batch.seconds, 3), "this symbol"
-    return round(batch.seconds, 3), f"its batch of {len(batch.symbols)} symbols (one worker task)"
+        return round(batch.seconds, 3), "symbol"
+    return round(batch.seconds, 3), f"batch of {len(batch.symbols)}"
 
 
 def symbol_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
+    """One row per symbol and stage, with the columns that mean something for its stage: bars
+    for an ingest, feature rows for a features run; the reason before the timings, so a long
+    reason is what a narrow window shows."""
     rows = []
     for report in reports:
         batches = {(b.stage, s): b for b in report.batches for s in b.symbols}
         for r in report.results:
-            is_features = r.stage.startswith("features")
             seconds, measured = _timing(r, batches)
-            rows.append(
-                {
-                    "symbol": r.symbol,
-                    "stage": r.stage,
-                    "status": r.status,
-                    "bars fetched": 0 if is_features else r.fetched,
-                    "bars inserted": 0 if is_features else r.inserted,
-                    "bars updated": 0 if is_features else r.updated,
+            row: dict[str, Any] = {"symbol": r.symbol, "stage": r.stage, "status": r.status}
+            if r.stage.startswith("features"):
+                row |= {"bars read": r.fetched, "feature rows": r.written}
+            else:
+                row |= {
+                    "bars fetched": r.fetched,
+                    "bars inserted": r.inserted,
+                    "bars updated": r.updated,
                     "bars quarantined": r.quarantined,
-                    "feature rows": r.written if is_features else 0,
-                    "seconds": seconds,
-                    "seconds measured": measured,
-                    "reason": r.reason or "",  # masked when the run was recorded (mfs.runs)
                 }
-            )
+            row |= {"reason": r.reason or "", "seconds": seconds, "timed": measured}  # reason: masked when recorded
+            rows.append(row)
     return rows
 
 
@@ -96,11 +94,14 @@ def summary_markdown(
     lines = [f"# {flow}: {outcome}", ""]
     for report in reports:
         c = report.counts()
+        work = (
+            f"bars read {c.fetched}, feature rows written {c.written}"
+            if report.flow == FEATURES
+            else f"bars fetched {c.fetched}, inserted {c.inserted}, updated {c.updated}, quarantined {c.quarantined}"
+        )
         lines.append(
             f"- **{report.flow}** (run `{report.run_id}`): symbol × interval results "
-            f"{c.symbols_ok} ok, {c.symbols_failed} failed, {c.symbols_skipped} skipped; "
-            f"fetched {c.fetched}, inserted {c.inserted}, updated {c.updated}, "
-            f"quarantined {c.quarantined}, written {c.written}"
+            f"{c.symbols_ok} ok, {c.symbols_failed} failed, {c.symbols_skipped} skipped; {work}"
         )
         if "yahoo_requests" in report.extra:  # the request rate reached, the budget's waits, 429s
             lines.append(f"- {request_log.describe(report.extra['yahoo_requests'])}")
