@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mfs.bench.quality import RECORDED, recorded_daily
 from mfs.calendar import daily_bar_label
 from mfs.config import QualityConfig
 from mfs.ingest.quality import Split, check_bars, examine
@@ -127,24 +128,8 @@ def test_a_clean_year_of_the_synthetic_market_raises_no_anomaly(interval):
     assert bars_seen > (12 * 1700 if interval == "1h" else 12 * 240)
 
 
-def _recorded(symbol: str) -> pd.DataFrame:
-    """Real daily bars (bokeh_sampledata: Quandl WIKI, 2000-2013) as Yahoo serves them: prices
-    split- and dividend-adjusted (scaled by adj_close / close)."""
-    from bokeh_sampledata import stocks
-
-    raw = pd.DataFrame(getattr(stocks, symbol))
-    factor = raw["adj_close"].astype(float) / raw["close"].astype(float)
-    days = pd.DatetimeIndex(pd.to_datetime(raw["date"]))
-    frame = pd.DataFrame({"ts": days.tz_localize("America/New_York").tz_convert("UTC")})
-    for column in PRICES:
-        frame[column] = raw[column].astype(float) * factor
-    frame["adj_close"] = raw["adj_close"].astype(float)
-    frame["volume"] = raw["volume"].astype(float).round().astype(np.int64)
-    return frame
-
-
 def test_real_recorded_daily_bars_hold_nothing_back_and_record_only_real_moves():
-    found = {s: examine(_recorded(s), "1d", RULES) for s in ("AAPL", "MSFT", "IBM", "GOOG")}
+    found = {s: examine(recorded_daily(s), "1d", RULES) for s in RECORDED}
     assert all(not f.held.any() for f in found.values())
     recorded = {
         (s, f.kind, f.ts.tz_convert("America/New_York").date().isoformat())

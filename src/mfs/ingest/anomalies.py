@@ -45,8 +45,9 @@ def _bar_values(held: pd.DataFrame | None) -> dict[pd.Timestamp, dict[str, Any]]
     for row in held.itertuples(index=False):
         values = row._asdict()
         ts = pd.Timestamp(values.pop("ts"))
+        # jsonb has no NaN (adj_close of an hourly bar) and no numpy integer
         out[ts] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
-        out[ts]["ts"] = ts.isoformat()
+        out[ts] |= {"ts": ts.isoformat(), "volume": int(values["volume"])}
     return out
 
 
@@ -56,7 +57,7 @@ def record_findings(cur, interval: str, run_id: str, items: Sequence[tuple[str, 
     for symbol, checked in items:
         bars = _bar_values(checked.held)
         for f in checked.findings:
-            bar = Json({k: int(v) if k == "volume" else v for k, v in bars[f.ts].items()}) if f.held else None
+            bar = Json(bars[f.ts]) if f.held else None
             rows.append((symbol, interval, f.ts.to_pydatetime(), f.kind, f.severity, f.held, f.detail, bar, run_id))
     if not rows:
         return []

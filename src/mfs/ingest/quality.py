@@ -45,6 +45,7 @@ import pandas as pd
 from mfs.calendar import daily_bar_label
 from mfs.config import QualityConfig
 from mfs.ingest.validate import Finding, Validated, expected_labels, validate_bars
+from mfs.market import NY
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _split_checks(ns: np.ndarray, log_close: np.ndarray, splits: Sequence[Split]
             kind, why = "phantom_split", "the bars before it were divided by a split the prices do not show"
         else:
             continue
-        day = split.ex_label.tz_convert("America/New_York").date()
+        day = split.ex_label.tz_convert(NY).date()
         for i in range(k, len(ns)):
             if out.held[i]:
                 continue
@@ -140,15 +141,11 @@ def _jump_checks(ns: np.ndarray, close: np.ndarray, rules: QualityConfig, out: E
         newest = j + 1 == len(standing)
         hold = newest and rules.newest_jump == "hold"
         unit = f"; a move of 10^{power}: a change of units?" if power else ""
-        state = (
-            (
-                "; the newest bar: held until a later bar confirms it"
-                if hold
-                else "; the newest bar: not yet confirmed by a later one"
+        state = ""
+        if newest:
+            state = "; the newest bar: " + (
+                "held until a later bar confirms it" if hold else "not yet confirmed by a later one"
             )
-            if newest
-            else ""
-        )
         out.held[i] |= hold
         out.findings.append(
             Finding(ts, "level_shift", "high" if power else "warning", f"{move}{state}{unit}", held=hold)
