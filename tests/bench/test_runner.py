@@ -20,7 +20,7 @@ from mfs.bench import pit, runner, scaling
 from mfs.cli.bench import SUMMARY_KEYS, _side_by_side, is_timed
 from mfs.features import compute
 from mfs.storage.connection import connect, with_database
-from mfs.storage.localdb import start_edition_cluster
+from mfs.storage.lifecycle import start_edition_cluster
 
 COMMUNITY_ONLY = {
     "compressed_chunks",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mfs.features.spec import FEATURE_NAMES
+from tests.features.feature_helpers import FEATURE_NAMES
 
 TIME_COLUMNS = ["ts", "closes_at", "known_from", "known_to"]
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from mfs.dataset import DatasetInputError, bars_asof, features_asof, write_dataset
-from mfs.features.spec import FEATURE_NAMES
 from mfs.storage.connection import connect
 from tests.dataset.oracle import assert_same, sql_asof
 from tests.dataset.store import FEATURES_LAG, Store, ny
+from tests.features.feature_helpers import FEATURE_NAMES
 
 BAR_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]
 MIN_US = 60_000_000

@@ -7,9 +7,18 @@ import numpy as np
 import pandas as pd
 
 from mfs import calendar
-from mfs.features.spec import FEATURE_NAMES
+from mfs.features.definitions import load
 from mfs.ingest.write import MARKET_DATA_COLUMNS
+from mfs.paths import project_root
 from mfs.storage.bulk import upsert
+
+# The shipped feature set (config/features.yaml as in the repository): what the docs describe and the
+# golden values pin. Loaded here, by the tests, never by the package when imported.
+BUILTIN_SET = load(project_root() / "config" / "features.yaml")
+FEATURES = BUILTIN_SET.columns
+FEATURE_NAMES = BUILTIN_SET.names
+BY_NAME = BUILTIN_SET.by_name()
+BUILTIN_DEFINITIONS = BUILTIN_SET.definitions
 
 # The columns of market_data these helpers write (the rest take their defaults).
 BAR_COLUMNS = [c for c in MARKET_DATA_COLUMNS if c.name != "adj_close"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mfs.features import engine
-from mfs.features.spec import FEATURE_NAMES
+from tests.features.feature_helpers import BUILTIN_DEFINITIONS, FEATURE_NAMES
 
 GOLDEN = Path(__file__).with_name("data") / "builtin_features_v1.npz"
 CASES = ("walk0", "walk1", "degenerate", "daily", "aapl", "anchored")
@@ -34,7 +34,7 @@ def golden() -> dict[str, np.ndarray]:
 def test_builtin_features_are_bit_identical_to_the_hand_coded_engine(golden, case) -> None:
     ts = pd.DatetimeIndex(golden[f"{case}__ts"]).tz_localize("UTC")
     bars = [golden[f"{case}__in_{c}"] for c in ("open", "high", "low", "close", "volume")]
-    out = engine.compute(ts, *bars, obv_anchor=12345.0 if case == "anchored" else None)
+    out = engine.compute(ts, *bars, obv_anchor=12345.0 if case == "anchored" else None, definitions=BUILTIN_DEFINITIONS)
     for name in FEATURE_NAMES:
         expected = golden[f"{case}__{name}"]
         assert out[name].dtype == expected.dtype, name

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from mfs.errors import ConfigError
-from mfs.features.definitions import BUILTIN, load, resolve
-from mfs.features.spec import FEATURES
+from mfs.features.definitions import load, resolve
+from mfs.features.model import BUILTIN
+from tests.features.feature_helpers import FEATURES
 
 # The warm-ups the hand-coded spec typed (feature_version 1); now derived from TA-Lib's look-back and
 # the expressions. The values themselves are pinned by test_builtin_golden.py.
@@ -23,7 +24,7 @@ TYPED_WARMUPS = {
 
 
 def test_the_file_holds_the_built_in_features_unchanged() -> None:
-    defined = load()
+    defined = load().definitions
     assert [d.name for d in defined] + list(BUILTIN) == list(TYPED_WARMUPS) == [f.name for f in FEATURES]
     assert {f.name: f.warmup for f in FEATURES} == TYPED_WARMUPS
     assert [d.name for d in defined if d.cumulative] == ["obv"]

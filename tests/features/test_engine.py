@@ -22,8 +22,7 @@ from bokeh_sampledata import stocks
 
 from mfs.errors import FeatureError
 from mfs.features import engine
-from mfs.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
-from tests.features.feature_helpers import make_bars
+from tests.features.feature_helpers import BUILTIN_DEFINITIONS, BY_NAME, FEATURE_NAMES, FEATURES, make_bars
 
 REAL = ["AAPL", "IBM", "MSFT", "GOOG"]
 RTOL = 1e-9
@@ -47,7 +46,7 @@ def compute(df: pd.DataFrame, **kw) -> dict[str, np.ndarray]:
         df["low"].to_numpy(),
         df["close"].to_numpy(),
         df["volume"].to_numpy(),
-        **kw,
+        **{"definitions": BUILTIN_DEFINITIONS, **kw},
     )
 
 
@@ -367,7 +366,7 @@ def degenerate_hourly() -> pd.DataFrame:
 def test_talib_columns_are_bit_identical_to_direct_talib_calls(source):
     df = degenerate_hourly() if source == "degenerate_hourly" else real_bars(source)
     ours, theirs = compute(df), direct_talib(df)
-    assert set(theirs) == {f.name for f in FEATURES if f.function not in ("expr", "calendar")}
+    assert set(theirs) == {f.name for f in FEATURES if f.computed_by not in ("expr", "calendar")}
     for name, want in theirs.items():
         got = ours[name]
         if name not in NULLED_WHEN_DEGENERATE:
@@ -385,9 +384,9 @@ def test_talib_columns_are_bit_identical_to_direct_talib_calls(source):
 
 def test_the_spec_warmup_of_a_talib_column_is_talib_lookback():
     for f in FEATURES:
-        if f.function not in ("expr", "calendar"):
-            params = {k: v for k, v in f.params.items() if k not in ("output", "input")}
-            assert talib.abstract.Function(f.function, **params).lookback == f.warmup, f.name
+        if f.computed_by not in ("expr", "calendar"):
+            params = {k: v for k, v in f.shown_params.items() if k not in ("output", "input")}
+            assert talib.abstract.Function(f.computed_by, **params).lookback == f.warmup, f.name
 
 
 # --- degenerate input -----------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from mfs.errors import ConfigError, FeatureError
 from mfs.features import engine, rolling
 from mfs.features.expressions import ExpressionError, parse
-from mfs.features.spec import BY_NAME, FEATURES
-from tests.features.feature_helpers import make_bars
+from tests.features.feature_helpers import BUILTIN_DEFINITIONS, BY_NAME, FEATURES, make_bars
 
 # The engine's "numpy" columns as expressions, in the spec's order (later ones read earlier ones).
 BUILTIN = {
@@ -40,7 +39,9 @@ def inputs_of(bars: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def engine_output(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     i = inputs_of(bars)
-    return engine.compute(bars["ts"], i["open"], i["high"], i["low"], i["close"], i["volume"])
+    return engine.compute(
+        bars["ts"], i["open"], i["high"], i["low"], i["close"], i["volume"], definitions=BUILTIN_DEFINITIONS
+    )
 
 
 def degenerate_bars() -> pd.DataFrame:
@@ -63,17 +64,17 @@ def real_bars() -> pd.DataFrame:
 
 
 def test_builtin_expressions_are_the_spec_definitions():
-    numpy_exprs = [f.name for f in FEATURES if f.function == "expr"]
+    numpy_exprs = [f.name for f in FEATURES if f.computed_by == "expr"]
     assert numpy_exprs == list(BUILTIN)
     for name, text in BUILTIN.items():  # the spec writes SUM; the language spells functions lower-case
-        assert parse(BY_NAME[name].params["expr"].replace("SUM(", "sum(")).normalized == parse(text).normalized
+        assert parse(BY_NAME[name].shown_params["expr"].replace("SUM(", "sum(")).normalized == parse(text).normalized
 
 
 @pytest.mark.parametrize("case", ["seed0", "seed1", "seed2", "degenerate", "real"])
 def test_builtin_features_are_bit_identical_to_the_engine(case):
     bars = {"degenerate": degenerate_bars, "real": real_bars}.get(case, lambda: make_bars(2000, int(case[-1])))()
     want = engine_output(bars)
-    features = {f.name: want[f.name] for f in FEATURES if f.function != "expr"}
+    features = {f.name: want[f.name] for f in FEATURES if f.computed_by != "expr"}
     for name, text in BUILTIN.items():  # chained: bb_width reads the bb_upper computed by its expression
         features[name] = got = parse(text, where=f"feature {name}").evaluate(inputs_of(bars), features)
         assert got.dtype == np.float64 and np.array_equal(got, want[name], equal_nan=True), name

@@ -12,9 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mfs.features import compute, engine
-from mfs.features.spec import FEATURE_NAMES, FEATURE_VERSION, FEATURES
+from mfs.features.version import FEATURE_VERSION
 from mfs.storage.connection import connect
-from tests.features.feature_helpers import insert_bars, make_bars, read_features
+from tests.features.feature_helpers import (
+    BUILTIN_DEFINITIONS,
+    FEATURE_NAMES,
+    FEATURES,
+    insert_bars,
+    make_bars,
+    read_features,
+)
 
 RTOL = 1e-9
 
@@ -41,6 +48,7 @@ def expected_from_engine(bars: pd.DataFrame) -> pd.DataFrame:
         bars["low"].to_numpy(),
         bars["close"].to_numpy(),
         bars["volume"].to_numpy().astype(float),
+        definitions=BUILTIN_DEFINITIONS,
     )
     df = pd.DataFrame({k: v.astype(float) for k, v in out.items()})
     df.insert(0, "ts", pd.DatetimeIndex(bars["ts"]))

@@ -15,8 +15,7 @@ from mfs.errors import ConfigError
 from mfs.features import engine
 from mfs.features.definitions import resolve
 from mfs.features.expressions import BAR_INPUTS
-from mfs.features.spec import FEATURE_NAMES
-from tests.features.feature_helpers import make_bars
+from tests.features.feature_helpers import BUILTIN_DEFINITIONS, FEATURE_NAMES, make_bars
 
 
 def run(bars, start=0, anchor=None):
@@ -29,6 +28,7 @@ def run(bars, start=0, anchor=None):
         b["close"].to_numpy(),
         b["volume"].to_numpy().astype(float),
         obv_anchor=anchor,
+        definitions=BUILTIN_DEFINITIONS,
     )
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 
 from mfs.features import compute
 from mfs.features.reads import read_plans
-from mfs.features.spec import DEFAULT, FEATURE_NAMES, FEATURE_VERSION
+from mfs.features.version import FEATURE_VERSION
 from mfs.storage import progress
-from tests.features.feature_helpers import make_bars
+from tests.features.feature_helpers import BUILTIN_SET, FEATURE_NAMES, make_bars
 from tests.features.test_progress import _ingest
 
 LOOKBACK = 450
@@ -32,7 +32,7 @@ def _plans(conn, symbols: list[str]):
     with conn.cursor() as cur:
         seen = progress.series_changes(cur, symbols, "1h", FEATURE_VERSION)
         bars, plans = read_plans(
-            cur, symbols, "1h", seen.changed_from, full=False, lookback=LOOKBACK, cumulative=DEFAULT.cumulative
+            cur, symbols, "1h", seen.changed_from, full=False, lookback=LOOKBACK, cumulative=BUILTIN_SET.cumulative
         )
     conn.rollback()
     return seen, bars, plans
@@ -57,7 +57,7 @@ def test_a_logged_change_is_read_from_where_it_begins_and_equals_a_full_recomput
         assert len(rec) == LOOKBACK + 1 + len(frame.iloc[begins : 660 if symbol == "AAA" else 656]), symbol
         assert not plan.complete and plan.start == LOOKBACK + 1 and plan.first == 1, symbol
         # The running sums of bars[first], read after planning: their row is not among those compared.
-        assert plan.anchors is not None and set(plan.anchors) == set(DEFAULT.cumulative), symbol
+        assert plan.anchors is not None and set(plan.anchors) == set(BUILTIN_SET.cumulative), symbol
 
     run = compute(["AAA", "BBB"], "1h")
     counts = {r.symbol: r for r in run.results}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mfs.features.spec import FEATURE_NAMES, FEATURES, MAX_WARMUP
+from tests.features.feature_helpers import BUILTIN_SET, FEATURE_NAMES, FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_ORDER = [
@@ -59,7 +59,7 @@ def test_spec_names_are_the_issue_list_in_order():
     assert FEATURE_NAMES == SPEC_ORDER
     assert len(FEATURES) >= 36
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert MAX_WARMUP == 199  # sma_200
+    assert BUILTIN_SET.max_warmup == 199  # sma_200
 
 
 def test_migration_adds_exactly_the_spec_columns_in_order_with_their_types():

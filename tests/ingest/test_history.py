@@ -11,7 +11,6 @@ import pytest
 from mfs.aggregates import refresh
 from mfs.config import get_config
 from mfs.features import compute
-from mfs.features.spec import FEATURE_NAMES
 from mfs.ingest import backfill, collect
 from mfs.ingest.run import window_start
 from mfs.market import MAX_HOURLY_DAYS
@@ -19,6 +18,7 @@ from mfs.orchestration.artifacts import summary_markdown
 from mfs.sources.fake_yahoo import split_adjusted
 from mfs.sources.synthetic import synthetic_bars
 from tests.aggregates.aggregate_helpers import REFERENCE, features_reference
+from tests.features.feature_helpers import FEATURE_NAMES
 from tests.ingest.test_pipeline import rows, scalar
 
 VALUES = ["ts", "open", "high", "low", "close", "adj_close", "volume"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mfs.errors import StorageError
 from mfs.storage.connection import connect
 from mfs.storage.localdb import LocalCluster
 from tests.fixtures.database import free_port
@@ -77,3 +78,13 @@ def test_wrong_password_is_one_clear_line(tmp_path: Path, password_server_url: s
     assert result.stderr.startswith("mfs: error: cannot connect to")
     assert "wrong" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reading_the_url_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A getter is a getter: before `mfs db up` the URL is an error naming the fix, and the state
+    folder stays as it was."""
+    monkeypatch.delenv("MFS_DB_PASSWORD", raising=False)
+    cluster = LocalCluster(root=tmp_path / "pg", port=free_port(), user="u", dbname="d")
+    with pytest.raises(StorageError, match="run `mfs db up`"):
+        cluster.url()
+    assert not cluster.root.exists()

@@ -16,11 +16,8 @@ import psycopg2
 import sqlalchemy
 import ta
 
-from mfs.features.spec import FEATURE_NAMES
+from mfs.features import definitions
 from mfs.market import NY
-
-# The same columns as our features table (the comparison writes the same rows).
-COLUMNS = list(FEATURE_NAMES)
 
 
 def indicators(df: pd.DataFrame) -> pd.DataFrame:
@@ -72,15 +69,16 @@ def main(url: str, symbol: str, table: str) -> None:
     conn = psycopg2.connect(url)
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     feats = indicators(df)
-    cols = ", ".join(COLUMNS)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)
+    columns = definitions.load().names  # the same columns as our features table: the same rows written
+    cols = ", ".join(columns)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     stmt = (
-        f"INSERT INTO {table} (symbol, interval, ts, {cols}) VALUES (%s, '1h', %s, {', '.join(['%s'] * len(COLUMNS))}) "
+        f"INSERT INTO {table} (symbol, interval, ts, {cols}) VALUES (%s, '1h', %s, {', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT (symbol, interval, ts) DO UPDATE SET {sets}"
     )
     rows = [
         (symbol, ts.to_pydatetime(), *[None if pd.isna(x) else float(x) for x in values])
-        for ts, values in zip(df["ts"], feats[COLUMNS].itertuples(index=False, name=None), strict=False)
+        for ts, values in zip(df["ts"], feats[columns].itertuples(index=False, name=None), strict=False)
     ]
     with conn.cursor() as cur:
         cur.executemany(stmt, rows)  # row by row: the baseline's write path

@@ -29,8 +29,7 @@ import pandas as pd
 from mfs import calendar
 from mfs.bench import compression
 from mfs.config import get_config
-from mfs.features import compute
-from mfs.features.spec import FEATURES
+from mfs.features import compute, definitions
 from mfs.ingest.write import store_bars
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.fake_yahoo import split_adjusted
@@ -225,7 +224,7 @@ def _generate_year() -> tuple[int, int]:
             "ingested_at": "closes_at - interval '25 minutes'",
         },
     )
-    floats = {f.name: f"{f.name} * 0.9997" for f in FEATURES if f.pgtype == "float8"}
+    floats = {f.name: f"{f.name} * 0.9997" for f in definitions.load().columns if f.pgtype == "float8"}
     features = _insert_versions(
         "features",
         "features_revisions",

@@ -22,11 +22,15 @@ from typing import Any
 
 import pandas as pd
 
-from mfs.features.spec import FEATURE_NAMES
+from mfs.features import definitions
 from mfs.storage.connection import connection, database_url, libpq_url
 
-COLUMNS = ["symbol", "ts", "closes_at", *FEATURE_NAMES]
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM features WHERE interval = '1h'"
+
+def _select() -> str:
+    columns = ["symbol", "ts", "closes_at", *definitions.load().names]
+    return f"SELECT {', '.join(columns)} FROM features WHERE interval = '1h'"
+
+
 MIB = 2**20
 
 
@@ -50,7 +54,7 @@ def _floor() -> tuple[float, int]:
     buf = io.BytesIO()
     with connection() as conn, conn.cursor() as cur:
         began = time.perf_counter()
-        cur.copy_expert(f"COPY ({_SELECT}) TO STDOUT (FORMAT binary)", buf)
+        cur.copy_expert(f"COPY ({_select()}) TO STDOUT (FORMAT binary)", buf)
         seconds = time.perf_counter() - began
     return seconds, buf.tell()
 
@@ -69,7 +73,7 @@ def _by_hand(frame: pd.DataFrame, engine) -> tuple[float, int]:
     """Seconds for read_sql + merge_asof on the bar close, and the entities it matched
     (``engine``: a SQLAlchemy engine, as such code reads with)."""
     began = time.perf_counter()
-    features = pd.read_sql(_SELECT, engine)
+    features = pd.read_sql(_select(), engine)
     features["closes_at"] = pd.to_datetime(features["closes_at"], utc=True)
     merged = pd.merge_asof(
         frame.sort_values("at"),

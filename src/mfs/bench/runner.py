@@ -29,8 +29,7 @@ from mfs.bench import compression, pit, pit_reads, registry
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.config import QualityConfig, get_config
-from mfs.features import compute
-from mfs.features.spec import FEATURES
+from mfs.features import compute, definitions
 from mfs.ingest.write import MARKET_DATA_COLUMNS, bar_arrays, store_bars
 from mfs.logs import get_logger
 from mfs.runs import RunReport, new_run_id
@@ -352,7 +351,7 @@ def _next_hour(asof: pd.Timestamp) -> pd.Timestamp:
 
 
 def _create_baseline_table() -> None:
-    cols = ", ".join(f"{f.name} double precision" for f in FEATURES)
+    cols = ", ".join(f"{f.name} double precision" for f in definitions.load().columns)
     _execute(
         f"CREATE TABLE IF NOT EXISTS baseline_features (symbol text, interval text, ts timestamptz, {cols},"
         " PRIMARY KEY (symbol, interval, ts))"

@@ -12,7 +12,7 @@ from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.storage import migrations
 from mfs.storage.connection import database_url, dispose_pools, external_url, with_database
-from mfs.storage.localdb import start_edition_cluster
+from mfs.storage.lifecycle import start_edition_cluster
 
 
 def edition_server(edition: str) -> str:

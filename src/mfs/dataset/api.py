@@ -26,8 +26,8 @@ def build_request(
     conn=None,
     store: bool = True,
 ) -> Request:
-    """The request for ``kind``; the features' columns are the store's (``store=False``: the
-    built-in ones, to check every other argument before connecting)."""
+    """The request for ``kind``; the features' columns are the store's (``store=False``: none yet,
+    to check every other argument before connecting)."""
     source: Source | None = SOURCES.get(kind)
     if source is None:
         raise DatasetInputError(f"kind must be one of {', '.join(SOURCES)}, not {kind!r}")

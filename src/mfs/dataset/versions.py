@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfs.features.spec import FEATURES
 from mfs.storage.connection import connect
 from mfs.storage.records import PG_INF, PG_NINF, copy_records, native, record_dtype
 
@@ -61,7 +60,7 @@ FEATURE_SOURCE = Source(
     "computed_at",
     "bar_ingested_at",
     "features_asof",
-    tuple((f.name, f.pgtype) for f in FEATURES),
+    (),  # the store's columns, asked by feature_source: a registry may have added or retired some
 )
 _PG_TYPES = {"double precision": "float8", "smallint": "int2", "integer": "int4", "bigint": "int8"}
 

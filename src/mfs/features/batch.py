@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from mfs.features import engine
+from mfs.features.model import FeatureSet
 from mfs.features.reads import Plan, read_plans
-from mfs.features.spec import FEATURE_VERSION, FeatureSet
+from mfs.features.version import FEATURE_VERSION
 from mfs.storage import progress
 from mfs.storage.bulk import Column, upsert
 from mfs.storage.clock import WriteContext, set_write_context
@@ -47,7 +48,7 @@ ROW_COLUMNS = [
 
 def write_columns(features: FeatureSet) -> list[Column]:
     """The columns a feature row is written with: key, row metadata, every feature of the set."""
-    return KEY_COLUMNS + ROW_COLUMNS + [Column(f.name, f.pgtype) for f in features.features]
+    return KEY_COLUMNS + ROW_COLUMNS + [Column(d.name, d.pgtype) for d in features.columns]
 
 
 @dataclass

@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ import yaml
 
 from mfs.errors import ConfigError, first_line
 from mfs.features import probes
-from mfs.features.expressions import BAR_INPUTS, Expression, parse
+from mfs.features.expressions import BAR_INPUTS, parse
+from mfs.features.model import BUILTIN, Definition, FeatureSet
 from mfs.paths import features_path
 
 # Columns of the features table that are not features, and the built-in calendar features.
@@ -57,39 +57,8 @@ RESERVED_COLUMNS = frozenset(
         "last_ts",
     }
 )
-BUILTIN = ("hour_et", "dow_et")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _KEYS = {"name", "talib", "expr", "params", "output", "input", "description"}
-
-
-@dataclass(frozen=True)
-class Definition:
-    """One feature column, resolved."""
-
-    name: str
-    description: str
-    warmup: int  # leading bars of a symbol's history that are NULL
-    normalized: dict[str, Any]  # what the version is computed from (JSON-serialisable)
-    version: str
-    function: str | None = None  # TA-Lib function
-    inputs: tuple[str, ...] = ()  # bar columns or features fed to it, in its order
-    args: tuple[Any, ...] = ()  # every parameter in TA-Lib's order (spec value or default)
-    output: int = 0
-    lookback: int = 0  # the TA-Lib function's own look-back (its warm-up on bar columns)
-    from_integer: bool = False  # computed from a TA-Lib integer output (patterns: 0, ±100; positions)
-    # How a value depends on where a computation starts (mfs.features.probes): "none", "add" or
-    # "scale" (running sums and products: re-based on the stored value of a window's first bar),
-    # "index" (stored as bars since the position TA-Lib returns).
-    anchoring: str = "none"
-    memory: int = 0  # bars of look-back an incremental run needs to reproduce the full history
-    expression: Expression | None = None
-    depends_on: frozenset[str] = field(default_factory=frozenset)
-    pgtype: str = "float8"
-
-    @property
-    def cumulative(self) -> bool:
-        """A running sum or product from the first bar: an incremental run continues its stored value."""
-        return self.anchoring in ("add", "scale")
 
 
 def _fail(name: str, key: str, value: object, why: str) -> ConfigError:
@@ -145,6 +114,7 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
     except Exception as exc:
         raise _fail(name, "params", dict(params), f"refused by TA-Lib: {exc}") from None
     inputs = [n for series in info.input_names.values() for n in (series if isinstance(series, list) else [series])]
+    own_inputs = list(inputs)
     source = entry.get("input")
     unknown = [n for n in inputs if n not in BAR_INPUTS]
     if unknown and not (source is not None and len(inputs) == 1):
@@ -174,6 +144,11 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
         function, [n if n in BAR_INPUTS else "close" for n in inputs], info.parameters.values(), index, lookback
     )
     found = _checked(name, function, source, upstream, found)
+    shown: dict[str, Any] = dict(info.parameters)
+    if len(outputs) > 1:
+        shown["output"] = outputs[index]
+    if upstream is not None or inputs != own_inputs:
+        shown["input"] = inputs[0]
     return {
         "function": function,
         "inputs": tuple(inputs),
@@ -186,6 +161,7 @@ def _talib_definition(name: str, entry: Mapping[str, Any], known: Mapping[str, D
         "memory": found.memory + (upstream.memory if upstream else 0),
         "normalized": {"talib": function, "params": dict(info.parameters), "inputs": inputs, "output": outputs[index]},
         "depends_on": frozenset({source} & set(known)) if source else frozenset(),
+        "shown_params": shown,
     }
 
 
@@ -235,6 +211,7 @@ def _expression_definition(name: str, entry: Mapping[str, Any], known: Mapping[s
         "from_integer": any(known[n].from_integer for n in expression.feature_names & set(known)),
         "normalized": {"expr": expression.normalized},
         "depends_on": frozenset(expression.feature_names & set(known)),
+        "shown_params": {"expr": expression.text},
     }
 
 
@@ -300,17 +277,10 @@ def definitions_path() -> Path:
     return features_path()
 
 
-@lru_cache(maxsize=1)
-def current() -> tuple[Definition, ...]:
-    """The definitions of the default file (``config/features.yaml``), read once per process: the
-    built-in set the docs and tests describe. A run reads the file it is given (``load``)."""
-    return tuple(load())
-
-
-def load(path: Path | None = None) -> list[Definition]:
-    """The definitions in ``path`` (default ``config/features.yaml`` or ``MFS_FEATURES_FILE``)."""
+def load(path: Path | None = None) -> FeatureSet:
+    """The feature set of ``path`` (default ``config/features.yaml`` or ``MFS_FEATURES_FILE``)."""
     path = path or definitions_path()
-    return list(from_text(read_source(path), str(path)))
+    return from_text(read_source(path), str(path))
 
 
 def read_source(path: Path | None = None) -> str:
@@ -323,12 +293,27 @@ def read_source(path: Path | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
-def from_text(text: str, source: str = "config/features.yaml") -> tuple[Definition, ...]:
-    """The definitions in the YAML ``text`` (cached: a worker resolves its run's text once)."""
+def from_text(text: str, source: str = "config/features.yaml") -> FeatureSet:
+    """The feature set of the YAML ``text`` (cached: a worker resolves its run's text once)."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {first_line(exc)}") from None
     if not isinstance(document, Mapping) or set(document) != {"features"}:
         raise ConfigError(f"{source}: expected one key, `features`, holding the list of definitions")
-    return tuple(resolve(document["features"], source=source))
+    return FeatureSet(tuple(resolve(document["features"], source=source)), text)
+
+
+def markdown_table(features: FeatureSet) -> str:
+    """The indicator table of docs/features.md (tests/features/test_docs.py keeps the document equal
+    to it for the shipped file; regenerate with
+    ``python -c "from mfs.features.definitions import load, markdown_table; print(markdown_table(load()))"``)."""
+    lines = ["| column | computed by | parameters | definition | warm-up bars (NULL) |", "|---|---|---|---|---|"]
+    for d in features.columns:
+        fn = f"TA-Lib `{d.computed_by}`" if d.computed_by not in ("expr", "calendar") else d.computed_by
+        params = ", ".join(f"{k}={v}" for k, v in d.shown_params.items() if k != "expr") or "—"
+        if "expr" in d.shown_params:
+            params = f"`{d.shown_params['expr']}`" + (f"; {params}" if params != "—" else "")
+        description = d.description.replace("|", "\\|")
+        lines.append(f"| `{d.name}` | {fn} | {params.replace('|', chr(92) + '|')} | {description} | {d.warmup} |")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Pure indicator computation: OHLCV numpy arrays + UTC bar timestamps -> one array per feature.
 
 No database, no processes: the worker calls this; tests call it directly. What is computed is the
-definitions of ``config/features.yaml`` (``mfs.features.definitions``), in their order — a TA-Lib
+definitions it is given (a ``FeatureSet``'s, ``mfs.features.model``), in their order — a TA-Lib
 function called as TA-Lib's abstract interface describes it, or an expression of the safe language —
 plus the built-in calendar columns. This module adds what TA-Lib does not do:
 
@@ -32,8 +32,7 @@ import talib
 import talib.abstract
 
 from mfs.errors import FeatureError
-from mfs.features.definitions import BUILTIN, Definition, current
-from mfs.features.probes import positional, rebase
+from mfs.features.model import BUILTIN, Definition
 from mfs.features.rolling import (
     MAX,
     MIN,
@@ -45,6 +44,20 @@ from mfs.features.rolling import (
 from mfs.market import NY
 
 Masks = Callable[[Definition, Mapping[str, np.ndarray]], np.ndarray | None]
+
+
+def positional(values: np.ndarray) -> np.ndarray:
+    """An index output (a position in the computed array) as bars since that position."""
+    return np.arange(len(values), dtype=np.float64) - values
+
+
+def rebase(values: np.ndarray, kind: str, anchor: float) -> np.ndarray:
+    """``values`` of a window continued from ``anchor``, the stored value of its first bar."""
+    if kind == "add":
+        return values - values[0] + anchor
+    if kind == "scale":
+        return values / values[0] * anchor
+    return values
 
 
 def _check_inputs(ts: pd.DatetimeIndex, arrays: dict[str, np.ndarray], bounds: Sequence[int]) -> None:
@@ -294,8 +307,8 @@ def compute(
     *,
     obv_anchor: float | None = None,
     anchors: Mapping[str, float] | None = None,
+    definitions: Sequence[Definition],
     only: Collection[str] | None = None,
-    definitions: Sequence[Definition] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every feature (or those in ``only``) for consecutive bars of one symbol and interval, oldest first.
 
@@ -328,8 +341,8 @@ def compute_many(
     bounds: Sequence[int],
     *,
     anchors: Sequence[Mapping[str, float]] | None = None,
+    definitions: Sequence[Definition],
     only: Collection[str] | None = None,
-    definitions: Sequence[Definition] | None = None,
     rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``compute`` of several series at once: ``bars`` holds them end to end, series i from
@@ -339,7 +352,6 @@ def compute_many(
     per-call overhead on a few hundred bars). ``rows``: the positions of the values wanted
     (default: every bar), so that the calendar columns and the final checks cover only those —
     an incremental batch keeps one bar of a few hundred read."""
-    definitions = current() if definitions is None else definitions
     anchors = [{}] * (len(bounds) - 1) if anchors is None else anchors
     ts_index = _utc_index(bars.ts)
     arrays: dict[str, np.ndarray] = {

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from mfs.features.batch import KEY, KEY_COLUMNS, SymbolCounts, compute_rows, concat, refresh_latest, symbol_failure
+from mfs.features.model import FeatureSet
 from mfs.features.reads import BAR_RECORD, BAR_SELECT, batch_rows, split_by_symbol
-from mfs.features.spec import FeatureSet
 from mfs.storage.bulk import Column
 from mfs.storage.clock import WriteContext, set_write_context
 from mfs.storage.progress import set_accounted_write
@@ -34,7 +34,7 @@ def fill_batch(
 ) -> dict[str, SymbolCounts | str]:
     """Recompute the columns ``names`` of every stored feature row of ``symbols``; per symbol its
     counts (``updated`` = rows whose value changed) or why it failed."""
-    by_name = {f.name: f for f in features.features}
+    by_name = features.by_name()
     columns = KEY_COLUMNS + [Column(n, by_name[n].pgtype) for n in names]
     try:
         with conn.cursor() as cur:

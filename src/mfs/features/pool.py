@@ -18,7 +18,7 @@ from mfs.errors import first_line
 from mfs.features import worker
 from mfs.features.batch import SymbolCounts
 from mfs.features.definitions import definitions_path
-from mfs.features.spec import FeatureSet
+from mfs.features.model import FeatureSet
 from mfs.logs import bind_context, get_logger
 from mfs.runs import BatchTiming, RunReport, SymbolResult
 from mfs.storage.clock import pinned_clock

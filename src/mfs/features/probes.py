@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import talib.abstract
 
+from mfs.features import engine
+
 PROBE_BARS = 6_000
 PROBE_START = 3_000  # the first "new" bar of the probed incremental run
 # The look-backs tried, shortest first (all start after the probe's first bar).
@@ -56,20 +58,6 @@ def probe_bars() -> dict[str, np.ndarray]:
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
 
-def positional(values: np.ndarray) -> np.ndarray:
-    """An index output (a position in the computed array) as bars since that position."""
-    return np.arange(len(values), dtype=np.float64) - values
-
-
-def rebase(values: np.ndarray, kind: str, anchor: float) -> np.ndarray:
-    """``values`` of a window continued from ``anchor``, the stored value of its first bar."""
-    if kind == "add":
-        return values - values[0] + anchor
-    if kind == "scale":
-        return values / values[0] * anchor
-    return values
-
-
 def _agrees(got: np.ndarray, want: np.ndarray) -> bool:
     if not np.array_equal(np.isnan(got), np.isnan(want)):
         return False
@@ -95,16 +83,16 @@ def behaviour(
     full = run(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         for kind in KINDS:
-            want = positional(full) if kind == "index" else full
+            want = engine.positional(full) if kind == "index" else full
             for window in WINDOWS:
                 first = PROBE_START - window
                 got = run(first)
                 if kind == "index":
-                    got = positional(got)
+                    got = engine.positional(got)
                 elif kind != "none":
                     if np.isnan(got[0]) or np.isnan(full[first]) or (kind == "scale" and got[0] == 0):
                         break
-                    got = rebase(got, kind, float(full[first]))
+                    got = engine.rebase(got, kind, float(full[first]))
                 if _agrees(got[window:], want[PROBE_START:]):
                     first = PROBE_START - lookback
                     finite = kind != "none" or _agrees(run(first)[lookback:], full[PROBE_START:])
@@ -116,8 +104,6 @@ def chain_memory(definitions: Sequence[Any], name: str) -> int | None:
     """The look-back feature ``name`` needs when it reads other features (``definitions``: it and
     everything before it): the whole chain computed on the probe bars from a later start (running
     sums continued) against the full history. None when no tried look-back agrees."""
-    from mfs.features import engine  # the engine imports the definitions that call this
-
     bars = probe_bars()
     ts = np.arange(PROBE_BARS, dtype=np.int64) * 3_600_000_000_000 + 1_700_000_000_000_000_000
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from psycopg2 import sql
 
-from mfs.features.spec import FEATURE_VERSION
+from mfs.features.version import FEATURE_VERSION
 from mfs.storage.progress import UNCHANGED
 from mfs.storage.records import copy_records, record_dtype
 

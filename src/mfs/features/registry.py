@@ -28,13 +28,11 @@ from typing import Any
 from psycopg2 import sql
 
 from mfs.errors import ConfigError
-from mfs.features.spec import FeatureSet
+from mfs.features.model import FeatureSet
 from mfs.storage import progress
 from mfs.storage.connection import connect
 
 LOCK_KEY = 0x6D66735F666561  # "mfs_fea": one registry change at a time per database
-FLOAT = "double precision"
-SMALLINT = "smallint"
 # The views mfs_rebuild_feature_views (re)creates, dependents first, and the function whose
 # result type is one of them: dropping a column drops and recreates them.
 FEATURE_VIEWS = ("features_1d", "latest_features", "features_asof_row", "feature_versions")
@@ -73,17 +71,18 @@ class SyncResult:
 
 def entries(features: FeatureSet) -> list[Entry]:
     """The registry's view of ``features``: every definition, then the built-in calendar columns."""
-    out = [
-        Entry(d.name, d.version, d.normalized, d.description, d.warmup, tuple(sorted(d.depends_on)), FLOAT)
-        for d in features.definitions
+    return [
+        Entry(
+            d.name,
+            d.version,
+            d.normalized,
+            d.description,
+            d.warmup,
+            tuple(sorted(d.depends_on)),
+            d.sql_type,
+        )
+        for d in features.columns
     ]
-    defined = {d.name for d in features.definitions}
-    for f in features.features:
-        if f.name not in defined:
-            spec = {"builtin": f.function, **f.params}
-            version = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-            out.append(Entry(f.name, version, spec, f.definition, f.warmup, (), SMALLINT))
-    return out
 
 
 def _live(cur) -> dict[str, dict[str, Any]]:

@@ -30,8 +30,8 @@ from mfs.storage.connection import connection
 from mfs.symbols import normalize_symbol, normalize_symbols
 
 if TYPE_CHECKING:
+    from mfs.features.model import FeatureSet
     from mfs.features.pool import Job
-    from mfs.features.spec import FeatureSet
 
 FAULTS_ENV = "MFS_FEATURE_FAULTS"
 log = get_logger("mfs.features")
@@ -142,9 +142,9 @@ def _synced_memory() -> int | None:
 
 
 def _load_definitions() -> FeatureSet:
-    from mfs.features import spec
+    from mfs.features import definitions
 
-    return spec.load()
+    return definitions.load()
 
 
 def _sync(features: FeatureSet | None) -> dict[str, list[str]]:

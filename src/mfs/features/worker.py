@@ -37,7 +37,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pandas as pd  # noqa: E402  (after the thread limits above)
 
-from mfs.features import engine, spec  # noqa: E402
+from mfs.features import definitions, engine  # noqa: E402
 from mfs.features.batch import SymbolCounts, update_batch  # noqa: E402
 from mfs.features.fill import fill_batch  # noqa: E402
 from mfs.storage.clock import WriteContext  # noqa: E402
@@ -143,7 +143,9 @@ def run_batch(task: BatchTask) -> BatchResult:
     try:
         conn = _connection(task.database_url)
         began = time.perf_counter()  # after connecting: a new worker's first task would pay for it
-        features = spec.from_text(task.definitions, task.definitions_source) if task.definitions else spec.DEFAULT
+        features = (
+            definitions.from_text(task.definitions, task.definitions_source) if task.definitions else definitions.load()
+        )
         # The run's clock, never this process's environment: it is the forkserver's, fixed when it
         # started (possibly under another run's MFS_CLOCK).
         context: WriteContext = {"run_id": task.run_id, "clock": task.clock or "", "keep": task.keep_revisions}

@@ -83,9 +83,9 @@ def after_migrate(url: str | None = None) -> list[str]:
 def _sync_feature_registry(url: str | None) -> list[str]:
     """The feature registry and columns follow config/features.yaml (the next ``mfs features`` run
     fills what is new)."""
-    from mfs.features import registry, spec  # TA-Lib: paid only when bringing a store up
+    from mfs.features import definitions, registry  # TA-Lib: paid only when bringing a store up
 
-    changes = registry.sync(spec.load(), url)
+    changes = registry.sync(definitions.load(), url)
     if changes.first:
         return [f"feature registry: {len(changes.added)} features registered"]
     return [

@@ -28,6 +28,7 @@ import psycopg2_pool
 from mfs.config import get_config
 from mfs.errors import StorageError, first_line
 from mfs.logs import mask_secrets
+from mfs.storage.localdb import default_cluster
 
 POOL_TIMEOUT_S = 60.0  # how long a thread waits for a free connection of its process's pool
 IDLE_TIMEOUT_S = 600  # an idle pooled connection older than this is closed, not reused
@@ -54,8 +55,6 @@ def database_url() -> str:
     url = external_url()
     if url:
         return url
-    from mfs.storage.localdb import default_cluster  # local import: localdb imports this module
-
     return default_cluster().url()
 
 

@@ -9,9 +9,20 @@ from mfs.errors import StorageError
 from mfs.logs import get_logger
 from mfs.storage import migrations
 from mfs.storage.connection import connect, database_url, external_url, masked
-from mfs.storage.localdb import default_cluster
+from mfs.storage.localdb import default_cluster, edition_cluster, ensure_server_installed
 
 log = get_logger("mfs.storage.lifecycle")
+
+
+def start_edition_cluster(edition: str) -> str:
+    """Install if needed, initialise and start the local cluster running ``edition`` (tests and
+    side-by-side benchmarks use the second one) with its store database; its admin URL."""
+    ensure_server_installed()
+    cluster = edition_cluster(edition)
+    cluster.init()
+    cluster.start()
+    migrations.ensure_database(cluster.url())
+    return cluster.url()
 
 
 # What ``store_status`` returns: dicts, as ``mfs status --json`` prints them (scripts read the keys).

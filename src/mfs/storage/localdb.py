@@ -20,7 +20,6 @@ from mfs import paths
 from mfs.config import get_config
 from mfs.errors import StorageError
 from mfs.logs import get_logger
-from mfs.storage import migrations
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 log = get_logger("mfs.storage.localdb")
@@ -90,12 +89,18 @@ class LocalCluster:
         return result
 
     def password(self) -> str:
+        """MFS_DB_PASSWORD, else the one ``init`` generated; reading it creates nothing."""
         env = os.environ.get("MFS_DB_PASSWORD")
         if env:
             return env
         if self.password_file.exists():
             return self.password_file.read_text().strip()
-        self.root.mkdir(parents=True, exist_ok=True)
+        raise StorageError(f"no local database in {self.root}: run `mfs db up` (or set MFS_DATABASE_URL)")
+
+    def _ensure_password(self) -> str:
+        """The superuser password, generated once (0600) by the first ``init``."""
+        if os.environ.get("MFS_DB_PASSWORD") or self.password_file.exists():
+            return self.password()
         value = secrets.token_urlsafe(24)
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -129,7 +134,7 @@ class LocalCluster:
                 os.chown(path, uid, -1)
             self._check_traversable(os_user)
         pwfile = self.root / ".initdb-pw"
-        pwfile.write_text(self.password() + "\n")
+        pwfile.write_text(self._ensure_password() + "\n")
         try:
             if os_user:
                 os.chown(pwfile, pwd.getpwnam(os_user).pw_uid, -1)
@@ -218,13 +223,3 @@ def edition_cluster(edition: str) -> LocalCluster:
     return LocalCluster(
         root=paths.state_dir() / f"pg-{edition}", port=cfg.port + 1, user=cfg.user, dbname=cfg.name, edition=edition
     )
-
-
-def start_edition_cluster(edition: str) -> str:
-    """Install if needed, initialise and start ``edition_cluster(edition)``; its admin URL."""
-    ensure_server_installed()
-    cluster = edition_cluster(edition)
-    cluster.init()
-    cluster.start()
-    migrations.ensure_database(cluster.url())
-    return cluster.url()
