@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mfs.config import RUNTIME_ENV, SECRET_ENV, load_config
-from mfs.errors import ConfigError
-from mfs.symbols import normalize_symbols
+from mfs.errors import ConfigError, SymbolError
+from mfs.market import normalize_symbols
 
 
 def test_shipped_config_loads() -> None:
@@ -107,7 +107,7 @@ def test_bad_yaml_file(tmp_path: Path) -> None:
 def test_symbol_rules() -> None:
     assert normalize_symbols(["^gspc", "BRK-B", "EURUSD=X", "BRK-B"]) == ["^GSPC", "BRK-B", "EURUSD=X"]
     for bad in ["AAPL MSFT", "A'B", "X;", "", "TOOLONGSYMBOLNAME1"]:
-        with pytest.raises(ConfigError):
+        with pytest.raises(SymbolError):
             normalize_symbols([bad] if bad else [])
 
 

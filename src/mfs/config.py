@@ -25,9 +25,8 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from mfs import paths
-from mfs.errors import ConfigError
-from mfs.market import INTERVALS, Interval
-from mfs.symbols import normalize_symbols
+from mfs.errors import ConfigError, SymbolError
+from mfs.market import INTERVALS, Interval, normalize_symbols
 
 # Environment variables that are settings of their own, not overrides of a YAML key.
 SECRET_ENV = {
@@ -234,7 +233,7 @@ class Config(BaseSettings):
             raise ValueError("expected a list of symbols or a comma-separated string")
         try:
             return normalize_symbols(value)
-        except ConfigError as exc:  # a validation error, so the message says where the symbols came from
+        except SymbolError as exc:  # a validation error, so the message says where the symbols came from
             raise PydanticCustomError("invalid_symbol", "{message}", {"message": str(exc)}) from None
 
     @classmethod

@@ -30,6 +30,25 @@ class ConfigError(MfsError):
     exit_code = 2
 
 
+class InputError(MfsError):
+    """A bad argument, wherever it is detected (CLI, config, flow parameter, library call): one line
+    naming the argument and the value. The checks live in ``mfs.market``."""
+
+    exit_code = 2
+
+
+class IntervalError(InputError):
+    """Not one of the bar intervals (``mfs.market.INTERVALS``)."""
+
+
+class SymbolError(InputError):
+    """Not a ticker Yahoo could serve, or an empty list of them."""
+
+
+class DateError(InputError):
+    """Not a date or timestamp."""
+
+
 class SourceError(MfsError):
     """A market-data source failed (HTTP, rate limit, unknown symbol, malformed payload)."""
 

@@ -1,12 +1,18 @@
 """Market vocabulary, defined once: the bar intervals, the bar columns, the exchange's zone, the
-NYSE session rule for half days, and Yahoo's limits. Everything else imports these names. (No
+NYSE session rule for half days, and Yahoo's limits — and the checks of an interval, a symbol
+and a date, each raising its one error type wherever it is called. Everything else imports these names. (No
 pandas here: the configuration imports this module, and every verb loads the configuration.)
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, get_args
+from zoneinfo import ZoneInfo
+
+from mfs.errors import DateError, IntervalError, SymbolError
 
 Interval = Literal["1h", "1d"]
 # Hourly bars are labelled by their start (09:30 … 15:30 New York); daily bars by the session
@@ -30,8 +36,61 @@ YAHOO_HOURLY_DAYS = 730
 MAX_HOURLY_DAYS = YAHOO_HOURLY_DAYS - 1
 
 
-def check_interval(interval: str) -> Interval:
-    """``interval`` if it is one of INTERVALS; ValueError naming the allowed ones otherwise."""
+def check_interval(interval: object) -> Interval:
+    """``interval`` if it is one of INTERVALS; IntervalError naming the allowed ones otherwise."""
     if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+        raise IntervalError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     return interval
+
+
+# Yahoo spells US share classes with a dash (BRK-B), indices with a caret (^GSPC) and some
+# instruments with '=' (EURUSD=X) or '.' (BF.B on other feeds). Anything else — spaces, quotes,
+# semicolons — is refused before it can reach a URL or a SQL statement.
+SYMBOL_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
+
+
+def normalize_symbol(raw: object, *, key: str = "symbol") -> str:
+    """The upper-cased symbol; SymbolError naming ``key`` and the value otherwise."""
+    if not isinstance(raw, str):
+        raise SymbolError(f"{key} = {raw!r}: a symbol must be a string")
+    symbol = raw.strip().upper()
+    if not SYMBOL_RE.fullmatch(symbol):
+        raise SymbolError(
+            f"{key} = {raw!r}: not a valid ticker (letters, digits, '.', '-', '=' and a leading '^';"
+            " at most 15 characters)"
+        )
+    return symbol
+
+
+def normalize_symbols(raw: Iterable[object] | str, *, key: str = "symbols") -> list[str]:
+    """A list (or comma-separated string) of symbols checked; order kept, duplicates dropped."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    seen: dict[str, None] = {}
+    for i, item in enumerate(items):
+        if isinstance(item, str) and not item.strip():
+            continue
+        seen.setdefault(normalize_symbol(item, key=f"{key}[{i}]"), None)
+    if not seen:
+        raise SymbolError(f"{key} = {raw!r}: at least one symbol is required")
+    return list(seen)
+
+
+def parse_moment(value: object, *, key: str) -> datetime:
+    """A date or timestamp as an aware UTC datetime; DateError naming ``key`` otherwise. A bare date
+    or a naive time is New York's (a market concept: "the session of 2026-12-07")."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise DateError(
+                f"{key} = {value!r}: not a date or timestamp (e.g. 2026-12-07 or 2026-12-07T14:30Z)"
+            ) from None
+    else:
+        raise DateError(f"{key} = {value!r}: not a date or timestamp")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(NY))
+    return moment.astimezone(UTC)

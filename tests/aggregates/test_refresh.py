@@ -13,7 +13,7 @@ import pytest
 
 from mfs import aggregates, provisioning
 from mfs.config import get_config
-from mfs.errors import StorageError
+from mfs.errors import DateError, StorageError
 from mfs.market import NY
 from mfs.storage.connection import connect
 from tests.aggregates.aggregate_helpers import execute, make_bars, query, write_bars, write_features
@@ -172,7 +172,7 @@ def test_refresh_rejects_a_bad_window(agg_db) -> None:
         aggregates.refresh(start="2024-01-01")
     with pytest.raises(StorageError, match="is not before"):
         aggregates.refresh("2024-02-01", "2024-01-01")
-    with pytest.raises(StorageError, match="not a date"):
+    with pytest.raises(DateError, match="not a date"):
         aggregates.refresh("yesterday-ish", "2024-01-01")
 
 

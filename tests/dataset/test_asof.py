@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mfs.dataset import DatasetInputError, bars_asof, features_asof, write_dataset
+from mfs.errors import InputError
 from mfs.storage.connection import connect
 from tests.dataset.oracle import assert_same, sql_asof
 from tests.dataset.store import FEATURES_LAG, Store, ny
@@ -306,7 +307,7 @@ def test_entity_order_columns_and_empty_input(pit_store) -> None:
 )
 def test_bad_arguments_are_one_clear_error(frame, kwargs, message) -> None:
     frame = pd.DataFrame({"symbol": ["AAPL"], "at": [pd.Timestamp("2026-11-24", tz="UTC")]}) if frame is None else frame
-    with pytest.raises(DatasetInputError, match=None) as info:
+    with pytest.raises(InputError, match=None) as info:
         features_asof(frame, url="postgresql://nowhere.invalid/none", **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert info.value.exit_code == 2

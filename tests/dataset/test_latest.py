@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from psycopg2 import errors
 
-from mfs.dataset import DatasetInputError, latest_features
-from mfs.errors import StorageError
+from mfs.dataset import latest_features
+from mfs.errors import IntervalError, StorageError, SymbolError
 from mfs.storage.connection import connect
 from tests.dataset.oracle import assert_same_rows, sql_latest
 
@@ -64,9 +64,9 @@ def test_a_list_of_symbols_and_bad_arguments(pit_store, reader) -> None:
     assert_same_rows(latest_features(interval="1d", conn=reader), sql_latest(reader, "1d"))
     nothing = latest_features(["ZZZZ"], conn=reader)
     assert nothing.empty and list(nothing.columns) == list(want.columns)
-    with pytest.raises(DatasetInputError, match="interval must be one of 1h, 1d, got '5m'"):
+    with pytest.raises(IntervalError, match="interval must be one of 1h, 1d, got '5m'"):
         latest_features(interval="5m")
-    with pytest.raises(DatasetInputError, match="not a valid ticker"):
+    with pytest.raises(SymbolError, match="not a valid ticker"):
         latest_features(["AAPL", "DROP TABLE;"])
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mfs.errors import StorageError
 from mfs.logs import get_logger
-from mfs.market import NY
+from mfs.market import parse_moment
 from mfs.storage import migrations
 from mfs.storage.connection import connect
 from mfs.storage.sessions import sync_sessions
@@ -70,12 +70,7 @@ _WEEKLY_FROM_ROLLUP = """
 def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
     if value is None:
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise StorageError(f"refresh: {name}={value!r} is not a date or timestamp") from None
-    # A bare date means that New York calendar day (market concept); aware values are instants.
-    return ts.tz_localize(NY).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return pd.Timestamp(parse_moment(value, key=name))
 
 
 def refresh(

@@ -20,13 +20,11 @@ import numpy as np
 import pandas as pd
 from psycopg2 import errors, sql
 
-from mfs.dataset.request import DatasetInputError
-from mfs.errors import ConfigError, StorageError
-from mfs.market import check_interval
+from mfs.errors import StorageError
+from mfs.market import check_interval, normalize_symbols
 from mfs.storage.bulk import PG_EPOCH_US
 from mfs.storage.connection import connect
 from mfs.storage.records import PG_NINF, copy_records, native, to_utc_or_nat
-from mfs.symbols import normalize_symbols
 
 _WIRE = {
     "text": "S16",
@@ -84,11 +82,8 @@ def latest_features(
     in its order; NULL as NaN (doubles), <NA> (integers) or NaT (times, in UTC).
     ``conn``: an open psycopg2 connection to read on (e.g. one that polls every hour; its
     transaction is left as is); else a read-only connection to ``url`` (default: the store)."""
-    try:
-        interval = check_interval(interval)
-        wanted = None if symbols is None else normalize_symbols(symbols)
-    except (ValueError, ConfigError) as exc:
-        raise DatasetInputError(str(exc)) from None
+    interval = check_interval(interval)
+    wanted = None if symbols is None else normalize_symbols(symbols)
     own = conn is None
     if own:
         conn = connect(url, autocommit=True, application_name="mfs latest_features")

@@ -1,6 +1,7 @@
 """The arguments of a point-in-time dataset, checked once: entities, known_at, tolerance, columns.
 
-Every bad value is one DatasetInputError (exit code 2 in the CLI) naming it.
+Every bad value is one InputError (exit code 2 in the CLI) naming it: a DateError for a bad known_at,
+an IntervalError for an interval, a DatasetInputError for the rest.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from mfs.dataset.versions import Source
-from mfs.errors import ValidationError, first_line
-from mfs.market import INTERVALS
+from mfs.errors import DateError, InputError, first_line
+from mfs.market import check_interval
 from mfs.storage.bulk import PG_EPOCH_US
 
 MODES = ("known", "served")
@@ -28,10 +29,8 @@ RESULT_COLUMNS = (*TIME_COLUMNS, "complete")
 _ZONED = re.compile(r"(?i)\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:z|[+-]\d{2}(?::?\d{2})?|utc|gmt)$")
 
 
-class DatasetInputError(ValidationError):
-    """A bad argument of a dataset (entities, known_at, tolerance, columns …): one line, exit 2."""
-
-    exit_code = 2
+class DatasetInputError(InputError):
+    """A bad argument of a dataset (entities, tolerance, columns …): one line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,7 @@ def make_request(
     known_at: Any,
     tolerance: Any,
 ) -> Request:
-    if interval not in INTERVALS:
-        raise DatasetInputError(f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
+    check_interval(interval)
     if mode not in MODES:
         raise DatasetInputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return Request(
@@ -100,15 +98,15 @@ def parse_known_at(value: Any) -> int | str | None:
     if isinstance(value, str) and value.strip().lower() == NOW:
         return NOW
     if not isinstance(value, str | dt.datetime | np.datetime64):
-        raise DatasetInputError(f"known_at must be a timestamp with a time zone or 'now', not {value!r}")
+        raise DateError(f"known_at must be a timestamp with a time zone or 'now', not {value!r}")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise DatasetInputError(f"known_at {value!r} is not a timestamp (e.g. 2026-11-24T16:00Z, or 'now')") from None
+        raise DateError(f"known_at {value!r} is not a timestamp (e.g. 2026-11-24T16:00Z, or 'now')") from None
     if ts is pd.NaT:
-        raise DatasetInputError("known_at is empty: give a timestamp with a time zone, or 'now'")
+        raise DateError("known_at is empty: give a timestamp with a time zone, or 'now'")
     if ts.tzinfo is None:
-        raise DatasetInputError(f"known_at {value!r} has no time zone (e.g. 2026-11-24T16:00Z)")
+        raise DateError(f"known_at {value!r} has no time zone (e.g. 2026-11-24T16:00Z)")
     return to_pg_us(ts)
 
 

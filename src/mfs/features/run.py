@@ -23,11 +23,10 @@ from mfs.errors import ConfigError
 from mfs.features.version import FEATURE_VERSION
 from mfs.flow_names import FEATURES
 from mfs.logs import get_logger
-from mfs.market import INTERVALS
+from mfs.market import check_interval, normalize_symbol, normalize_symbols
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.storage import progress
 from mfs.storage.connection import connection
-from mfs.symbols import normalize_symbol, normalize_symbols
 
 if TYPE_CHECKING:
     from mfs.features.model import FeatureSet
@@ -84,9 +83,7 @@ def compute(
     worker.FAULT_KINDS.
     """
     cfg = get_config()
-    if interval is not None and interval not in INTERVALS:
-        raise ConfigError(f"interval = {interval!r}: expected one of {', '.join(INTERVALS)}")
-    intervals = [interval] if interval else list(cfg.intervals)
+    intervals: list[str] = [check_interval(interval)] if interval is not None else list(cfg.intervals)
     symbols = normalize_symbols(symbols if symbols else cfg.symbols)
     fault_map = resolve_faults(faults)
     # The definitions as the file says now (a mistake in it stops here, before anything changes) —

@@ -37,12 +37,11 @@ from mfs.ingest.quality import check_bars
 from mfs.ingest.validate import Finding, Validated
 from mfs.ingest.write import QualityOutcome, write_batch
 from mfs.logs import bind_context, get_logger
-from mfs.market import BAR_COLUMNS, INTERVALS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS
+from mfs.market import BAR_COLUMNS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS, check_interval, normalize_symbols
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.sources import request_log, yahoo
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
-from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.ingest")
 RETRYABLE = (RateLimitedError, yahoo.TransientSourceError)
@@ -303,9 +302,7 @@ def collect(
     says how many were made, at what rate, how long they waited and how many Yahoo refused (429).
     Flow name "collect"."""
     cfg = get_config()
-    if interval is not None and interval not in INTERVALS:
-        raise ValidationError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
-    intervals = [interval] if interval else list(cfg.intervals)
+    intervals: list[str] = [check_interval(interval)] if interval is not None else list(cfg.intervals)
     days = cfg.ingest.incremental_days if days is None else int(days)
     if days <= 0:
         raise ValidationError(f"days must be > 0, got {days}")

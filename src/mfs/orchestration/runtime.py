@@ -24,9 +24,9 @@ from mfs.config import get_config
 from mfs.errors import ConfigError, RunFailedError
 from mfs.flow_names import CONFIG_KEYS
 from mfs.logs import get_logger
+from mfs.market import normalize_symbols
 from mfs.orchestration.artifacts import publish_shards
 from mfs.runs import finish_run, start_run
-from mfs.symbols import normalize_symbols
 
 log = get_logger("mfs.orchestration.runtime")
 MARKET_CLOSED = "Market closed"

@@ -30,7 +30,7 @@ from yfinance.data import YfData
 from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
 from mfs.errors import RateLimitedError, SourceError, SymbolNotFoundError
-from mfs.market import BAR_COLUMNS, INTERVALS, NY
+from mfs.market import BAR_COLUMNS, NY, check_interval
 
 CHART_URL = "https://query2.finance.yahoo.com/v8/finance/chart/{symbol}"
 _config_lock = threading.Lock()
@@ -162,8 +162,7 @@ def fetch_chart(symbol: str, interval: str, start: pd.Timestamp, *, session=None
     Bars have the columns ``BAR_COLUMNS`` (ts UTC). Raises RateLimitedError, TransientSourceError,
     SymbolNotFoundError (with Yahoo's reason) or SourceError.
     """
-    if interval not in INTERVALS:
-        raise SourceError(f"{symbol}: interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    check_interval(interval)
     configure_yfinance()
     try:
         ticker = yf.Ticker(symbol, session=session)
