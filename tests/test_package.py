@@ -71,6 +71,37 @@ def test_no_import_circles_in_the_package() -> None:
     assert circle is None, "import circle: " + " -> ".join(circle or [])
 
 
+# What each package may import (docs/architecture.md, "Packages"); the top-level modules are
+# everyone's. Dependencies point down: storage imports no other package.
+MAY_IMPORT = {
+    "storage": set(),
+    "sources": {"storage"},
+    "ingest": {"sources", "storage"},
+    "features": {"storage"},
+    "aggregates": {"storage"},
+    "dataset": {"storage"},
+    "provisioning": {"storage", "aggregates", "features"},
+    "orchestration": {"storage", "sources", "ingest", "features", "aggregates", "dataset"},
+    "dashboard": {"storage", "orchestration"},
+}
+
+
+def test_each_package_imports_only_what_it_may() -> None:
+    def package(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in MAY_IMPORT) else None
+
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if package(module) in MAY_IMPORT
+        and package(target) not in (None, package(module))
+        and package(target) not in MAY_IMPORT[package(module)]  # type: ignore[index]
+    )
+    assert not wrong, "imports against the package contracts: " + "; ".join(wrong)
+
+
 def test_the_check_finds_a_circle(tmp_path: Path) -> None:
     """The check itself can fail: two modules that import each other."""
     (tmp_path / "pkg").mkdir()

@@ -8,7 +8,7 @@ import pytest
 
 from mfs.errors import StorageError
 from mfs.ingest.write import MARKET_DATA_COLUMNS
-from mfs.storage.bulk import Column, encode_copy_binary, encode_rows, upsert
+from mfs.storage.bulk import Column, append_series, encode_copy_binary, encode_rows, insert_new_keys, upsert
 
 BAR_COLUMNS = MARKET_DATA_COLUMNS
 KEY = ["symbol", "interval", "ts"]
@@ -80,9 +80,9 @@ def test_insert_then_noop_then_update(conn) -> None:
 def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None:
     """The ingest encodes a batch ahead of its write; when part of it already exists, only the
     new rows may be COPYed and the rest upserted — the prebuilt payload holds all of them."""
-    kwargs = {"key": KEY, "touch": {"ingested_at": "now()"}, "append_by": ("symbol", "interval"), "count_by": "symbol"}
+    kwargs = {"key": KEY, "touch": {"ingested_at": "now()"}, "series": ("symbol", "interval"), "count_by": "symbol"}
     with conn.cursor() as cur:
-        first = upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, bars(n=3)), **kwargs)
+        first = append_series(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, bars(n=3)), **kwargs)
     conn.commit()
     assert (first.inserted, first.updated, first.by) == (6, 0, {"AAPL": (3, 0), "BRK-B": (3, 0)})
 
@@ -90,7 +90,7 @@ def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None
     later["close"] = later["close"].copy()
     later["close"][2] = 100.6  # AAPL's third bar corrected; two new bars per symbol
     with conn.cursor() as cur:
-        second = upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, later), **kwargs)
+        second = append_series(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, later), **kwargs)
     conn.commit()
     assert (second.inserted, second.updated, second.by) == (4, 1, {"AAPL": (2, 1), "BRK-B": (2, 0)})
     closes = [100.0, 100.25, 100.6, 100.75, 101.0, 100.0, 100.25, 100.5, 100.75, 101.0]
@@ -113,7 +113,7 @@ def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
     # Encoded ahead of the write: checked when encoded with the key, else by the upsert.
     with pytest.raises(StorageError, match="rows to encode: duplicate keys"):
         encode_rows(BAR_COLUMNS, doubled, key=KEY)
-    with conn.cursor() as cur, pytest.raises(StorageError, match="upsert into market_data: duplicate keys"):
+    with conn.cursor() as cur, pytest.raises(StorageError, match="write into market_data: duplicate keys"):
         upsert(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, doubled), key=KEY)
     conn.rollback()
     with conn.cursor() as cur:
@@ -121,17 +121,17 @@ def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
         assert cur.fetchone()[0] == 0
 
 
-def test_new_keys_only_inserts_with_nulls_and_refuses_an_existing_key(conn) -> None:
+def test_insert_new_keys_inserts_with_nulls_and_refuses_an_existing_key(conn) -> None:
     import psycopg2
 
     data = bars(symbols=("AAPL",))
     with conn.cursor() as cur:
-        counts = upsert(cur, "market_data", BAR_COLUMNS, data, key=KEY, new_keys_only=True)
+        counts = insert_new_keys(cur, "market_data", BAR_COLUMNS, data, key=KEY)
     conn.commit()
     assert (counts.staged, counts.inserted, counts.updated) == (5, 5, 0)
     assert table_rows(conn)[0][7] is None, "NaN must be stored as NULL on the plain-INSERT path too"
     with conn.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
-        upsert(cur, "market_data", BAR_COLUMNS, data, key=KEY, new_keys_only=True)
+        insert_new_keys(cur, "market_data", BAR_COLUMNS, data, key=KEY)
     conn.rollback()
 
 

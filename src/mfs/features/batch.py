@@ -32,7 +32,7 @@ from mfs.features.model import FeatureSet
 from mfs.features.reads import Plan, read_plans
 from mfs.features.version import FEATURE_VERSION
 from mfs.storage import progress
-from mfs.storage.bulk import Column, upsert
+from mfs.storage.bulk import Column, insert_new_keys, upsert
 from mfs.storage.clock import WriteContext, set_write_context
 from mfs.storage.progress import set_accounted_write
 from mfs.storage.records import to_utc
@@ -247,12 +247,11 @@ def _write_features(cur, interval: str, computed: _Computed, columns: list[Colum
     """One write for the batch's computed rows; fills in each symbol's inserted/updated."""
     upsert_needed = any(t.plan.rows_from_start > 0 for t in computed.todo)
     data = {col.name: computed.data[col.name] for col in columns}
-    # Only new bars everywhere (a backfill, the next hour): a plain INSERT, nothing to compare.
-    touch = {"computed_at": "mfs_now()"}
-    upsert(cur, "features", columns, data, key=KEY, touch=touch, new_keys_only=not upsert_needed)
     if upsert_needed:
+        upsert(cur, "features", columns, data, key=KEY, touch={"computed_at": "mfs_now()"})
         _split_counts(cur, interval, computed.todo)
-    else:
+    else:  # only new bars everywhere (a backfill, the next hour): a plain COPY, nothing to compare
+        insert_new_keys(cur, "features", columns, data, key=KEY)
         for t in computed.todo:
             t.counts.inserted = t.counts.staged
 

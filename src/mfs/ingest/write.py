@@ -33,7 +33,7 @@ from mfs.ingest.quality import check_bars
 from mfs.ingest.validate import Validated
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
-from mfs.storage.bulk import Column, EncodedRows, encode_rows, upsert
+from mfs.storage.bulk import Column, EncodedRows, append_series, encode_rows
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
 from mfs.storage.progress import count_series_changes, set_accounted_write
@@ -114,14 +114,14 @@ def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, so
 
 
 def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
-    return upsert(
+    return append_series(
         cur,
         "market_data",
         MARKET_DATA_COLUMNS,
         data,
         key=MARKET_DATA_KEY,
+        series=("symbol", "interval"),
         touch={"ingested_at": "mfs_now()"},
-        append_by=("symbol", "interval"),
         count_by="symbol",
     )
 

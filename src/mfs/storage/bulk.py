@@ -311,6 +311,28 @@ def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: C
     return np.isnan(row_newest) | (row_time > row_newest)
 
 
+def _prepared(
+    table: str, columns: Sequence[Column], data: ColumnData | EncodedRows, key: Sequence[str]
+) -> tuple[ColumnData, list[bytes | memoryview] | None, int]:
+    """``data`` checked against ``columns`` and ``key`` (unique, present): its columns, its prebuilt
+    COPY payload when it came encoded, its number of rows."""
+    chunks: list[bytes | memoryview] | None = None
+    checked_key: tuple[str, ...] = ()
+    if isinstance(data, EncodedRows):
+        if list(data.columns) != list(columns):
+            raise StorageError(f"write into {table}: the encoded rows have other columns than the write")
+        chunks, checked_key = data.chunks, data.unique_key
+        data = data.data
+    names = [c.name for c in columns]
+    missing = [k for k in key if k not in names]
+    if missing:
+        raise StorageError(f"write into {table}: key columns {missing} are not among the columns")
+    n = len(next(iter(data.values()))) if data else 0
+    if n and checked_key != tuple(key):
+        check_unique_keys(f"write into {table}", data, key)
+    return data, chunks, n
+
+
 def upsert(
     cur,
     table: str,
@@ -319,8 +341,6 @@ def upsert(
     *,
     key: Sequence[str],
     touch: Mapping[str, str] | None = None,
-    new_keys_only: bool = False,
-    append_by: Sequence[str] | None = None,
     count_by: str | None = None,
 ) -> UpsertCounts:
     """Insert new keys and update rows whose values differ; leave equal rows untouched.
@@ -328,51 +348,67 @@ def upsert(
     Unchanged rows are not rewritten (their ``touch`` columns, e.g. ``ingested_at``, keep their
     values), so re-running the same window leaves the table byte-identical. The caller owns the
     transaction: commit once per symbol batch so readers never see half a batch.
-    ``touch`` maps extra columns to SQL expressions set on insert and on change (``now()``); rows
-    written by direct COPY (below) get the columns' defaults instead, which must match.
-
-    Rows that cannot conflict skip the staging table and go straight into ``table`` by binary
-    COPY (several times faster than INSERT … ON CONFLICT):
-    ``new_keys_only=True`` — the caller knows no key exists yet (a feature backfill); an existing
-    key is an error. ``append_by=("symbol", "interval")`` — rows after the newest stored row of
-    their series (the last key column is the time) are appended; the rest are upserted.
+    ``touch`` maps extra columns to SQL expressions set on insert and on change (``now()``).
     ``count_by="symbol"`` also reports (inserted, updated) per value of that column in ``by``.
     ``data`` may be ``EncodedRows`` (see ``encode_rows``) of the same columns.
     """
-    chunks: list[bytes | memoryview] | None = None
-    checked_key: tuple[str, ...] = ()
-    if isinstance(data, EncodedRows):
-        if list(data.columns) != list(columns):
-            raise StorageError(f"upsert into {table}: the encoded rows have other columns than the upsert")
-        chunks, checked_key = data.chunks, data.unique_key
-        data = data.data
-    names = [c.name for c in columns]
-    missing = [k for k in key if k not in names]
-    if missing:
-        raise StorageError(f"upsert into {table}: key columns {missing} are not among the columns")
-    n = len(next(iter(data.values()))) if data else 0
+    data, _, n = _prepared(table, columns, data, key)
     if n == 0:
         return UpsertCounts(0, 0, 0)
-    if checked_key != tuple(key):
-        check_unique_keys(f"upsert into {table}", data, key)
-    if new_keys_only:
-        inserted = copy_rows(cur, table, columns, data, chunks)
-        return UpsertCounts(staged=n, inserted=inserted, updated=0, by=_appended_by(data, count_by, None))
-    if append_by:
-        fresh = _after_newest(cur, table, append_by, key[-1], data)
-        if fresh.all():
-            appended = copy_rows(cur, table, columns, data, chunks)
-            return UpsertCounts(staged=n, inserted=appended, updated=0, by=_appended_by(data, count_by, None))
-        if fresh.any():
-            appended = copy_rows(cur, table, columns, _take(data, fresh))
-            by = _appended_by(data, count_by, fresh)
-            rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch, count_by)
-            if by is not None:
-                for value, (ins, upd) in (rest.by or {}).items():
-                    prev = by.get(value, (0, 0))
-                    by[value] = (prev[0] + ins, prev[1] + upd)
-            return UpsertCounts(staged=n, inserted=appended + rest.inserted, updated=rest.updated, by=by)
     return _staged_upsert(cur, table, columns, data, key, touch, count_by)
+
+
+def insert_new_keys(
+    cur,
+    table: str,
+    columns: Sequence[Column],
+    data: ColumnData | EncodedRows,
+    *,
+    key: Sequence[str],
+    count_by: str | None = None,
+) -> UpsertCounts:
+    """Rows the caller knows are all new (a feature backfill, the next hour's rows), straight into
+    ``table`` by binary COPY: several times faster than INSERT … ON CONFLICT, and an existing key
+    is an error. Columns not given take their defaults (``upsert``'s ``touch`` must match them)."""
+    data, chunks, n = _prepared(table, columns, data, key)
+    if n == 0:
+        return UpsertCounts(0, 0, 0)
+    inserted = copy_rows(cur, table, columns, data, chunks)
+    return UpsertCounts(staged=n, inserted=inserted, updated=0, by=_appended_by(data, count_by, None))
+
+
+def append_series(
+    cur,
+    table: str,
+    columns: Sequence[Column],
+    data: ColumnData | EncodedRows,
+    *,
+    key: Sequence[str],
+    series: Sequence[str],
+    touch: Mapping[str, str] | None = None,
+    count_by: str | None = None,
+) -> UpsertCounts:
+    """Rows of time series (``series``: the columns naming one, e.g. symbol and interval; the last
+    key column is the time): those after their series' newest stored row are appended by binary
+    COPY, the rest (a correction, the partial bar again) go through ``upsert``. What an ingest
+    writes: mostly new bars, a few revisited ones."""
+    data, chunks, n = _prepared(table, columns, data, key)
+    if n == 0:
+        return UpsertCounts(0, 0, 0)
+    fresh = _after_newest(cur, table, series, key[-1], data)
+    if fresh.all():
+        appended = copy_rows(cur, table, columns, data, chunks)
+        return UpsertCounts(staged=n, inserted=appended, updated=0, by=_appended_by(data, count_by, None))
+    if not fresh.any():
+        return _staged_upsert(cur, table, columns, data, key, touch, count_by)
+    appended = copy_rows(cur, table, columns, _take(data, fresh))
+    by = _appended_by(data, count_by, fresh)
+    rest = _staged_upsert(cur, table, columns, _take(data, ~fresh), key, touch, count_by)
+    if by is not None:
+        for value, (ins, upd) in (rest.by or {}).items():
+            prev = by.get(value, (0, 0))
+            by[value] = (prev[0] + ins, prev[1] + upd)
+    return UpsertCounts(staged=n, inserted=appended + rest.inserted, updated=rest.updated, by=by)
 
 
 def _appended_by(data: ColumnData, count_by: str | None, mask: np.ndarray | None) -> dict | None:
