@@ -1,0 +1,93 @@
+"""Feature monitoring's cost beside the runs it follows, and how often its drift check would alert
+on an unchanged market (``mfs bench`` and ``mfs bench --drift``).
+
+In the benchmark run: the statistics (and the session's drift check) a features run records are
+timed inside that run, apart from its own seconds — "monitoring on" is the run's seconds plus
+them, "off" the run's seconds, the same run; the self-audit is timed per sampled symbol.
+
+``--drift``: a year of the synthetic market stored for a group of unchanged symbols and a group
+whose volatility is multiplied by 5 from a session on (the offline Yahoo's ``volatility`` fault);
+every session's drift check replayed (``mfs.features.monitoring.drift.replay``): the share of
+clean checks that flag a feature (the false-positive rate) and the sessions a regime change takes
+to be flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from mfs.runs import RunReport
+
+UNCHANGED = ("AAPL", "MSFT", "KO", "JPM", "XOM", "GOOGL", "WMT", "PFE", "CVX", "HD")
+SHOCKED = ("NVDA", "AMZN", "META", "JNJ", "PG")
+SHOCK_DAY = dt.date(2026, 11, 2)
+VOLATILITY_DEPENDENT = ("volatility_20", "natr_14", "range_pct", "bb_width")
+
+
+def in_run(report: RunReport, prefix: str) -> dict[str, Any]:
+    """The monitoring seconds of a features run beside its own seconds (the same run)."""
+    run_s = float(report.extra.get("seconds") or 0.0)
+    monitoring_s = float((report.extra.get("monitoring") or {}).get("seconds") or 0.0)
+    return {
+        f"{prefix}_monitoring_s": round(monitoring_s, 3),
+        f"{prefix}_monitoring_ratio": round((run_s + monitoring_s) / run_s, 3) if run_s else None,
+    }
+
+
+def audit_cost(symbols: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    """Seconds of the self-audit per sampled symbol (every stored interval of it)."""
+    from mfs.features.monitoring.audit import audit
+
+    progress(f"self-audit of {len(symbols)} symbols")
+    report = audit(symbols)
+    seconds = report.extra["audit"]["seconds"]
+    return {"audit_s_per_symbol": round(seconds / len(symbols), 3), "audit_values": report.extra["audit"]["values"]}
+
+
+def drift_rates(progress: Callable[[str], None], end: pd.Timestamp | None = None) -> dict[str, Any]:
+    """The false-positive rate of the drift check over a clean year and the sessions a ×5
+    volatility regime change takes to be flagged, on a scratch database."""
+    from mfs.bench.scratch import scratch_database
+    from mfs.features import definitions
+    from mfs.features.monitoring import drift
+    from mfs.features.run import compute
+    from mfs.ingest.run import collect
+    from mfs.sources.fake_yahoo import synthetic_session
+
+    end = end or pd.Timestamp("2026-11-20 16:30", tz="America/New_York").tz_convert("UTC")
+    faults = {s: [f"volatility:{SHOCK_DAY}:5"] for s in SHOCKED}
+    out: dict[str, Any] = {"drift_end": end.isoformat(), "drift_unchanged_symbols": len(UNCHANGED)}
+    old = os.environ.get("MFS_CLOCK")
+    os.environ["MFS_CLOCK"] = end.isoformat()
+    try:
+        with scratch_database():
+            progress(f"a year of {len(UNCHANGED) + len(SHOCKED)} synthetic symbols, features")
+            symbols = list(UNCHANGED + SHOCKED)
+            collect(symbols, None, days=365, session=synthetic_session(asof=end, faults=faults))
+            compute(symbols, None)
+            features = definitions.load()
+            for interval in ("1h", "1d"):
+                progress(f"replaying every session's drift check ({interval})")
+                for n in (5, len(UNCHANGED)):
+                    replayed = drift.replay(interval, features, dt.date(2026, 3, 2), end.date(), UNCHANGED[:n])
+                    checks = [v for vs in replayed.values() for v in vs if v.status in ("ok", "drift")]
+                    alerts = sum(any(v.drifting for v in vs) for vs in replayed.values())
+                    out[f"drift_{interval}_{n}sym_checks"] = len(checks)
+                    out[f"drift_{interval}_{n}sym_flagged"] = sum(v.drifting for v in checks)
+                    out[f"drift_{interval}_{n}sym_sessions_alerting"] = f"{alerts} of {len(replayed)}"
+            replayed = drift.replay("1h", features, SHOCK_DAY, end.date(), SHOCKED)
+            for feature in VOLATILITY_DEPENDENT:
+                flagged = [i + 1 for i, (_d, vs) in enumerate(sorted(replayed.items()))
+                           if any(v.feature == feature and v.drifting for v in vs)]  # fmt: skip
+                out[f"drift_shock_sessions_to_flag_{feature}"] = flagged[0] if flagged else None
+    finally:
+        if old is None:
+            os.environ.pop("MFS_CLOCK", None)
+        else:
+            os.environ["MFS_CLOCK"] = old
+    return out
