@@ -12,10 +12,10 @@ from flows.common import fetch_bars, judged
 from mfs.config import get_config
 from mfs.flow_names import COLLECT
 from mfs.orchestration.locks import run_lock
-from mfs.orchestration.runtime import flow_timeout, market_closed_state, offline_requested, run_shards
+from mfs.orchestration.runtime import flow_run_name, flow_timeout, market_closed_state, offline_requested, run_shards
 
 
-@flow(name=COLLECT, timeout_seconds=flow_timeout(COLLECT))
+@flow(name=COLLECT, flow_run_name=flow_run_name, timeout_seconds=flow_timeout(COLLECT))
 def collect(
     symbols: list[str] | None = None,
     interval: str | None = None,

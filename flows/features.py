@@ -12,10 +12,10 @@ from flows.common import compute_features, judged
 from mfs.config import get_config
 from mfs.flow_names import COLLECT, FEATURES
 from mfs.orchestration.locks import run_lock, wait_for_release
-from mfs.orchestration.runtime import flow_timeout, market_closed_state, run_shards
+from mfs.orchestration.runtime import flow_run_name, flow_timeout, market_closed_state, run_shards
 
 
-@flow(name=FEATURES, timeout_seconds=flow_timeout(FEATURES))
+@flow(name=FEATURES, flow_run_name=flow_run_name, timeout_seconds=flow_timeout(FEATURES))
 def features(
     symbols: list[str] | None = None,
     interval: str | None = None,

@@ -77,7 +77,7 @@ MAY_IMPORT = {
     "storage": set(),
     "sources": {"storage"},
     "ingest": {"sources", "storage"},
-    "features": {"storage"},
+    "features": {"storage", "sources"},  # sources: the synthetic market calibrates the drift check
     "aggregates": {"storage"},
     "dataset": {"storage"},
     "provisioning": {"storage", "aggregates", "features"},

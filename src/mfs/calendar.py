@@ -8,6 +8,7 @@ New York wall clock is used only to reason about sessions.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, TypeAlias
 
 import exchange_calendars as xcals
 import numpy as np
@@ -17,20 +18,24 @@ from mfs.market import HALF_DAY_SESSION_BELOW, NY
 
 CALENDAR_START = "2000-01-01"  # real recorded test data (bokeh_sampledata) starts in 2000
 
+# A moment or a day as callers hold it: whatever pd.Timestamp() takes (a Timestamp, datetime, date,
+# ISO string, epoch ns). pandas ships no types, so to mypy this is Any; the name is for the reader.
+TimeLike: TypeAlias = Any
+
 
 @lru_cache(maxsize=1)
 def nyse() -> xcals.ExchangeCalendar:
     return xcals.get_calendar("XNYS", start=CALENDAR_START)
 
 
-def _day(value) -> pd.Timestamp:
+def _day(value: TimeLike) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert(NY).tz_localize(None)
     return ts.normalize()
 
 
-def sessions(start, end) -> pd.DatetimeIndex:
+def sessions(start: TimeLike, end: TimeLike) -> pd.DatetimeIndex:
     """Session dates (naive, New York calendar days) from ``start`` to ``end`` inclusive."""
     cal = nyse()
     lo = max(_day(start), cal.first_session)
@@ -40,23 +45,23 @@ def sessions(start, end) -> pd.DatetimeIndex:
     return cal.sessions_in_range(lo, hi)
 
 
-def is_session(day) -> bool:
+def is_session(day: TimeLike) -> bool:
     return bool(nyse().is_session(_day(day)))
 
 
-def session_bounds(day) -> tuple[pd.Timestamp, pd.Timestamp]:
+def session_bounds(day: TimeLike) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(open, close) of the session on ``day``, in UTC."""
     cal = nyse()
     d = _day(day)
     return cal.session_open(d), cal.session_close(d)
 
 
-def is_half_day(day) -> bool:
+def is_half_day(day: TimeLike) -> bool:
     open_, close = session_bounds(day)
     return (close - open_) < HALF_DAY_SESSION_BELOW
 
 
-def hourly_bar_starts(start, end) -> pd.DatetimeIndex:
+def hourly_bar_starts(start: TimeLike, end: TimeLike) -> pd.DatetimeIndex:
     """UTC start times of every Yahoo hourly bar of the sessions from ``start`` to ``end``."""
     days = sessions(start, end)
     if len(days) == 0:
@@ -71,12 +76,12 @@ def hourly_bar_starts(start, end) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(starts.astype("datetime64[ns]")).tz_localize("UTC")
 
 
-def daily_bar_label(day) -> pd.Timestamp:
+def daily_bar_label(day: TimeLike) -> pd.Timestamp:
     """A daily bar's timestamp: the session date's New York midnight, in UTC."""
     return _day(day).tz_localize(NY).tz_convert("UTC")
 
 
-def latest_expected_bar(now, interval: str) -> pd.Timestamp | None:
+def latest_expected_bar(now: TimeLike, interval: str) -> pd.Timestamp | None:
     """The newest bar that should exist at ``now`` (Yahoo serves the current bar partially)."""
     now = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     recent = sessions(now - pd.Timedelta(days=10), now)
@@ -91,7 +96,7 @@ def latest_expected_bar(now, interval: str) -> pd.Timestamp | None:
     return None
 
 
-def market_gate(now) -> tuple[bool, str]:
+def market_gate(now: TimeLike) -> tuple[bool, str]:
     """Whether an hourly scheduled run at ``now`` has anything to do, and why not.
 
     Runs on session days from before the open until one hour after the close (the last bar's

@@ -22,7 +22,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from mfs import paths
 from mfs.errors import ConfigError, SymbolError
@@ -35,6 +41,7 @@ SECRET_ENV = {
     "MFS_WRITER_PASSWORD": "password of the mfs_writer role",
     "MFS_READER_PASSWORD": "password of the mfs_reader role",
     "MFS_ALERT_WEBHOOK_URL": "webhook receiving alerts on failed or slow runs",
+    "MFS_READER_URL": "server that dataset reads and latest_features go to (a streaming replica); default: the store",
 }
 RUNTIME_ENV = {
     "MFS_LOG_LEVEL",
@@ -208,6 +215,74 @@ class AggregatesConfig(Section):
     )
 
 
+class BackupConfig(Section):
+    """pgBackRest: WAL archiving of the local cluster and full/differential backups (mfs.storage.backup)."""
+
+    enabled: bool = Field(
+        False,
+        description="archive WAL and allow `mfs db backup` (off by default: the repository costs about the "
+        "compressed store plus every archived WAL segment until the next full backup expires it)",
+    )
+    repo_type: Literal["posix"] = Field(
+        "posix", description="where the repository lives: a local or mounted folder (object storage: not yet)"
+    )
+    repo_path: str | None = Field(None, description="repository folder; default <state dir>/backups")
+    stanza: str = Field("mfs", pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    retention_full: int = Field(2, ge=1, le=99, description="full backups kept (with their WAL)")
+    compress_type: Literal["zst", "lz4", "gz", "none"] = Field("zst")
+    process_max: int = Field(2, ge=1, le=32, description="pgBackRest processes copying files at once")
+
+
+class ReplicaConfig(Section):
+    """The local streaming replica (mfs.storage.replica)."""
+
+    port: int = Field(54331, ge=1024, le=65535, description="port of the local replica cluster")
+    synchronous: bool = Field(
+        False,
+        description="the primary waits for the replica to flush each commit's WAL (no committed row lost "
+        "on failover; a commit stalls while the replica is down)",
+    )
+
+
+class DashboardConfig(Section):
+    """``mfs dashboard``: the web app's address and what its market page shows."""
+
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="interface to bind (127.0.0.1: this machine only; 0.0.0.0: every one)"
+    )
+    port: int = Field(8050, ge=1024, le=65535, description="port of the dashboard")
+    sessions: int = Field(
+        10, ge=1, le=60, description="NYSE sessions, newest first, in the market page's freshness grid"
+    )
+    threads: int = Field(8, ge=1, le=64, description="WSGI worker threads (each reads on its own connection)")
+
+
+class MonitoringConfig(Section):
+    """Feature monitoring (``mfs.features.monitoring``): statistics after each features run, drift
+    per session, the self-audit. The drift defaults come from measurement over a clean synthetic
+    year and a volatility regime change (docs/features.md, "Monitoring")."""
+
+    stats: bool = Field(True, description="record feature_stats after each features run (off only to measure its cost)")
+    drift: bool = Field(True, description="check drift once per completed session, after the features run")
+    recent_sessions: dict[str, int] = Field(
+        default_factory=lambda: {"1h": 5, "1d": 20}, description="per interval, the sessions of the recent window"
+    )
+    reference_sessions: dict[str, int] = Field(
+        default_factory=lambda: {"1h": 60, "1d": 120},
+        description="per interval, the sessions of the reference window (just before the recent one)",
+    )
+    psi_threshold: dict[str, float] = Field(
+        default_factory=lambda: {"1h": 2.0, "1d": 3.5},
+        description="per interval, a feature whose PSI exceeds this (and 3 × its reference's own noise) is drifting",
+    )
+    min_values: int = Field(100, ge=10, description="values a window needs (fewer: too_few_values, no verdict)")
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="symbol groups checked on their own besides 'all' (name -> symbols)"
+    )
+    audit_sample: int = Field(5, ge=1, description="symbols the daily self-audit recomputes, drawn at random")
+    audit_tolerance: float = Field(1e-9, gt=0, description="largest relative difference the self-audit accepts")
+
+
 class Config(BaseSettings):
     # Not strict at this level (the sections and `intervals` are): for a strict settings class
     # pydantic-settings coerces environment strings laxly before validation ('true' -> 1 for an int).
@@ -225,6 +300,10 @@ class Config(BaseSettings):
     runs: RunsConfig = RunsConfig()
     aggregates: AggregatesConfig = AggregatesConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    backup: BackupConfig = BackupConfig()
+    replica: ReplicaConfig = ReplicaConfig()
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -237,7 +316,14 @@ class Config(BaseSettings):
             raise PydanticCustomError("invalid_symbol", "{message}", {"message": str(exc)}) from None
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_unused):
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # replaced by _EnvSource
+        dotenv_settings: PydanticBaseSettingsSource,  # unused: no .env files
+        file_secret_settings: PydanticBaseSettingsSource,  # unused: no secret directories
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Keyword arguments over environment over YAML over field defaults; no .env files or secret
         # directories. load_config names the file and the environment (tests pass their own).
         path, environ = _SOURCES.get() or (paths.config_path(), os.environ)

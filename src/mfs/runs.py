@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from psycopg2.extras import execute_values
 
-from mfs.errors import RunFailedError
+from mfs.errors import RunFailedError, StorageError
 from mfs.logs import bind_context, get_logger, mask_secrets
 from mfs.storage.connection import connection
 
@@ -155,6 +155,23 @@ class RunReport:
             raise RunFailedError(f"{self.flow}: {len(symbols)} symbol(s) failed: {detail}{more}")
 
 
+def describe_scope(results: list[SymbolResult]) -> str:
+    """What a run covered, in words: "10 symbols × 2 intervals" (a result is one symbol in one
+    stage, so 20 results are 10 symbols, not 20)."""
+    symbols = len({r.symbol for r in results})
+    stages = len({r.stage for r in results})
+    if stages <= 1:
+        return f"{symbols} symbol{'s' * (symbols != 1)}"
+    return f"{symbols} symbol{'s' * (symbols != 1)} × {stages} intervals"
+
+
+def describe_results(results: list[SymbolResult]) -> str:
+    """A run's outcome in a line: its scope, then how its symbol × interval results ended."""
+    statuses = Counter(r.status for r in results)
+    ends = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "skipped") if statuses[s]) or "nothing to do"
+    return f"{describe_scope(results)} ({ends})" if results else "no symbol to work on"
+
+
 def describe_anomalies(summary: dict[str, Any]) -> str:
     """A run's anomaly summary (``report.extra['anomalies']``) in one sentence."""
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["by_kind"].items())) or "none"
@@ -221,6 +238,26 @@ def record_results(run_id: str, results: list[SymbolResult]) -> None:
             execute_values(cur, _UPSERT_RESULTS, rows, page_size=1000)
 
 
+def recorded_report(run_id: str) -> RunReport | None:
+    """A recorded run read back (pipeline_runs + symbol_runs): its flow, symbol results, notes and
+    run-level facts — what a parent flow shows of its subflows. None when no such run."""
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT flow, counts FROM pipeline_runs WHERE run_id = %s", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(
+            """SELECT symbol, stage, status, reason, rows_fetched, rows_inserted, rows_updated,
+                      rows_quarantined, rows_written, duration_s
+               FROM symbol_runs WHERE run_id = %s ORDER BY symbol, stage DESC""",
+            (run_id,),
+        )
+        results = [SymbolResult(*r) for r in cur.fetchall()]
+    flow, counts = row[0], row[1] or {}
+    extra = {k: counts[k] for k in ("anomalies", "yahoo_requests") if k in counts}
+    return RunReport(run_id=run_id, flow=flow, results=results, notes=list(counts.get("notes", [])), extra=extra)
+
+
 def _result_row(run_id: str, r: SymbolResult) -> tuple:
     """``r`` as a row of symbol_runs, its columns in the order of _RESULT_COLUMNS."""
     return (
@@ -251,8 +288,6 @@ def _record_outcome(report: RunReport, status: str, error: str | None, *, attemp
     Failure reasons are masked here, in the report itself, once: a library may quote a DSN or a
     password in its error text, and every later reader of the report — the run tables, the
     artifacts, the CLI's table, the RunFailedError a flow run ends with — then sees it masked."""
-    from mfs.errors import StorageError
-
     for result in report.results:
         if result.reason:
             result.reason = mask_secrets(result.reason)
@@ -292,6 +327,6 @@ def recorded_run(
         error = "; ".join(f"{r.symbol}: {r.reason}" for r in failed[:20]) or None
         _record_outcome(report, status, error)
         report.extra["status"] = status
-        log.info("run finished", status=status, failed=len(failed), symbols=len(report.results))
+        log.info(f"run finished, {status}: {describe_results(report.results)}")
         if raise_on_failure:
             report.raise_if_failed(tolerance)

@@ -130,14 +130,36 @@ def columns_of(url: str, relation: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-# From-scratch references over the raw hypertables: the definition every aggregate must equal.
+# The newest fetch of each symbol's hourly bars per New York day, against its session's close.
+_FETCHED_DAYS = """SELECT m.symbol, s.day_start, s.close_utc, max(m.ingested_at) AS fetched
+                   FROM market_data m JOIN market_sessions s ON m.ts >= s.day_start AND m.ts < s.day_end
+                   WHERE m.interval = '1h' GROUP BY 1, 2, 3"""
+# From-scratch references over the raw hypertables: the definition every aggregate must equal —
+# its New York date, and partial while its session (a session of its week) is running or every
+# bar of it was fetched before the close.
 REFERENCE = {
-    "ohlcv_1d": """SELECT symbol, time_bucket('1 day', ts, 'America/New_York') AS day,
-                          first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint, count(*)
-                   FROM market_data WHERE interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2""",
-    "ohlcv_1w": """SELECT symbol, time_bucket('1 week', ts, 'America/New_York') AS week,
-                          first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint, count(*)
-                   FROM market_data WHERE interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2""",
+    "ohlcv_1d": f"""WITH fetched AS ({_FETCHED_DAYS})
+                   SELECT m.symbol, time_bucket('1 day', m.ts, 'America/New_York') AS day,
+                          first(m.open, m.ts), max(m.high), min(m.low), last(m.close, m.ts),
+                          sum(m.volume)::bigint, count(*),
+                          (time_bucket('1 day', m.ts, 'America/New_York') AT TIME ZONE 'America/New_York')::date,
+                          coalesce(bool_or(f.close_utc > mfs_now() OR f.fetched < f.close_utc), false)
+                   FROM market_data m
+                   LEFT JOIN fetched f
+                          ON f.symbol = m.symbol AND f.day_start = time_bucket('1 day', m.ts, 'America/New_York')
+                   WHERE m.interval = '1h' GROUP BY 1, 2 ORDER BY 1, 2""",
+    "ohlcv_1w": f"""WITH fetched AS ({_FETCHED_DAYS}),
+                        weeks AS (SELECT symbol, time_bucket('1 week', ts, 'America/New_York') AS week,
+                                         first(open, ts), max(high), min(low), last(close, ts),
+                                         sum(volume)::bigint, count(*)
+                                  FROM market_data WHERE interval = '1h' GROUP BY 1, 2)
+                   SELECT w.*, (w.week AT TIME ZONE 'America/New_York')::date,
+                          EXISTS (SELECT 1 FROM market_sessions s
+                                  LEFT JOIN fetched f ON f.symbol = w.symbol AND f.day_start = s.day_start
+                                  WHERE s.day_start >= w.week
+                                    AND s.session_date < (w.week AT TIME ZONE 'America/New_York')::date + 7
+                                    AND (s.close_utc > mfs_now() OR f.fetched < s.close_utc))
+                   FROM weeks w ORDER BY 1, 2""",
 }
 
 

@@ -185,7 +185,8 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         """SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates
                              ORDER BY 1""",
     )
-    assert caggs == [("features_1d_last", False), ("ohlcv_1d", False), ("ohlcv_1w", False)]
+    # ohlcv_1d / ohlcv_1w are views over theirs, adding the session columns (sql/102)
+    assert caggs == [("features_1d_last", False), ("ohlcv_1d_cagg", False), ("ohlcv_1w_cagg", False)]
     assert provisioning.apply_policies(agg_db) == "applied"
     assert provisioning.apply_policies(agg_db) == "unchanged"
     jobs = query(
@@ -196,8 +197,8 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
     assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3
     try:
         compress = [j[2] for j in jobs if j[0] == "policy_compression"]
-        # market_data, features and their revision tables
-        assert len(compress) == 4 and all(c["compress_after"] == "8 days" for c in compress)
+        # market_data, features, their revision tables and feature_stats
+        assert len(compress) == 5 and all(c["compress_after"] == "8 days" for c in compress)
         retention = query(
             agg_db,
             """SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs
@@ -206,7 +207,7 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         days = get_config().aggregates.retention_days
         assert retention == [
             (table, f"{days} days")
-            for table in ("features", "features_revisions", "market_data", "market_data_revisions")
+            for table in ("feature_stats", "features", "features_revisions", "market_data", "market_data_revisions")
         ]
     finally:  # the session database is shared: no background compression or retention under later tests
         execute(agg_db, "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000")

@@ -4,7 +4,9 @@ from the environment."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+from collections.abc import Iterator
 
 import psycopg2
 import pytest
@@ -41,6 +43,16 @@ SERVING = {
     # data quality: the splits and dividends served, and the anomalies found (not the held bars' raw values)
     "corporate_actions",
     "data_quality",
+    # feature monitoring: statistics per run, drift checks and verdicts, served vs final, audits
+    "feature_stats",
+    "feature_drift_checks",
+    "feature_drift",
+    "feature_skew_rows",
+    "feature_skew",
+    "feature_audits",
+    # the dashboard: the run history (shell runs too) and which bars were quarantined (no raw values)
+    "pipeline_history",
+    "quarantined_bars",
 }
 
 
@@ -49,18 +61,25 @@ def _as_role(url: str, role: str, password: str) -> str:
 
 
 @pytest.fixture
-def role_urls(agg_db, monkeypatch) -> dict[str, str]:
+def role_urls(agg_db, monkeypatch) -> Iterator[dict[str, str]]:
     passwords = {"mfs_reader": secrets.token_urlsafe(16), "mfs_writer": secrets.token_urlsafe(16)}
     monkeypatch.setenv("MFS_READER_PASSWORD", passwords["mfs_reader"])
     monkeypatch.setenv("MFS_WRITER_PASSWORD", passwords["mfs_writer"])
     assert provisioning.sync_role_passwords(agg_db) == ["mfs_reader", "mfs_writer"]
-    return {role: _as_role(agg_db, role, pw) for role, pw in passwords.items()}
+    yield {role: _as_role(agg_db, role, pw) for role, pw in passwords.items()}
+    # Roles are the cluster's: give mfs_reader back the password every other session logs in with.
+    monkeypatch.delenv("MFS_READER_PASSWORD")
+    provisioning.sync_role_passwords(agg_db)
 
 
-def test_no_password_in_the_environment_changes_nothing(agg_db, monkeypatch) -> None:
+def test_without_variables_only_the_reader_gets_the_generated_password(agg_db, monkeypatch) -> None:
+    """On this machine's clusters `mfs db up` gives mfs_reader a generated password (readers such as
+    the dashboard log in as the role); the writer keeps none unless MFS_WRITER_PASSWORD says."""
     monkeypatch.delenv("MFS_READER_PASSWORD", raising=False)
     monkeypatch.delenv("MFS_WRITER_PASSWORD", raising=False)
-    assert provisioning.sync_role_passwords(agg_db) == []
+    assert provisioning.sync_role_passwords(agg_db) == ["mfs_reader"]
+    monkeypatch.setenv("MFS_DATABASE_URL", "postgresql://mfs@db.example.invalid/mfs")
+    assert provisioning.sync_role_passwords(agg_db) == [], "another host's reader password is never guessed"
 
 
 def materialized_rows(url: str, aggregate: str) -> int:
@@ -78,7 +97,7 @@ def internal_relations(url: str, edition: str) -> list[str]:
     """The aggregates' internal state, which only the owner side may read."""
     if edition == "apache":
         return ["aggregate_invalidations", "ohlcv_1d_rollup", "features_1d_rollup", "features_1d_last"]
-    return ["features_1d_last"] + [
+    return ["features_1d_last", "ohlcv_1d_cagg", "ohlcv_1w_cagg"] + [
         r[0]
         for r in query(
             url,
@@ -99,6 +118,11 @@ def test_reader_reads_serving_relations_only(role_urls, agg_db, edition) -> None
                 cur.execute(f"SELECT count(*) FROM {relation}")  # names from the fixed set above
             cur.execute("SELECT count(*) FROM ohlcv_1d")
             assert cur.fetchone()[0] == 5
+            # the session columns, whose partial flag reads the hourly bars with the reader's rights
+            cur.execute("SELECT min(session_date), bool_or(partial) FROM ohlcv_1d")
+            assert cur.fetchone() == (dt.date(2024, 3, 4), False)
+            cur.execute("SELECT week_start, partial FROM ohlcv_1w")
+            assert cur.fetchall() == [(dt.date(2024, 3, 4), False)]
             cur.execute("SELECT count(*) FROM universe_asof(current_date)")  # the reader may call it
             # Exactly the serving relations are readable: a new internal table must be revoked.
             cur.execute("""SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -145,8 +169,8 @@ def test_writer_runs_the_write_path_and_refresh(role_urls, agg_db, edition, monk
     if edition == "apache":
         assert result["buckets"]["ohlcv_1d"] == 2
     else:  # the refresh materialized the two days (a continuous aggregate owned by a role the writer is in)
-        assert materialized_rows(agg_db, "ohlcv_1d") == 2
-        assert materialized_rows(agg_db, "ohlcv_1w") == 1
+        assert materialized_rows(agg_db, "ohlcv_1d_cagg") == 2
+        assert materialized_rows(agg_db, "ohlcv_1w_cagg") == 1
     assert query(agg_db, "SELECT count(*) FROM ohlcv_1d WHERE symbol = 'MSFT'") == [(2,)]
 
 

@@ -3,6 +3,7 @@ the SQL reference (docs/sql.md), run as mfs_reader exactly as a user would paste
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import time
@@ -120,6 +121,29 @@ def test_documented_queries_run_as_the_reader(agg_db, project_root, monkeypatch)
            VALUES ('AAPL', 'split', '2026-10-20', 4, 'test', '2026-10-21'),
                   ('MSFT', 'dividend', '2026-10-15', 0.83, 'test', '2026-10-16')""",
     )
+    # what feature monitoring records (the monitoring queries read it): statistics, a drift
+    # verdict, an audit, and AAPL's last days served partial before their complete values
+    execute(
+        agg_db,
+        """INSERT INTO feature_stats (interval, scope, feature, symbols, rows, nulls, null_fraction, mean, p50)
+           VALUES ('1h', 'cross_section', 'rsi_14', 3, 3, 0, 0, 51.5, 50.2);
+           INSERT INTO feature_drift_checks (interval, symbol_group, feature, recent_from, recent_to, reference_from,
+                                             reference_to, recent_values, reference_values, psi, threshold, status)
+           VALUES ('1h', 'all', 'rsi_14', current_date - 7, current_date, current_date - 90, current_date - 8,
+                   105, 1260, 0.31, 2.0, 'ok');
+           INSERT INTO feature_audits (seconds, symbols, intervals, columns, rows_compared, values_compared,
+                                       tolerance, worst_rel_diff, worst, mismatching_rows, passed)
+           VALUES (0.4, '{AAPL}', '{1h}', '{rsi_14}', 210, 210, 1e-9, 3e-14, '{"symbol": "AAPL", "feature": "rsi_14"}',
+                   0, true);
+           UPDATE features SET bar_ingested_at = coalesce(closes_at, bar_closes_at(interval, ts))
+           WHERE symbol = 'AAPL' AND interval = '1h' AND ts > now() - interval '5 days';
+           INSERT INTO features_revisions
+           SELECT now(), 'bar_revised', NULL, f.* FROM features f
+           WHERE symbol = 'AAPL' AND interval = '1h' AND ts > now() - interval '5 days';
+           UPDATE features_revisions SET bar_ingested_at = bar_ingested_at - interval '30 minutes',
+                  computed_at = computed_at - interval '2 hours', rsi_14 = rsi_14 + 1
+           WHERE symbol = 'AAPL' AND interval = '1h' AND bar_ingested_at IS NOT NULL""",
+    )
     password = secrets.token_urlsafe(16)
     monkeypatch.setenv("MFS_READER_PASSWORD", password)
     provisioning.sync_role_passwords(agg_db)
@@ -180,3 +204,41 @@ def test_retention_gives_way_to_a_query_reading_old_chunks(agg_db, config_env) -
     result = aggregates.retention(retention_days=100)  # the next run, the query gone
     assert result["skipped"] == {} and len(result["dropped"]["market_data"]) >= 1
     assert query(agg_db, "SELECT count(*) FROM market_data") == [(len(recent),)]
+
+
+def _sessions_as_of(url: str, clock: str | None) -> tuple[list[tuple], list[tuple]]:
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            if clock:  # the store's clock (mfs_now), as the tests' synthetic market pins it
+                cur.execute("SELECT set_config('mfs.clock', %s, false)", (clock,))
+            cur.execute("SELECT session_date, bar_count, partial FROM ohlcv_1d WHERE symbol = 'AAPL' ORDER BY day")
+            daily = cur.fetchall()
+            cur.execute("SELECT week_start, bar_count, partial FROM ohlcv_1w WHERE symbol = 'AAPL' ORDER BY week")
+            return daily, cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_daily_and_weekly_rows_name_their_session_and_say_whether_final(agg_db) -> None:
+    """session_date is the New York date (day stays its midnight in UTC); a row is partial while
+    its session runs, or when every bar of it was fetched before the close and never since."""
+    sync_sessions()
+    write_bars(agg_db, make_bars("AAPL", "2024-03-04", "2024-03-08"))  # Monday to Friday, 7 bars each
+    # Wednesday's bars last fetched at 15:40 New York: its 15:30 bar was stored partial.
+    execute(agg_db, "UPDATE market_data SET ingested_at = '2024-03-06 20:40Z' WHERE ts::date = '2024-03-06'")
+    aggregates.refresh()
+    days = [dt.date(2024, 3, d) for d in range(4, 9)]
+
+    daily, weekly = _sessions_as_of(agg_db, None)  # now: every session is over
+    assert daily == [(day, 7, day == dt.date(2024, 3, 6)) for day in days]
+    assert weekly == [(dt.date(2024, 3, 4), 35, True)]  # Wednesday is not final
+
+    daily, weekly = _sessions_as_of(agg_db, "2024-03-08 17:00Z")  # Friday 12:00 New York
+    assert [d[2] for d in daily] == [False, False, True, False, True]
+    assert weekly == [(dt.date(2024, 3, 4), 35, True)]
+
+    execute(agg_db, "UPDATE market_data SET ingested_at = '2024-03-06 22:00Z' WHERE ts::date = '2024-03-06'")
+    aggregates.refresh()  # refetched after the close: final
+    daily, weekly = _sessions_as_of(agg_db, None)
+    assert [d[2] for d in daily] == [False] * 5 and weekly == [(dt.date(2024, 3, 4), 35, False)]

@@ -99,12 +99,18 @@ def test_no_entity_matching_anything_fails_and_writes_nothing(store, tmp_path, c
 
 def test_an_empty_answer_before_the_store_knew_anything_says_to_ask_known_at_now(store, tmp_path, capsys) -> None:
     # bars of the 19th and 20th, which the store learnt of only when it was built, after them
-    early = pd.DataFrame({"symbol": SYMBOLS, "at": ["2026-11-19T20:00:00Z", "2026-11-20T20:00:00Z"]})
+    # and a ticker the store has never heard of: it is named, and is not the whole story
+    early = pd.DataFrame(
+        {"symbol": [*SYMBOLS, "ZZZZ"], "at": ["2026-11-19T20:00:00Z", "2026-11-20T20:00:00Z", "2026-11-20T20:00:00Z"]}
+    )
     out = tmp_path / "early.parquet"
     assert main(["dataset", "--entities", str(_csv(tmp_path, early)), "--out", str(out)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mfs: error: not one of 2 entity rows has an answer") and len(err.splitlines()) == 1
-    assert "but the store first knew these symbols' features at 2026-11-" in err and "pass --known-at now" in err
+    warning, err = capsys.readouterr().err.strip().splitlines()  # the unknown ticker's warning, then the error
+    assert warning == "ZZZZ: no feature rows in the store (interval 1h)"
+    assert err.startswith("mfs: error: not one of 3 entity rows has an answer")
+    assert "no features rows of 1h at all for ZZZZ" in err
+    assert "(the latest 2026-11-20T20:00:00+00:00), but the store first knew these symbols' features at 2026-11-" in err
+    assert "pass --known-at now" in err
     assert not out.exists()
     assert main(["dataset", "--entities", str(_csv(tmp_path, early)), "--out", str(out), "--known-at", "now"]) == 0
     before = pd.DataFrame({"symbol": SYMBOLS, "at": ["2026-10-01T15:00:00Z", "2026-10-01T16:00:00Z"]})

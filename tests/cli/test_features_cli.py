@@ -41,3 +41,26 @@ def test_a_symbol_without_bars_is_a_failure_not_a_green_run(conn, capsys):
     assert "no 1h bars stored" in captured.out
     assert "features: 1 ok, 2 failed, 1 skipped; 40 bars read" in captured.out
     assert "NOPE (features_1h): no bars stored for this symbol: it is not in the store" in captured.err
+
+
+def test_features_audit_passes_then_fails_naming_symbol_and_feature(conn, capsys):
+    insert_bars(conn, "CLID", "1d", make_bars(60, seed=4, interval="1d"))
+    assert main(["features", "--symbols", "CLID", "--interval", "1d"]) == 0
+    capsys.readouterr()
+    assert main(["features", "audit", "--symbols", "clid"]) == 0
+    out = capsys.readouterr().out
+    assert "CLID\t1d\tok\t60" in out and "feature audit passed: 1 symbol(s)" in out
+    with conn.cursor() as cur:
+        cur.execute("UPDATE features SET ema_12 = ema_12 * (1 + 1e-6) WHERE symbol = 'CLID' AND ts = "
+                    "(SELECT max(ts) FROM features WHERE symbol = 'CLID')")  # fmt: skip
+    conn.commit()
+    assert main(["features", "audit", "--sample", "5"]) == 1
+    captured = capsys.readouterr()
+    assert "feature audit FAILED: 1 row(s) differ" in captured.out
+    assert "CLID (audit_1d): 1 row(s) differ from the recompute in ema_12" in captured.err
+
+
+def test_features_audit_refuses_an_empty_sample(db, capsys):
+    assert main(["features", "audit", "--sample", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--sample = 0: expected at least 1 symbol" in err and "Traceback" not in err

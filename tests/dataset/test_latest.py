@@ -116,3 +116,26 @@ def test_the_packed_rows_follow_an_update_of_the_newest_rows(pit_store) -> None:
         frame = latest_features(conn=conn)
         assert "MSFT" not in set(frame["symbol"]) and frame.set_index("symbol").loc["KO", "rsi_14"] == 12.5
         assert_same_rows(frame, sql_latest(conn))
+
+
+def test_a_row_whose_bar_had_not_closed_is_served_flagged_not_complete(pit_store) -> None:
+    """The current hour's row is served (the freshest value) with complete = false, beside its
+    bar's closes_at; a row fetched after its close is complete. A row without closes_at (written by
+    hand) is judged by the calendar, in SQL and in the DataFrame alike."""
+    with _rolled_back(pit_store.url) as conn:  # rolled back
+        with conn.cursor() as cur:  # AAPL's newest bar fetched ten minutes before it closed
+            cur.execute(
+                "UPDATE features_latest SET bar_ingested_at = closes_at - interval '10 minutes' WHERE symbol = 'AAPL'"
+            )
+            cur.execute(  # MSFT's and KO's fetched a minute after; KO's close left for the calendar
+                "UPDATE features_latest SET bar_ingested_at = closes_at + interval '1 minute', "
+                "closes_at = CASE WHEN symbol = 'KO' THEN NULL ELSE closes_at END WHERE symbol IN ('MSFT', 'KO')"
+            )
+        want = sql_latest(conn)
+        assert list(want.columns[:5]) == ["symbol", "interval", "ts", "closes_at", "complete"]
+        complete = dict(zip(want["symbol"], want["complete"], strict=True))
+        assert complete["AAPL"] is False and complete["MSFT"] is True and complete["KO"] is True
+        frame = latest_features(conn=conn)
+        assert_same_rows(frame, want)
+        assert str(frame["complete"].dtype) == "boolean"
+        assert frame[~frame["complete"]]["symbol"].tolist() == ["AAPL"]

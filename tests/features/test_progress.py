@@ -29,10 +29,12 @@ def _ingest(frames: dict[str, pd.DataFrame]) -> None:
 
 def _served(conn) -> list[tuple]:
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM latest_features ORDER BY symbol, interval")
+        cur.execute("SELECT * FROM features_latest ORDER BY symbol, interval")
         served = cur.fetchall()
         cur.execute(NEWEST_ROWS)
         assert served == cur.fetchall()  # the maintained table is the newest row of every series
+        cur.execute("SELECT symbol, interval, ts FROM latest_features ORDER BY symbol, interval")
+        assert cur.fetchall() == [r[:3] for r in served]  # and the view serves it
     conn.rollback()
     return served
 

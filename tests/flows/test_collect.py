@@ -118,4 +118,34 @@ def test_high_severity_data_anomalies_end_the_run_in_a_state_that_says_so(conn, 
 def test_a_clean_run_completes_plainly(conn):
     state = collect(symbols=["AAPL"], days=3, offline=True, market_hours_only=False, return_state=True)
     assert state.is_completed() and state.name == "Completed", state
-    assert "collect-anomalies" not in artifacts_of(state.state_details.flow_run_id)
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert "collect-anomalies" not in arts
+    # the summary's figures are the table's totals; the table has a collect's columns only
+    data = arts["collect-symbols"].data
+    table = json.loads(data) if isinstance(data, str) else data
+    assert list(table[0]) == [
+        *("symbol", "stage", "status", "bars fetched", "bars inserted", "bars updated", "bars quarantined"),
+        *("reason", "seconds", "timed"),
+    ]
+    totals = [sum(row[f"bars {k}"] for row in table) for k in ("fetched", "inserted", "updated", "quarantined")]
+    assert totals[0] > 0
+    assert "bars fetched {}, inserted {}, updated {}, quarantined {}".format(*totals) in arts["collect-summary"].data
+
+
+def flow_run_name(flow_run_id) -> str:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).name
+
+
+def test_a_run_is_named_after_what_it_covers_and_one_with_nothing_new_says_so(conn):
+    friday = dt.datetime(2026, 11, 20, 18, 5, tzinfo=UTC)  # 13:05 New York, the offline Yahoo's day
+    first = collect(symbols=["AAPL"], interval="1h", days=3, asof=friday, offline=True, return_state=True)
+    assert first.is_completed() and first.name == "Completed", first
+    assert flow_run_name(first.state_details.flow_run_id) == "collect 1h · AAPL · 3 days · 2026-11-20 13:05 ET"
+
+    # The same window again: every bar is stored already, and the run's state says so.
+    again = collect(symbols=["AAPL"], interval="1h", days=3, asof=friday, offline=True, return_state=True)
+    assert again.is_completed() and again.name == "Nothing new", again
+    assert "none new or changed" in again.message and again.result()["inserted"] == 0
+    _flow, status, counts, _error = pipeline_run(conn, str(again.state_details.flow_run_id))
+    assert status == "completed" and counts["fetched"] > 0 and counts["updated"] == 0

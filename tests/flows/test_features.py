@@ -56,3 +56,17 @@ def test_features_outside_market_hours_end_market_closed(db):
     saturday = dt.datetime(2026, 11, 28, 15, tzinfo=dt.UTC)
     state = features(asof=saturday, return_state=True)
     assert state.is_completed() and state.name == "Market closed", state
+
+
+def test_a_features_run_with_no_new_bar_ends_nothing_new_and_is_named_for_its_interval(db, config_env):
+    config_env(MFS_SYMBOLS="AAPL")
+    ingest.collect(["AAPL"], days=10, offline=True)
+    first = features(interval="1h", market_hours_only=False, return_state=True)
+    assert first.is_completed() and first.name == "Completed", first
+
+    again = features(interval="1h", market_hours_only=False, return_state=True)
+    assert again.is_completed() and again.name == "Nothing new", again
+    assert "no feature row to write" in again.message
+    with get_client(sync_client=True) as client:
+        name = client.read_flow_run(again.state_details.flow_run_id).name
+    assert name.startswith("features 1h · ") and name.endswith(" ET"), name

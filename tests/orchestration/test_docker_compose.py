@@ -20,8 +20,9 @@ def env_of(service: str) -> dict[str, str]:
 
 
 def test_services_and_the_community_timescaledb():
-    assert set(SERVICES) == {"db", "prefect-server", "setup", "worker"}
-    image = SERVICES["db"]["image"]
+    assert set(SERVICES) == {"db", "prefect-server", "setup", "worker", "dashboard"}
+    base = (ROOT / SERVICES["db"]["build"] / "Dockerfile").read_text()
+    image = re.search(r"^FROM (\S+)", base, re.M).group(1)
     assert image.startswith("timescale/timescaledb:") and "-oss" not in image  # -oss is Apache-only
     assert "timescaledb.license=timescale" in SERVICES["db"]["command"]
     init = (ROOT / "docker/initdb/10-prefect.sql").read_text()
@@ -29,7 +30,7 @@ def test_services_and_the_community_timescaledb():
 
 
 def test_health_checks_and_start_order():
-    for name in ("db", "prefect-server", "worker"):
+    for name in ("db", "prefect-server", "worker", "dashboard"):
         assert SERVICES[name]["healthcheck"]["test"], name
     assert SERVICES["prefect-server"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert SERVICES["setup"]["depends_on"] == {
@@ -42,7 +43,7 @@ def test_health_checks_and_start_order():
 
 def test_configuration_comes_from_env_and_no_secret_is_written_here():
     text = (ROOT / "docker-compose.yml").read_text()
-    for service in ("setup", "worker"):
+    for service in ("setup", "worker", "dashboard"):
         env = env_of(service)
         assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
         assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false" and env["DO_NOT_TRACK"] == "1"
@@ -73,3 +74,24 @@ def test_worker_image_is_the_project_pinned_by_the_lock():
     pool = get_config().orchestration.work_pool
     assert SERVICES["worker"]["command"][-4:] == ["--pool", pool, "--type", "process"]
     assert "MFS_PROJECT_ROOT=/app" in dockerfile  # the deployments' pull step on the workers
+
+
+def test_the_database_archives_wal_with_pgbackrest_to_its_own_volume():
+    db = SERVICES["db"]
+    base = (ROOT / db["build"] / "Dockerfile").read_text()
+    assert "apk add --no-cache pgbackrest" in base and "COPY pgbackrest.conf" in base
+    command = db["command"]
+    assert "archive_mode=on" in command and "archive_command=pgbackrest --stanza=mfs archive-push %p" in command
+    assert "pgbackrest:/var/lib/pgbackrest" in db["volumes"] and "pgbackrest" in COMPOSE["volumes"]
+    conf = (ROOT / db["build"] / "pgbackrest.conf").read_text()
+    assert "[mfs]" in conf and "repo1-path=/var/lib/pgbackrest" in conf
+    assert "stanza-create" in (ROOT / "docker/initdb/20-pgbackrest.sh").read_text()
+
+
+def test_the_dashboard_reads_as_the_reader_and_starts_after_the_setup():
+    dashboard = SERVICES["dashboard"]
+    assert dashboard["command"][:2] == ["mfs", "dashboard"]
+    assert dashboard["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+    assert env_of("dashboard")["MFS_READER_PASSWORD"] == "${MFS_READER_PASSWORD:-}"  # it logs in as mfs_reader
+    (port,) = dashboard["ports"]
+    assert port.startswith("127.0.0.1:") and port.endswith(":8050")

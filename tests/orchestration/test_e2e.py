@@ -300,6 +300,7 @@ def test_a_failed_run_posts_an_alert_to_the_webhook(stack, webhook):
     assert names == {
         "mfs-alert-data-anomalies",
         "mfs-alert-failed-runs",
+        "mfs-alert-feature-drift",
         "mfs-alert-slow-collect",
         "mfs-alert-slow-features",
         "mfs-alert-slow-full-backfill",

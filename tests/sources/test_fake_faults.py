@@ -128,6 +128,22 @@ def test_a_level_shift_moves_every_bar_from_its_day_on(fake_yahoo, interval):
     assert_valid_ranges(shifted)
 
 
+@pytest.mark.parametrize("interval", ["1h", "1d"])
+def test_a_volatility_regime_multiplies_log_moves_from_its_day_on(fake_yahoo, interval):
+    plain = history(fake_yahoo, "AAPL", interval, AFTER)
+    wild = history(fake_yahoo, "AAPL", interval, AFTER, {"AAPL": "volatility:2025-11-24:5"})
+    later = plain.index >= (DAY_1D if interval == "1d" else DAY_OPEN)
+    assert later.any() and not later.all()
+    pd.testing.assert_frame_equal(wild[~later], plain[~later])
+    anchor = history(fake_yahoo, "AAPL", "1d", AFTER).loc[daily_bar_label("2025-11-21"), "Close"]
+    for price in PRICES[:4]:  # every price's log-distance from the previous session's close, × 5
+        np.testing.assert_allclose(
+            np.log(wild.loc[later, price] / anchor), 5 * np.log(plain.loc[later, price] / anchor), atol=1e-4
+        )
+    assert (wild["Volume"] == plain["Volume"]).all()
+    assert_valid_ranges(wild)
+
+
 def test_a_spike_is_served_like_a_correction_of_its_bar(fake_yahoo):
     items = ["2025-11-24T15:30Z:1.2", "2025-11-21:0.8"]
     for interval in ("1h", "1d"):

@@ -10,6 +10,7 @@ its trigger-maintained rollups with a one-line note on how to switch, and everyt
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -38,7 +39,9 @@ CHECKSUMS = {
     " FROM market_data t",
     "features": f"SELECT count(*), md5(string_agg({_FIRST_VERSION_ROW}, ',' ORDER BY symbol, interval, ts))"
     " FROM features t",
-    "ohlcv_1d": "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY symbol, day)) FROM ohlcv_1d t",
+    # the first version's columns (sql/102 appends session_date and partial)
+    "ohlcv_1d": "SELECT count(*), md5(string_agg((symbol, day, open, high, low, close, volume, bar_count)::text, ','"
+    " ORDER BY symbol, day)) FROM ohlcv_1d t",
 }
 
 
@@ -117,6 +120,8 @@ def test_a_first_version_store_keeps_its_data_through_db_up(previous_store: str)
     installed = query(url, "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'")
     assert query(url, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") == installed
     assert _state(url) == before  # same rows, same values, same aggregates
+    # ... which now name their New York session and say they are final (fetched after the close)
+    assert query(url, "SELECT min(session_date), bool_or(partial) FROM ohlcv_1d") == [(dt.date(2024, 10, 28), False)]
     # Rows stored before the column existed know when their bar closed (half day 2024-11-29: 13:00).
     assert query(url, "SELECT count(*) FROM market_data WHERE closes_at IS NULL") == [(0,)]
     assert query(

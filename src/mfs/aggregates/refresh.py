@@ -30,18 +30,20 @@ from mfs.market import parse_moment
 from mfs.storage import migrations
 from mfs.storage.connection import connect
 from mfs.storage.sessions import sync_sessions
+from mfs.storage.types import Connection, one_row
 
 REFRESH_LOCK_KEY = 0x6D66735F616767  # "mfs_agg": one refresh at a time per database
 AGGREGATES = ("ohlcv_1d", "ohlcv_1w", "features_1d")  # dependency order (weekly reads daily)
-# What is maintained for each aggregate: features_1d is a view joining the row of each day's last
-# bar, and only that last bar per (symbol, day) is materialized (its columns follow the registry).
-MATERIALIZED = {"ohlcv_1d": "ohlcv_1d", "ohlcv_1w": "ohlcv_1w", "features_1d": "features_1d_last"}
+# The continuous aggregate maintained for each aggregate: features_1d is a view joining the row of
+# each day's last bar, and only that last bar per (symbol, day) is materialized (its columns follow
+# the registry); ohlcv_1d and ohlcv_1w are views adding the session columns (sql/102) to theirs.
+MATERIALIZED = {"ohlcv_1d": "ohlcv_1d_cagg", "ohlcv_1w": "ohlcv_1w_cagg", "features_1d": "features_1d_last"}
 log = get_logger("mfs.aggregates.refresh")
 
 
 class RefreshResult(TypedDict):
     """What a refresh did. A dict: ``mfs aggregates refresh --json`` prints it, the full-backfill
-    flow returns it, and its keys are logged as they are."""
+    flow returns it, and describe_refresh logs it in words."""
 
     edition: str  # "apache" (trigger-maintained rollups) or "timescale" (continuous aggregates)
     buckets: dict[str, int]  # per aggregate: buckets written; -1 when the server does not report it
@@ -110,11 +112,27 @@ def refresh(
         "window": None if lo is None or hi is None else [lo.isoformat(), hi.isoformat()],
         "seconds": round(time.monotonic() - started, 3),
     }
-    log.info("aggregates refreshed", **result)
+    log.info(describe_refresh(result))
     return result
 
 
-def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
+def describe_refresh(result: RefreshResult) -> str:
+    """A refresh in words: what it covered and what it rewrote — the continuous aggregates of the
+    community license do not say how many buckets they rewrote, so the line does not pretend to."""
+    scope = "every pending change" if result["window"] is None else "[{}, {})".format(*result["window"])
+    if any(n < 0 for n in result["buckets"].values()):
+        done = "TimescaleDB continuous aggregates refreshed (the server does not count buckets)"
+    else:
+        done = "; ".join(
+            f"{name} {result['buckets'][name]} buckets written, {result['removed'].get(name, 0)} replaced"
+            for name in result["buckets"]
+        )
+    return f"aggregates refreshed for {scope}: {done}, in {result['seconds']:g} s"
+
+
+def _refresh_rollups(
+    conn: Connection, lo: pd.Timestamp | None, hi: pd.Timestamp | None
+) -> tuple[dict[str, int], dict[str, int]]:
     """Returns (buckets written, rollup rows removed before rewriting) per aggregate."""
     written: dict[str, int] = {}
     removed: dict[str, int] = {}
@@ -138,7 +156,7 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                         (source, lo, hi, lo, hi),
                     )
             cur.execute("SELECT array_agg(id) FROM aggregate_invalidations")
-            taken = cur.fetchone()[0] or []
+            taken = one_row(cur)[0] or []
             cur.execute("CREATE TEMP TABLE _refresh_ranges ON COMMIT DROP AS SELECT * FROM aggregate_pending_ranges")
             cur.execute(
                 "CREATE TEMP TABLE _refresh_week_ranges ON COMMIT DROP AS "
@@ -174,15 +192,17 @@ def _refresh_rollups(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
     return written, removed
 
 
-def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
+def _refresh_continuous(
+    conn: Connection, lo: pd.Timestamp | None, hi: pd.Timestamp | None
+) -> tuple[dict[str, int], dict[str, int]]:
     """Without a window: every invalidated range; for the hierarchical ohlcv_1w only up to now,
     so its current, incomplete week stays with real-time aggregation (materialized, it kept rows
     truncated from ohlcv_1d through every later refresh). An explicit window is widened to whole
     New York weeks so each aggregate's window covers complete buckets."""
-    windows = {a: (None, None) for a in AGGREGATES}
+    windows: dict[str, tuple[Any, ...]] = {a: (None, None) for a in AGGREGATES}
     with conn.cursor() as cur:
         cur.execute("SELECT now()")
-        windows["ohlcv_1w"] = (None, cur.fetchone()[0])
+        windows["ohlcv_1w"] = (None, one_row(cur)[0])
     if lo is not None:
         with conn.cursor() as cur:
             cur.execute(
@@ -191,7 +211,7 @@ def _refresh_continuous(conn, lo, hi) -> tuple[dict[str, int], dict[str, int]]:
                                   interval '7 days')""",
                 (lo, hi),
             )
-            windows = dict.fromkeys(AGGREGATES, cur.fetchone())
+            windows = dict.fromkeys(AGGREGATES, one_row(cur))
     with conn.cursor() as cur:
         for aggregate in AGGREGATES:
             refresh_args = (MATERIALIZED[aggregate], *windows[aggregate])

@@ -15,13 +15,13 @@ from mfs.config import get_config
 from mfs.logs import get_logger
 from mfs.storage.connection import connect
 
-RETAINED_TABLES = ("market_data", "features", "market_data_revisions", "features_revisions")
+RETAINED_TABLES = ("market_data", "features", "market_data_revisions", "features_revisions", "feature_stats")
 log = get_logger("mfs.aggregates.retention")
 
 
 class RetentionResult(TypedDict):
     """What a retention run did. A dict: ``mfs aggregates retention --json`` prints it, the
-    full-backfill flow returns it, and its keys are logged as they are."""
+    full-backfill flow returns it, and describe_retention logs it in words."""
 
     retention_days: int | None  # None: not configured, nothing dropped
     dropped: dict[str, list[str]]  # per table: the chunks dropped
@@ -71,5 +71,18 @@ def retention(url: str | None = None, retention_days: int | None = None) -> Rete
         "skipped": skipped,
         "seconds": round(time.monotonic() - started, 3),
     }
-    log.info("retention applied", **result)
+    log.info(describe_retention(result))
     return result
+
+
+def describe_retention(result: RetentionResult) -> str:
+    """Retention in words: off, or how many chunks of which table it dropped and what it skipped."""
+    if result["retention_days"] is None:
+        return "retention off (aggregates.retention_days not set): no chunk dropped"
+    dropped = ", ".join(f"{len(chunks)} of {table}" for table, chunks in result["dropped"].items() if chunks)
+    line = f"retention of {result['retention_days']} days: " + (
+        f"dropped chunks {dropped}" if dropped else "no chunk old enough"
+    )
+    if result["skipped"]:
+        line += "; skipped " + ", ".join(result["skipped"])
+    return line

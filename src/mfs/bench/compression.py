@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from mfs.aggregates import refresh
 from mfs.config import get_config
 from mfs.ingest.write import store_bars
 from mfs.market import NY
@@ -131,8 +132,6 @@ def split_rewrite(symbol: str, start: pd.Timestamp, asof: pd.Timestamp) -> dict[
     """Rewrite ``symbol``'s compressed history as a split re-adjustment does, refresh the
     aggregates, and refuse the figures unless its daily aggregate then equals a from-scratch
     GROUP BY of the rewritten bars (a refresh that did not catch up would be timed too short)."""
-    from mfs.aggregates import refresh
-
     frame = split_frame(symbol, start, asof)
     bars = ("market_data",)  # the chunks the rewrite writes into
     out: dict[str, Any] = {"chunks_compressed_before_split": compressed_chunks(bars)}

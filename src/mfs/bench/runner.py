@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from mfs import calendar
+from mfs.aggregates import refresh
 from mfs.aggregates.refresh import RefreshResult
-from mfs.bench import compression, pit, pit_reads, registry
+from mfs.bench import compression, monitoring, pit, pit_reads, registry
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database
 from mfs.config import QualityConfig, get_config
@@ -195,7 +196,7 @@ def _backfill_phase(symbols: list[str], bars: int, progress: Callable[[str], Non
     progress(f"full feature backfill of {len(symbols)} symbols")
     seconds, report = _timed(lambda: compute(symbols, "1h", full=True))
     _expect_written(report, bars, "feature backfill")
-    out = {"features_backfill_s": round(seconds, 2)}
+    out = {"features_backfill_s": round(seconds, 2)} | monitoring.in_run(report, "features_backfill")
     progress("first aggregate refresh (after the backfill)")
     out["aggregate_backfill_refresh_s"] = round(_timed(_refresh)[0], 2)
     return out
@@ -239,6 +240,7 @@ def _new_hour_phase(
     seconds, report = _timed(lambda: compute(symbols, "1h"))
     _expect_written(report, out["new_hour_bars"], "incremental feature run")
     out["features_incremental_s"] = round(seconds, 3)
+    out |= monitoring.in_run(report, "features_incremental")
     out["aggregate_refresh_s"] = round(_timed(_refresh)[0], 3)
     return out
 
@@ -329,6 +331,7 @@ def run(
                 out |= _compression_phase(symbols[0], start, asof, progress)
             out |= _new_hour_phase(symbols, asof, last_ts, progress)
             out |= _later_hours_phase(symbols, start, asof, bool(out.get("compressed_chunks")), rounds, progress)
+            out |= monitoring.audit_cost(symbols[:10], progress)
         # The pipeline's peak: the training-set reads below hold a year of features in pandas
         # frames, a reader's memory, not the store's.
         out["peak_rss_mb"] = round(peak.mb, 1)
@@ -338,8 +341,6 @@ def run(
 
 
 def _refresh() -> RefreshResult:
-    from mfs.aggregates import refresh
-
     return refresh()
 
 

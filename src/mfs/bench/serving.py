@@ -22,6 +22,7 @@ import numpy as np
 from mfs.dataset import latest_features
 from mfs.errors import MfsError
 from mfs.storage.connection import connect
+from mfs.storage.types import Cursor
 
 # Each query and its repetitions per round. round_trip is the floor under latest_one: the same
 # parameter, no table (the host's own latency: psycopg2, the socket, the server's reply).
@@ -93,7 +94,7 @@ class ServingClient:
         return ()
 
 
-def _fetch_all(cur, query: str, params: tuple) -> list[tuple]:
+def _fetch_all(cur: Cursor, query: str, params: tuple) -> list[tuple]:
     cur.execute(query, params)
     return cur.fetchall()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mfs.cli.output import print_json
 from mfs.market import INTERVALS
 
 MODES = ("known", "served")
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from mfs.cli.output import print_json
+    # deferred: pandas and pyarrow, ~400 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.dataset import NoMatchError, write_dataset
 
     kind = "bars" if args.bars else "features"

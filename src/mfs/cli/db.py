@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mfs.cli import backup
 from mfs.cli.output import print_json, print_table, progress
 
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     url.add_argument("--masked", action="store_true", help="hide the password")
     url.set_defaults(func=cmd_url)
     verbs.add_parser("migrate", help="apply pending migrations from sql/").set_defaults(func=cmd_migrate)
+    backup.register(verbs)
 
     status = sub.add_parser("status", help="server, TimescaleDB edition, migrations, hypertables, row counts")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     with progress("mfs db up") as report:
-        from mfs import provisioning  # here: the other verbs need neither pandas nor the calendar
+        from mfs import provisioning  # deferred: pandas, the calendar: ~550 ms (importtime)
 
         result = provisioning.up(report)
     print(f"database ready at {result.url} ({result.seconds} s)")
@@ -42,6 +44,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 # The storage modules are imported by the verbs that use them: building the parser imports every
 # verb's module, and SQLAlchemy alone is 0.15 s of every command's start.
 def cmd_down(args: argparse.Namespace) -> int:
+    # deferred: psycopg2, the local cluster, migrations: ~30 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.storage import lifecycle
 
     print(lifecycle.down())
@@ -49,6 +52,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_url(args: argparse.Namespace) -> int:
+    # deferred: psycopg2 and the pool, ~12 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.storage.connection import database_url, masked
 
     url = database_url()
@@ -57,6 +61,7 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    # deferred: psycopg2 and migrations, ~16 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.storage import migrations
     from mfs.storage.connection import database_url
 
@@ -65,12 +70,40 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_monitoring(m: dict) -> None:
+    """Three lines: the newest self-audit, the drifting features, the served-vs-final skew."""
+    a = m["audit"]
+    if a is None:
+        print("feature audit  never run (mfs features audit)")
+    else:
+        verdict = "passed" if a["passed"] else f"FAILED ({a['mismatching_rows']} rows differ)"
+        worst = f"{a['worst_rel_diff']:.2g}" if a["worst_rel_diff"] is not None else "-"
+        print(f"feature audit  {a['at']:%Y-%m-%d %H:%M} UTC {verdict}: {a['symbols']} symbols, worst {worst} relative")
+    drifting = m["drifting"]
+    names = ", ".join(drifting[:5]) + (f" and {len(drifting) - 5} more" if len(drifting) > 5 else "")
+    session = f"session {m['drift_newest_session']}" if m["drift_newest_session"] else "never checked"
+    print(
+        f"feature drift  {len(drifting)} drifting of {m['drift_judged']} judged, {m['drift_checked']} checked "
+        f"({session}){': ' + names if names else ''}"
+    )
+    skew = ", ".join(f"{f} {s:.2g}" for f, s in m["largest_partial_skew"]) or "-"
+    print(
+        f"feature skew   {m['partial_versions_7d']} partial-bar versions in 7 days; largest median relative "
+        f"skew: {skew} (SELECT * FROM feature_skew)"
+    )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    # deferred: Prefect and SQLAlchemy, ~250 ms (python -X importtime, over what `mfs --help` loads)
+    from mfs.orchestration.deploy import unscheduled_symbols
+
+    # deferred: psycopg2, the local cluster, migrations: ~30 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.storage import lifecycle
 
     info = lifecycle.store_status()
+    stray = unscheduled_symbols()  # collected by hand: nothing keeps them fresh
     if args.json:
-        print_json(info)
+        print_json({**info, "unscheduled_symbols": stray})
         return 0
     tsdb = info["timescaledb"]
     print(f"server      PostgreSQL {info['server_version']} at {info['url']}")
@@ -89,6 +122,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"data quality  open anomalies: {quality['open_high']} high, {quality['open_warning']} warning, "
             f"{quality['open_info']} info; {quality['held_back']} bars held back; "
             f"{quality['actions']} corporate actions known (SELECT * FROM data_quality)"
+        )
+    if monitoring := info.get("feature_monitoring"):
+        _print_monitoring(monitoring)
+    if stray:
+        listed = ", ".join(f"{s['symbol']} (newest bar {s['newest_bar']:%Y-%m-%d %H:%M} UTC)" for s in stray[:10])
+        more = f" and {len(stray) - 10} more" if len(stray) > 10 else ""
+        print(
+            f"unscheduled {len(stray)} symbol(s) in the store that no schedule collects: {listed}{more}; "
+            "add them to `symbols` in config/mfs.yaml to keep them fresh"
+        )
+    for standby in info.get("replication", []):
+        lag = standby["replay_lag_s"]
+        print(
+            f"replica     {standby['name']} {standby['state']} ({standby['sync_state']}): "
+            f"{standby['lag_bytes']} bytes of WAL behind, replay lag {lag or 0:.3f} s"
         )
     if "continuous_aggregates" in info:
         print_table(

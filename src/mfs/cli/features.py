@@ -11,6 +11,8 @@ from mfs.flow_names import FEATURES
 from mfs.market import INTERVALS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from mfs.runs import RunReport
 
 SUMMARY_COLUMNS = ["symbol", "stage", "status", "bars_read", "inserted", "updated", "written", "seconds", "reason"]
@@ -24,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     feat.add_argument(
         "action",
         nargs="?",
-        choices=("compute", "list", "prune"),
+        choices=("compute", "list", "prune", "audit"),
         default="compute",
         help="compute (default): update the features; list: the feature registry; "
-        "prune: drop the columns of retired features",
+        "prune: drop the columns of retired features; audit: recompute symbols from their stored bars and "
+        "compare every stored value (fails naming symbol and feature)",
     )
     feat.add_argument("--symbols", help="comma-separated tickers (default: config symbols)")
     feat.add_argument(
@@ -40,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--full",
         action="store_true",
         help="recompute every feature row (after a definition change or a history correction)",
+    )
+    feat.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        help="audit: how many symbols, drawn at random (default monitoring.audit_sample; --symbols names them)",
     )
     feat.add_argument("--json", action="store_true", help="print the per-symbol results as one JSON object")
     feat.set_defaults(func=cmd_features)
@@ -59,12 +68,15 @@ def print_summary(report: RunReport) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
+    from mfs.orchestration.locks import run_lock  # deferred: psycopg2 + pool, ~20 ms (importtime)
 
     if args.action == "list":
         return _list(args)
     if args.action == "prune":
         return _prune(args)
+    if args.action == "audit":
+        return _audit(args)
+    # deferred: mfs.features.run (psycopg2, mfs.runs) is ~22 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.features import compute
 
     symbols = args.symbols.split(",") if args.symbols else None
@@ -80,6 +92,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    # deferred: psycopg2 and the registry, ~20 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.features import registry
 
     rows = registry.rows()
@@ -90,7 +103,7 @@ def _list(args: argparse.Namespace) -> int:
         print("the feature registry is empty: `mfs db up` or the next `mfs features` run registers the definitions")
         return 0
 
-    def when(value) -> str:
+    def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
     table = [
@@ -111,10 +124,41 @@ def _definition(d: dict) -> str:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    # deferred: psycopg2 and the registry, ~20 ms (python -X importtime, over what `mfs --help` loads)
     from mfs.features import registry
-    from mfs.orchestration.locks import run_lock  # its database module: only the verbs that run
+    from mfs.orchestration.locks import run_lock  # deferred: psycopg2 + pool, ~20 ms (importtime)
 
     with run_lock(FEATURES, get_config().orchestration.lock_wait_s):  # no run writes the columns meanwhile
         pruned = registry.prune()
     print(f"pruned {', '.join(pruned)}" if pruned else "nothing to prune: no retired feature")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """The self-audit from the shell: the same as the feature-audit deployment."""
+    # deferred: numpy and the audit, ~165 ms (python -X importtime, over what `mfs --help` loads)
+    from mfs.features.monitoring.audit import audit
+    from mfs.orchestration.locks import run_lock  # deferred: psycopg2 + pool, ~20 ms (importtime)
+
+    symbols = args.symbols.split(",") if args.symbols else None
+    with run_lock(FEATURES, get_config().orchestration.lock_wait_s):  # no feature row changes meanwhile
+        report = audit(symbols, args.sample, raise_on_failure=False)
+    a = report.extra["audit"]
+    if args.json:
+        print_json({"run_id": report.run_id, "audit": a, "results": report.rows()})
+    else:
+        print_table(
+            "feature audit",
+            ["symbol", "interval", "status", "rows compared", "reason"],
+            [(r.symbol, r.stage.removeprefix("audit_"), r.status, r.written, r.reason or "") for r in report.results],
+        )
+        worst = a["worst"]
+        where = f" ({worst['symbol']} {worst['interval']} {worst['feature']} at {worst['ts']})" if worst else ""
+        verdict = "passed" if a["passed"] else f"FAILED: {a['mismatching_rows']} row(s) differ"
+        print(
+            f"feature audit {verdict}: {len(a['symbols'])} symbol(s), {len(a['columns'])} columns, "
+            f"{a['values']} values compared in {a['seconds']} s; worst difference "
+            f"{worst['rel_diff'] if worst else 0:.3g} relative{where} (tolerance {a['tolerance']:g})"
+        )
+    report.raise_if_failed(0)  # RunFailedError: exit 1, naming symbols and features
     return 0

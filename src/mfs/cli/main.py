@@ -26,6 +26,7 @@ COMMANDS = [
     "mfs.cli.aggregates",
     "mfs.cli.bench",
     "mfs.cli.dataset",
+    "mfs.cli.dashboard",
 ]
 
 
@@ -48,6 +49,7 @@ def _is_database_error(exc: BaseException) -> bool:
 def describe_database_error(exc: BaseException) -> str:
     """The server's first message line and SQLSTATE name, e.g. ``the database refused:
     must be owner of view ohlcv_1d (insufficient_privilege)``."""
+    # deferred: psycopg2 is 8 ms (python -X importtime, over what `mfs --help` loads); only a failed verb gets here
     import psycopg2
     import psycopg2.errorcodes
 

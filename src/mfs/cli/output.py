@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.table import Table
+
 if TYPE_CHECKING:
     from mfs.runs import RunReport, SymbolResult
 
@@ -23,9 +26,6 @@ def print_json(data: Any) -> None:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     if is_terminal():
-        from rich.console import Console
-        from rich.table import Table
-
         table = Table(title=title)
         for col in columns:
             table.add_column(col)
@@ -43,8 +43,6 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 def progress(label: str) -> Iterator[Callable[[str], None]]:
     """A status spinner on a terminal; plain stderr lines otherwise."""
     if sys.stderr.isatty():
-        from rich.console import Console
-
         console = Console(stderr=True)
         with console.status(label) as status:
             yield lambda message: status.update(f"{label}: {message}")

@@ -10,6 +10,7 @@ import pandas as pd
 from mfs.dataset.reader import BATCH_SYMBOLS, WINDOW_ROWS, Reader
 from mfs.dataset.request import RESULT_COLUMNS, DatasetInputError, Request, make_request, prepare_entities
 from mfs.dataset.versions import BAR_SOURCE, FEATURE_SOURCE, Source, feature_source, pg_literal
+from mfs.storage.types import Connection
 
 SOURCES = {"features": FEATURE_SOURCE, "bars": BAR_SOURCE}
 
@@ -23,7 +24,7 @@ def build_request(
     known_at: Any,
     tolerance: Any,
     url: str | None = None,
-    conn=None,
+    conn: Connection | None = None,
     store: bool = True,
 ) -> Request:
     """The request for ``kind``; the features' columns are the store's (``store=False``: none yet,
@@ -45,7 +46,7 @@ def features_asof(
     interval: str = "1h",
     mode: str = "known",
     url: str | None = None,
-    conn=None,
+    conn: Connection | None = None,
     batch_symbols: int = BATCH_SYMBOLS,
 ) -> pd.DataFrame:
     """Per entity row (``symbol``, tz-aware ``at``): the feature row version the SQL function
@@ -79,7 +80,7 @@ def bars_asof(
     interval: str = "1h",
     mode: str = "known",
     url: str | None = None,
-    conn=None,
+    conn: Connection | None = None,
     batch_symbols: int = BATCH_SYMBOLS,
 ) -> pd.DataFrame:
     """``features_asof`` for bars (the SQL function ``bars_asof``): open, high, low, close,
@@ -99,7 +100,7 @@ def _asof(
     mode: str,
     *,
     url: str | None,
-    conn,
+    conn: Connection | None,
     batch: int,
 ) -> pd.DataFrame:
     args = {"interval": interval, "mode": mode, "known_at": known_at, "tolerance": tolerance}

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mfs.dataset.api import build_request
 from mfs.dataset.reader import BATCH_SYMBOLS, WINDOW_ROWS, Reader
@@ -59,16 +64,10 @@ def read_entities(path: str | os.PathLike) -> pd.DataFrame:
         raise DatasetInputError(f"entities file must be .csv or .parquet: {p}")
     if not p.is_file():
         raise DatasetInputError(f"entities file not found: {p}")
-    import pyarrow as pa  # type: ignore[import-untyped]
-
     try:
         if p.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
             frame = pq.read_table(p).to_pandas()
         else:
-            import pyarrow.csv as pacsv  # type: ignore[import-untyped]
-
             options = pacsv.ConvertOptions(column_types={"symbol": pa.string()})
             frame = pacsv.read_csv(p, convert_options=options).to_pandas()
     except (pa.ArrowException, OSError) as exc:
@@ -192,9 +191,6 @@ def _output_path(out: str | os.PathLike) -> Path:
 def _write(reader: Reader, ents: Entities, tmp: Path) -> None:
     """Every window's results into the Parquet file ``tmp``, one row group per window, written
     by a thread while the next window is read (at most one window waits: bounded memory)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     # The entity columns' types from all entity rows (a window's own might be all-null); the pandas
     # metadata of the result's frame, so that pandas reads back its dtypes (boolean, Int16 …).
     entity_schema = pa.Schema.from_pandas(ents.frame, preserve_index=False)
@@ -226,9 +222,6 @@ def _progress_bar(total: int, show: bool | None) -> Iterator[Callable[[int], Non
     if not (sys.stderr.isatty() if show is None else show) or not total:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     with Progress(
         TextColumn("dataset"),
         BarColumn(),

@@ -23,8 +23,9 @@ from psycopg2 import errors, sql
 from mfs.errors import StorageError
 from mfs.market import check_interval, normalize_symbols
 from mfs.storage.bulk import PG_EPOCH_US
-from mfs.storage.connection import connect
+from mfs.storage.connection import connect, reader_url
 from mfs.storage.records import PG_NINF, copy_records, native, to_utc_or_nat
+from mfs.storage.types import Connection, Cursor, one_row
 
 _WIRE = {
     "text": "S16",
@@ -41,7 +42,9 @@ _WANTED = "interval = %(interval)s AND (%(symbols)s::text[] IS NULL OR symbol = 
 _LAYOUT = (
     "SELECT array_agg(name ORDER BY attnum), array_agg(sql_type ORDER BY attnum), "
     "array_agg(not_null ORDER BY attnum), mfs_latest_layout_id(), "
-    f"EXISTS (SELECT 1 FROM latest_features_packed WHERE {_WANTED} AND packed IS NULL) "
+    f"EXISTS (SELECT 1 FROM latest_features_packed WHERE {_WANTED} AND packed IS NULL), "
+    "(SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute "
+    " WHERE attrelid = 'latest_features'::regclass AND attnum > 0 AND NOT attisdropped) "
     "FROM mfs_latest_layout()"
 )
 _LOCKED_LAYOUT = f"LOCK TABLE latest_features, latest_features_packed IN ACCESS SHARE MODE; {_LAYOUT}"
@@ -75,18 +78,23 @@ class Layout:
 
 
 def latest_features(
-    symbols: Iterable[str] | str | None = None, *, interval: str = "1h", url: str | None = None, conn=None
+    symbols: Iterable[str] | str | None = None,
+    *,
+    interval: str = "1h",
+    url: str | None = None,
+    conn: Connection | None = None,
 ) -> pd.DataFrame:
     """The newest feature row of every symbol with rows of ``interval`` (``symbols``: of those
     only; a symbol without rows has none), ordered by symbol: the columns of ``latest_features``
-    in its order; NULL as NaN (doubles), <NA> (integers) or NaT (times, in UTC).
+    in its order, ``complete`` false for a row whose bar had not closed when it was fetched (the
+    current hour's); NULL as NaN (doubles), <NA> (integers, booleans) or NaT (times, in UTC).
     ``conn``: an open psycopg2 connection to read on (e.g. one that polls every hour; its
     transaction is left as is); else a read-only connection to ``url`` (default: the store)."""
     interval = check_interval(interval)
     wanted = None if symbols is None else normalize_symbols(symbols)
     own = conn is None
-    if own:
-        conn = connect(url, autocommit=True, application_name="mfs latest_features")
+    if conn is None:
+        conn = connect(url or reader_url(), autocommit=True, application_name="mfs latest_features")
     block = conn.autocommit  # then the read opens (and ends) its own REPEATABLE READ transaction
     try:
         with conn.cursor() as cur:
@@ -100,7 +108,7 @@ def latest_features(
             conn.close()
 
 
-def _read(cur, interval: str, wanted: list[str] | None, *, begin: bool) -> pd.DataFrame:
+def _read(cur: Cursor, interval: str, wanted: list[str] | None, *, begin: bool) -> pd.DataFrame:
     # The lock comes before the first query, so the snapshot is taken after it: no change of the
     # columns (and of the packed rows with them) can fall between the layout and the rows. One
     # round trip.
@@ -109,7 +117,7 @@ def _read(cur, interval: str, wanted: list[str] | None, *, begin: bool) -> pd.Da
         cur.execute(_BEGIN_LOCKED_LAYOUT if begin else _LOCKED_LAYOUT, params)
     except errors.UndefinedTable:
         raise StorageError("this store has no latest_features_packed yet: run `mfs db up` (migration 074)") from None
-    names, types, not_null, number, unpacked = cur.fetchone()
+    names, types, not_null, number, unpacked, view_columns = one_row(cur)
     layout = Layout(tuple(map(Field, names, types, not_null)), number)
     rec = copy_records(cur, _PACKED, params, layout.dtype)
     if not bool(np.all(rec["layout"] == number)):  # only a change of the columns that did not rebuild them
@@ -122,7 +130,7 @@ def _read(cur, interval: str, wanted: list[str] | None, *, begin: bool) -> pd.Da
         select = sql.SQL(", ").join(sql.Identifier(f.name) for f in layout.fields)
         cur.execute(sql.SQL(_UNPACKED).format(columns=select), params)
         columns = _merged(columns, _row_columns(cur.fetchall(), layout))
-    return _frame(columns, layout, interval)
+    return _frame(columns, layout, interval, view_columns)
 
 
 def _packed_columns(rec: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
@@ -171,7 +179,20 @@ def _merged(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.
     return {name: values[order] for name, values in both.items()}
 
 
-def _frame(columns: dict[str, np.ndarray], layout: Layout, interval: str) -> pd.DataFrame:
+def _complete(data: dict[str, object], interval: str) -> pd.arrays.BooleanArray:
+    """The view's ``complete``: the row's bar was fetched after it closed. A row without
+    ``closes_at`` (only a hand-written one) is judged by the calendar, as the view does with
+    bar_closes_at; without ``bar_ingested_at`` it is unknown (<NA>), as in SQL."""
+    ingested = pd.DatetimeIndex(data["bar_ingested_at"])
+    closes = pd.DatetimeIndex(data["closes_at"])
+    if closes.isna().any():
+        from mfs import calendar  # deferred: exchange_calendars, ~70 ms (importtime): only for such a row
+
+        closes = closes.where(closes.notna(), calendar.bar_closes(interval, pd.DatetimeIndex(data["ts"])))
+    return pd.arrays.BooleanArray(np.asarray(ingested >= closes), np.asarray(ingested.isna() | closes.isna()))
+
+
+def _frame(columns: dict[str, np.ndarray], layout: Layout, interval: str, view_columns: list[str]) -> pd.DataFrame:
     n = len(columns["symbol"])
     data: dict[str, object] = {"symbol": columns["symbol"], "interval": np.full(n, interval, dtype=object)}
     for f in layout.fields:
@@ -183,6 +204,8 @@ def _frame(columns: dict[str, np.ndarray], layout: Layout, interval: str) -> pd.
             data[f.name] = pd.arrays.IntegerArray(values, values == np.iinfo(values.dtype).min)
         elif f.sql_type != "text":
             data[f.name] = values
+    data["complete"] = _complete(data, interval)
+    data = {name: data[name] for name in view_columns}  # the view's order: ts, closes_at, complete first
     # Not consolidated into one block per dtype: that copy of every float column cost 1.5 ms of
     # 8,000 rows' ~4 ms conversion (measured); pandas consolidates later only where an operation needs it.
     return pd.DataFrame(data, copy=False)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from mfs.dataset.asof import DAY_US, choose, group_versions
 from mfs.dataset.request import NOW, RESULT_COLUMNS, TIME_COLUMNS, Entities, Request, to_pg_us
@@ -27,6 +28,7 @@ from mfs.dataset.versions import NULL_INT, Records, read_function, read_versions
 from mfs.storage.bulk import PG_EPOCH_US
 from mfs.storage.clock import pinned_clock
 from mfs.storage.records import PG_INF, PG_NINF
+from mfs.storage.types import Connection, Cursor, one_row
 
 WINDOW_ROWS = 200_000
 BATCH_SYMBOLS = 50
@@ -113,10 +115,8 @@ class Outputs:
         order = [*entities.columns, *RESULT_COLUMNS, *self.request.columns]
         return out if list(out.columns) == order else out[order]
 
-    def arrow(self, entities, schema):
+    def arrow(self, entities: pa.Table, schema: pa.Schema) -> pa.Table:
         """The same as an Arrow table of ``schema`` (``entities``: the window's entity columns, Arrow)."""
-        import pyarrow as pa  # type: ignore[import-untyped]
-
         arrays = {}
         for name in TIME_COLUMNS:
             us = self._time_us(name)
@@ -139,12 +139,12 @@ class Reader:
         request: Request,
         *,
         url: str | None = None,
-        conn=None,
+        conn: Connection | None = None,
         window_rows: int = WINDOW_ROWS,
         batch_symbols: int = BATCH_SYMBOLS,
         readers: int = READERS,
         on_rows: Callable[[int], None] | None = None,
-    ):
+    ) -> None:
         self.request = request
         self.session = ReadSession(url=url, conn=conn, readers=readers)
         self.window_rows = max(1, int(window_rows))
@@ -170,13 +170,13 @@ class Reader:
         if pinned is not None:
             return to_pg_us(pd.Timestamp(pinned))
 
-        def now(cur) -> int:
+        def now(cur: Cursor) -> int:
             cur.execute("SELECT mfs_now()")
-            return to_pg_us(pd.Timestamp(cur.fetchone()[0]))
+            return to_pg_us(pd.Timestamp(one_row(cur)[0]))
 
         return self.session.run(now)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.session.__exit__(*exc)
 
     def frames(self, entities: Entities) -> Iterator[pd.DataFrame]:

@@ -17,7 +17,8 @@ from typing import TypeVar
 import psycopg2
 
 from mfs.logs import get_logger
-from mfs.storage.connection import connect
+from mfs.storage.connection import connect, reader_url
+from mfs.storage.types import Connection, one_row
 
 T = TypeVar("T")
 log = get_logger("mfs.dataset")
@@ -26,8 +27,8 @@ log = get_logger("mfs.dataset")
 class ReadSession:
     """``run(fn)`` calls ``fn(cursor)`` on a free connection (blocking until one is free)."""
 
-    def __init__(self, *, url: str | None = None, conn=None, readers: int = 2):
-        self.url = url
+    def __init__(self, *, url: str | None = None, conn: Connection | None = None, readers: int = 2):
+        self.url = url or reader_url()  # MFS_READER_URL: the replica, when there is one
         self.given = conn
         self.readers = max(1, int(readers))
         self.conns: list = []
@@ -48,15 +49,15 @@ class ReadSession:
             raise
         return self
 
-    def _add(self, conn) -> None:
+    def _add(self, conn: Connection) -> None:
         if conn is not self.given:
             self.conns.append(conn)
         self._free.put(conn.cursor())
 
-    def _add_readers(self, main) -> None:
+    def _add_readers(self, main: Connection) -> None:
         with main.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
+            snapshot = one_row(cur)[0]
         for _ in range(self.readers - 1):
             conn = connect(self.url, application_name="mfs dataset")
             self.conns.append(conn)
@@ -83,7 +84,7 @@ class ReadSession:
         finally:
             self._free.put(cur)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._close()
 
     def _close(self) -> None:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfs.storage.connection import connect
+from mfs.storage.connection import connect, reader_url
 from mfs.storage.records import PG_INF, PG_NINF, copy_records, native, record_dtype
+from mfs.storage.types import Connection, Cursor
 
 NULL_INT = {"int2": np.iinfo(np.int16).min, "int8": np.iinfo(np.int64).min}
 _WIRE = {"float8": ">f8", "int2": ">i2", "int8": ">i8"}
@@ -65,11 +66,11 @@ FEATURE_SOURCE = Source(
 _PG_TYPES = {"double precision": "float8", "smallint": "int2", "integer": "int4", "bigint": "int8"}
 
 
-def feature_source(url: str | None = None, conn=None) -> Source:
+def feature_source(url: str | None = None, conn: Connection | None = None) -> Source:
     """The features source with the store's feature columns (the registry's, in column order):
     a feature added to the definitions is in every dataset once its column exists."""
     own = conn is None
-    conn = conn or connect(url, application_name="mfs-dataset")
+    conn = conn or connect(url or reader_url(), application_name="mfs-dataset")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT name, sql_type FROM mfs_feature_columns()")
@@ -150,7 +151,7 @@ def _fields(source: Source, columns: Sequence[str], a: str, known_from: str, kno
     return ", ".join(fields)
 
 
-def _copy(cur, query: str, params: tuple, dtype: np.dtype) -> Records:
+def _copy(cur: Cursor, query: str, params: tuple, dtype: np.dtype) -> Records:
     rec = copy_records(cur, query, params, dtype)
 
     def native(name: str, kind: type = np.int64) -> np.ndarray:
@@ -168,7 +169,7 @@ def _copy(cur, query: str, params: tuple, dtype: np.dtype) -> Records:
 
 
 def read_versions(
-    cur,
+    cur: Cursor,
     source: Source,
     columns: Sequence[str],
     symbols: Sequence[str],
@@ -208,7 +209,7 @@ def read_versions(
 
 
 def read_function(
-    cur,
+    cur: Cursor,
     source: Source,
     columns: Sequence[str],
     symbols: Sequence[str],
@@ -236,7 +237,7 @@ def read_function(
     return _copy(cur, query, params, _dtype(source, columns))
 
 
-def symbols_without_rows(cur, source: Source, symbols: Sequence[str], interval: str) -> list[str]:
+def symbols_without_rows(cur: Cursor, source: Source, symbols: Sequence[str], interval: str) -> list[str]:
     """Those of ``symbols`` that have no current row of ``interval`` at all."""
     cur.execute(
         f"SELECT s FROM unnest(%s::text[]) AS s WHERE NOT EXISTS "

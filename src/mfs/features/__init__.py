@@ -22,20 +22,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mfs.features.version import FEATURE_VERSION
+
 if TYPE_CHECKING:
     from mfs.features.run import compute
-    from mfs.features.version import FEATURE_VERSION
 
 __all__ = ["FEATURE_VERSION", "compute"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "compute":
+        # deferred: mfs.features.run brings psycopg2 and mfs.runs, ~22 ms (python -X importtime), to every
+        # process that imports any mfs.features module (the workers among them)
         from mfs.features.run import compute
 
         return compute
-    if name == "FEATURE_VERSION":
-        from mfs.features.version import FEATURE_VERSION
-
-        return FEATURE_VERSION
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

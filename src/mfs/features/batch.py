@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,6 +36,7 @@ from mfs.storage.bulk import Column, insert_new_keys, upsert
 from mfs.storage.clock import WriteContext, set_write_context
 from mfs.storage.progress import set_accounted_write
 from mfs.storage.records import to_utc
+from mfs.storage.types import Connection, Cursor
 
 KEY = ["symbol", "interval", "ts"]
 KEY_COLUMNS = [Column("symbol", "text"), Column("interval", "text"), Column("ts", "timestamptz")]
@@ -68,7 +69,12 @@ def bars_of(rec: np.ndarray) -> engine.Bars:
     return engine.Bars(to_utc(rec["ts"]), *prices)
 
 
-def compute_rows(rec: np.ndarray, features: FeatureSet, anchors=None, only=None) -> dict[str, np.ndarray]:
+def compute_rows(
+    rec: np.ndarray,
+    features: FeatureSet,
+    anchors: Mapping[str, float] | None = None,
+    only: Collection[str] | None = None,
+) -> dict[str, np.ndarray]:
     return engine.compute(*bars_of(rec), anchors=anchors, only=only, definitions=features.definitions)
 
 
@@ -117,7 +123,7 @@ class _Computed(NamedTuple):
 
 
 def update_batch(
-    conn,
+    conn: Connection,
     symbols: list[str],
     interval: str,
     *,
@@ -177,7 +183,7 @@ def update_batch(
     return out
 
 
-def _delete_orphans(cur, symbols: list[str], interval: str, plans: list[Plan]) -> Counter:
+def _delete_orphans(cur: Cursor, symbols: list[str], interval: str, plans: list[Plan]) -> Counter:
     """Delete the feature rows whose bar no longer exists; returns how many per symbol."""
     orphans = [(s, int(t)) for s, p in zip(symbols, plans, strict=True) if p.orphans is not None for t in p.orphans]
     if orphans:
@@ -243,7 +249,7 @@ def _compute_one_by_one(
     return _Computed(done, {name: concat([p[name] for p in parts]) for name in parts[0]})
 
 
-def _write_features(cur, interval: str, computed: _Computed, columns: list[Column]) -> None:
+def _write_features(cur: Cursor, interval: str, computed: _Computed, columns: list[Column]) -> None:
     """One write for the batch's computed rows; fills in each symbol's inserted/updated."""
     upsert_needed = any(t.plan.rows_from_start > 0 for t in computed.todo)
     data = {col.name: computed.data[col.name] for col in columns}
@@ -256,7 +262,7 @@ def _write_features(cur, interval: str, computed: _Computed, columns: list[Colum
             t.counts.inserted = t.counts.staged
 
 
-def refresh_latest(cur, symbols: Sequence[str], interval: str) -> None:
+def refresh_latest(cur: Cursor, symbols: Sequence[str], interval: str) -> None:
     """Make ``features_latest`` hold the newest feature row of each of ``symbols`` (none when it
     has no rows left), in the caller's transaction: what ``latest_features`` serves changes with
     the rows it is the newest of. One index probe per symbol (~10 µs)."""
@@ -276,7 +282,7 @@ def concat(chunks: list) -> object:
     return np.concatenate(chunks)
 
 
-def _split_counts(cur, interval: str, todo: list[_Todo]) -> None:
+def _split_counts(cur: Cursor, interval: str, todo: list[_Todo]) -> None:
     """Per-symbol inserted/updated after one batch upsert. Bars without a row are inserts (the
     plan knows how many rows existed); rows this transaction touched carry computed_at = mfs_now()
     (unchanged rows keep their old computed_at), so touched - inserted = updated."""

@@ -19,11 +19,12 @@ from mfs.storage.bulk import Column
 from mfs.storage.clock import WriteContext, set_write_context
 from mfs.storage.progress import set_accounted_write
 from mfs.storage.records import copy_records, to_utc
+from mfs.storage.types import Connection
 from mfs.storage.updates import update_existing
 
 
 def fill_batch(
-    conn,
+    conn: Connection,
     symbols: list[str],
     interval: str,
     names: Sequence[str],

@@ -125,14 +125,16 @@ def _run_batches(
     schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]], batches: list[list[str]]
 ) -> tuple[list[worker.BatchResult], dict[str, str]]:
     """Every batch through its worker; a batch whose worker died or ran out of time is rerun one
-    symbol per task. Returns the finished batches and, per symbol that could not finish, why."""
+    symbol per task, one the server aborted as a deadlock or serialization failure is rerun as it
+    was (PostgreSQL's advice for those: nothing was written, try again). Returns the finished
+    batches and, per symbol that could not finish, why."""
     timeout_s = get_config().features.timeout_s
     finished: list[worker.BatchResult] = []
     failures: dict[str, str] = {}
     singles = []
     for batch, future in [schedule(b) for b in batches]:
         try:
-            finished.append(future.result())
+            finished.append(_result_retrying_transient(schedule, batch, future))
         except Exception as exc:  # the worker died or the batch ran out of time
             if len(batch) == 1:
                 failures[batch[0]] = failure_reason(exc, timeout_s)
@@ -143,10 +145,30 @@ def _run_batches(
             singles += [schedule([s]) for s in batch]
     for (symbol,), future in singles:
         try:
-            finished.append(future.result())
+            finished.append(_result_retrying_transient(schedule, [symbol], future))
         except Exception as exc:
             failures[symbol] = failure_reason(exc, timeout_s)
     return finished, failures
+
+
+# SQLSTATEs of a transaction the server aborted only because of another one running at the same
+# time (a first run's 1h and 1d batches create the same chunks of `features` concurrently).
+TRANSIENT_SQLSTATES = {"40P01": "DeadlockDetected", "40001": "SerializationFailure"}
+
+
+def _result_retrying_transient(
+    schedule: Callable[[list[str]], tuple[list[str], ProcessFuture]], batch: list[str], future: ProcessFuture
+) -> worker.BatchResult:
+    for attempt in range(3):
+        try:
+            return future.result()
+        except Exception as exc:
+            code = getattr(exc, "pgcode", None)
+            if attempt == 2 or not (code in TRANSIENT_SQLSTATES or type(exc).__name__ in TRANSIENT_SQLSTATES.values()):
+                raise
+            log.warning("batch aborted by the server; running it again", symbols=batch, reason=type(exc).__name__)
+            _, future = schedule(batch)
+    raise AssertionError("unreachable")
 
 
 def _record_outcomes(

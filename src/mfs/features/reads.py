@@ -19,6 +19,7 @@ from psycopg2 import sql
 from mfs.features.version import FEATURE_VERSION
 from mfs.storage.progress import UNCHANGED
 from mfs.storage.records import copy_records, record_dtype
+from mfs.storage.types import Cursor
 
 
 def _row_state(cumulative: tuple[str, ...]) -> np.dtype:
@@ -176,7 +177,7 @@ def _use_anchors(plan: Plan, anchors: dict[str, float] | None) -> None:
 
 
 def read_plans(
-    cur,
+    cur: Cursor,
     symbols: list[str],
     interval: str,
     bounds: Mapping[str, int],
@@ -208,7 +209,7 @@ def read_plans(
 
 
 def _read_and_plan(
-    cur,
+    cur: Cursor,
     symbols: list[str],
     interval: str,
     bound: list[int | None],
@@ -249,7 +250,9 @@ def _read_and_plan(
     return all_bars, plans
 
 
-def settle_anchors(cur, symbols: Sequence[str], interval: str, plans: list[Plan], cumulative: tuple[str, ...]) -> None:
+def settle_anchors(
+    cur: Cursor, symbols: Sequence[str], interval: str, plans: list[Plan], cumulative: tuple[str, ...]
+) -> None:
     """Read the stored running sums of the plans that start before their bound (one index probe
     per symbol). A plan whose anchor is not stored reads from the series' first bar: when its bars
     read begin there already, from them; otherwise it keeps ``anchors`` None (to be read again)."""

@@ -31,6 +31,7 @@ from mfs.errors import ConfigError
 from mfs.features.model import FeatureSet
 from mfs.storage import progress
 from mfs.storage.connection import connect
+from mfs.storage.types import Cursor
 
 LOCK_KEY = 0x6D66735F666561  # "mfs_fea": one registry change at a time per database
 # The views mfs_rebuild_feature_views (re)creates, dependents first, and the function whose
@@ -85,7 +86,7 @@ def entries(features: FeatureSet) -> list[Entry]:
     ]
 
 
-def _live(cur) -> dict[str, dict[str, Any]]:
+def _live(cur: Cursor) -> dict[str, dict[str, Any]]:
     cur.execute(
         """SELECT name, id, version, retired_at, filled_at FROM feature_registry
            WHERE superseded_at IS NULL AND pruned_at IS NULL"""
@@ -93,12 +94,12 @@ def _live(cur) -> dict[str, dict[str, Any]]:
     return {r[0]: {"id": r[1], "version": r[2], "retired_at": r[3], "filled_at": r[4]} for r in cur.fetchall()}
 
 
-def _columns(cur) -> dict[str, str]:
+def _columns(cur: Cursor) -> dict[str, str]:
     cur.execute("SELECT name, sql_type FROM mfs_feature_columns()")
     return dict(cur.fetchall())
 
 
-def _insert(cur, e: Entry, filled: bool) -> None:
+def _insert(cur: Cursor, e: Entry, filled: bool) -> None:
     cur.execute(
         """INSERT INTO feature_registry (name, version, definition, description, warmup, depends_on,
                                          added_at, filled_at)
@@ -115,7 +116,7 @@ def _insert(cur, e: Entry, filled: bool) -> None:
     )
 
 
-def _add_column(cur, e: Entry, columns: dict[str, str]) -> list[str]:
+def _add_column(cur: Cursor, e: Entry, columns: dict[str, str]) -> list[str]:
     """The DDL adding ``e``'s column (none when it exists with its type)."""
     if e.name in columns:
         if columns[e.name] != e.sql_type:
@@ -175,7 +176,7 @@ def sync(features: FeatureSet, url: str | None = None) -> SyncResult:
     return result
 
 
-def _run(cur, change: str, statements: list[str]) -> None:
+def _run(cur: Cursor, change: str, statements: list[str]) -> None:
     """Run generated DDL and record it (the caller's transaction)."""
     for stmt in statements:
         cur.execute(stmt)
@@ -245,7 +246,7 @@ def prune(url: str | None = None) -> list[str]:
     return retired
 
 
-def _drop_columns(cur, names: list[str]) -> None:
+def _drop_columns(cur: Cursor, names: list[str]) -> None:
     """DROP COLUMN cannot leave a view without its column: the feature views and the functions
     returning their rows are dropped (no CASCADE: a user's own view on them stops the prune with
     PostgreSQL's message) and created again from their current definitions."""

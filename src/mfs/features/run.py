@@ -15,11 +15,13 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mfs import paths
 from mfs.config import get_config
 from mfs.errors import ConfigError
+from mfs.features import registry
 from mfs.features.version import FEATURE_VERSION
 from mfs.flow_names import FEATURES
 from mfs.logs import get_logger
@@ -51,6 +53,8 @@ def resolve_faults(faults: dict[str, str] | None) -> dict[str, str]:
     merged.update(faults or {})
     if not merged:
         return {}
+    # deferred: the worker module loads pandas and the engine, ~340 ms (python -X importtime); only fault drills get
+    # here
     from mfs.features.worker import FAULT_KINDS
 
     out = {}
@@ -104,6 +108,7 @@ def compute(
         FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
         started = time.perf_counter()
+        since = _store_clock()  # the rows this run writes are those computed from now on
         with_bars = _symbols_with_bars(symbols, intervals)
         # Decided before any worker starts: a symbol without bars, or whose bars and feature rows
         # did not change since its features were brought up to date, has nothing to compute.
@@ -124,7 +129,26 @@ def compute(
             seconds=round(time.perf_counter() - started, 3),
             registry={**changes, "filled": [name for name, _ in filled]},
         )
+        _monitor(report, features, since, symbols, intervals)
     return report
+
+
+def _store_clock() -> datetime:
+    from mfs.features.monitoring.observe import store_clock
+
+    return store_clock()
+
+
+def _monitor(
+    report: RunReport, features: FeatureSet | None, since: datetime, symbols: list[str], intervals: list[str]
+) -> None:
+    """Statistics of the rows written and, once per closed session, the drift check
+    (``mfs.features.monitoring``), timed apart from the run's own seconds."""
+    from mfs.features.monitoring.observe import after_run
+
+    started = time.perf_counter()
+    after_run(report, features, since, symbols, intervals)
+    report.extra["monitoring"]["seconds"] = round(time.perf_counter() - started, 3)
 
 
 def _synced_memory() -> int | None:
@@ -139,6 +163,8 @@ def _synced_memory() -> int | None:
 
 
 def _load_definitions() -> FeatureSet:
+    # deferred: TA-Lib, pandas and the definitions are ~530 ms (python -X importtime) of a no-op `mfs features`, which
+    # never reads them
     from mfs.features import definitions
 
     return definitions.load()
@@ -148,8 +174,6 @@ def _sync(features: FeatureSet | None) -> dict[str, list[str]]:
     """The registry brought in line with ``features`` (nothing to do when they were not read)."""
     if features is None:
         return {"added": [], "changed": [], "retired": [], "restored": []}
-    from mfs.features import registry
-
     changes = registry.sync(features)
     return {
         "added": changes.added,
@@ -164,8 +188,6 @@ def _unfilled(features: FeatureSet | None) -> list[tuple[str, str]]:
     let the run skip them found none)."""
     if features is None:
         return []
-    from mfs.features import registry
-
     return registry.unfilled(features)
 
 
@@ -175,6 +197,7 @@ def _jobs(
     """The incremental (or full) update of ``todo``, then the fill of every ``pending`` column."""
     if not any(todo.values()) and not pending:
         return []
+    # deferred: the pool loads the worker (pandas, engine), ~340 ms (python -X importtime): a no-op run starts none
     from mfs.features.pool import Job
 
     jobs = [Job(f"features_{i}", i, symbols) for i, symbols in todo.items() if symbols]
@@ -195,6 +218,7 @@ def _compute(
     if not jobs:
         return set()
     assert features is not None  # read as soon as there was work
+    # deferred: pandas and the engine, ~340 ms (python -X importtime): a no-op run starts no worker
     from mfs.features import pool
 
     report.extra["batch_size"] = pool.batch_size(len(params["symbols"]))
@@ -219,6 +243,7 @@ def _fill_jobs(fill: tuple[str, ...], recomputed: dict[str, list[str]]) -> list[
         for interval, symbol in cur.fetchall():
             if symbol not in recomputed.get(interval, ()):
                 stored.setdefault(interval, []).append(symbol)
+    # deferred: the pool loads the worker (pandas, engine), ~340 ms (python -X importtime): a no-op run starts none
     from mfs.features.pool import Job
 
     return [Job(f"fill_{i}", i, symbols, fill) for i, symbols in sorted(stored.items())]
@@ -229,8 +254,6 @@ def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool) -> li
     failed = [r for r in report.results if r.status == "failed" and (full or r.stage.startswith("fill_"))]
     if not pending or failed:
         return []
-    from mfs.features import registry
-
     registry.mark_filled(pending)
     return pending
 

@@ -42,12 +42,13 @@ from mfs.features.batch import SymbolCounts, update_batch  # noqa: E402
 from mfs.features.fill import fill_batch  # noqa: E402
 from mfs.storage.clock import WriteContext  # noqa: E402
 from mfs.storage.connection import connect  # noqa: E402
+from mfs.storage.types import Connection  # noqa: E402
 
 # pandas resolves the New York zone name through pytz, whose first lookup stats its ~600 zone
 # files (12 ms measured): paid once here, in the forkserver, not in every new worker.
 pd.Timestamp(0, tz=engine.NY)
 
-_conn = None
+_conn: Connection | None = None
 _url: str | None = None
 
 
@@ -97,7 +98,7 @@ def _close_connection() -> None:
     _conn = None
 
 
-def _connection(url: str):
+def _connection(url: str) -> Connection:
     global _conn, _url
     if _conn is None or _conn.closed or _url != url:
         _close_connection()

@@ -28,6 +28,7 @@ from psycopg2.extras import Json, execute_values
 from mfs.config import QualityConfig
 from mfs.ingest.validate import Validated
 from mfs.runs import RunReport
+from mfs.storage.types import Cursor
 
 _INSERT = """
 INSERT INTO anomalies AS a (symbol, interval, ts, kind, severity, held, detail, bar, run_id) VALUES %s
@@ -51,7 +52,7 @@ def _bar_values(held: pd.DataFrame | None) -> dict[pd.Timestamp, dict[str, Any]]
     return out
 
 
-def record_findings(cur, interval: str, run_id: str, items: Sequence[tuple[str, Validated]]) -> list[tuple]:
+def record_findings(cur: Cursor, interval: str, run_id: str, items: Sequence[tuple[str, Validated]]) -> list[tuple]:
     """Insert the findings of a batch's series; returns the rows new to the store."""
     rows = []
     for symbol, checked in items:
@@ -64,7 +65,7 @@ def record_findings(cur, interval: str, run_id: str, items: Sequence[tuple[str, 
     return execute_values(cur, _INSERT, rows, fetch=True)
 
 
-def withdraw_held(cur, interval: str, items: Sequence[tuple[str, Validated]]) -> dict[str, datetime]:
+def withdraw_held(cur: Cursor, interval: str, items: Sequence[tuple[str, Validated]]) -> dict[str, datetime]:
     """Delete from ``market_data`` the bars held back this run that an earlier run stored, and
     retract their ``level_shift``; returns per symbol the earliest bar deleted (the features
     must be recomputed from there)."""
@@ -99,7 +100,9 @@ def withdraw_held(cur, interval: str, items: Sequence[tuple[str, Validated]]) ->
     return earliest
 
 
-def reexamine_held(cur, interval: str, items: Sequence[tuple[str, Validated]], only: Collection[str] | None) -> int:
+def reexamine_held(
+    cur: Cursor, interval: str, items: Sequence[tuple[str, Validated]], only: Collection[str] | None
+) -> int:
     """Resolve the open held anomalies of these series that this run's answer clears: the bar is
     served and passed every check (it is stored now), or it is not served any more. ``only``:
     the symbols known to have held bars (None: look for every symbol). Returns how many."""
@@ -132,7 +135,7 @@ def reexamine_held(cur, interval: str, items: Sequence[tuple[str, Validated]], o
     return resolved
 
 
-def record_actions(cur, items: Sequence[tuple[str, Validated]], source: str, run_id: str) -> list[tuple]:
+def record_actions(cur: Cursor, items: Sequence[tuple[str, Validated]], source: str, run_id: str) -> list[tuple]:
     """Upsert the splits and dividends served with a batch's series as versions; returns the
     versions new to the store."""
     frames = [c.actions.assign(symbol=s) for s, c in items if c.actions is not None and not c.actions.empty]
@@ -204,7 +207,15 @@ ON CONFLICT DO NOTHING
 RETURNING symbol, interval, ts, kind, severity, false, detail"""
 
 
-def cross_check(cur, run_id: str, symbols: list[str], intervals: Sequence[str], since, asof, rules: QualityConfig):
+def cross_check(
+    cur: Cursor,
+    run_id: str,
+    symbols: list[str],
+    intervals: Sequence[str],
+    since: datetime,
+    asof: datetime,
+    rules: QualityConfig,
+) -> list[tuple]:
     """The checks that need what is stored, after a run wrote its bars: revised closes no action
     explains (every interval), hourly bars against their session's daily bar (when the run did
     both). Returns the anomalies new to the store."""

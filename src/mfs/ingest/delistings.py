@@ -28,6 +28,7 @@ from mfs.runs import RunReport, SymbolResult
 from mfs.sources import yahoo
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
+from mfs.storage.types import Cursor
 
 log = get_logger("mfs.ingest")
 
@@ -80,7 +81,7 @@ def _ny_day(ts: pd.Timestamp) -> dt.date:
     return ts.tz_convert(NY).date()
 
 
-def record_listings(cur, bars: Mapping[str, pd.DatetimeIndex]) -> list[str]:
+def record_listings(cur: Cursor, bars: Mapping[str, pd.DatetimeIndex]) -> list[str]:
     """In the write's transaction, for the symbols just stored (``bars``: each one's good bars):
     upsert them into ``symbols`` with ``listed_on`` at the earliest bar, ending a streak of
     "may be delisted" answers; a delisted symbol with bars again is listed again (a note each)."""

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ from mfs.logs import bind_context, get_logger
 from mfs.market import BAR_COLUMNS, MAX_HOURLY_DAYS, NY, YAHOO_HOURLY_DAYS, check_interval, normalize_symbols
 from mfs.runs import RunReport, SymbolResult, recorded_run
 from mfs.sources import request_log, yahoo
+from mfs.sources.fake_yahoo import synthetic_session
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
 
@@ -47,14 +49,11 @@ log = get_logger("mfs.ingest")
 RETRYABLE = (RateLimitedError, yahoo.TransientSourceError)
 
 
-def _session_and_source(session, offline: bool):
+def _session_and_source(
+    session: yahoo.HttpSession | None, offline: bool
+) -> tuple[yahoo.HttpSession, str, pd.Timestamp]:
     if session is None:
-        if offline:
-            from mfs.sources.fake_yahoo import synthetic_session
-
-            session = synthetic_session()
-        else:
-            session = yahoo.default_session()
+        session = synthetic_session() if offline else yahoo.default_session()
     adapter = getattr(session, "synthetic_yahoo", None)
     source = adapter.source_name if adapter is not None else "yahoo"
     asof = adapter.asof if adapter is not None else pd.Timestamp.now(tz="UTC")
@@ -68,7 +67,12 @@ def window_start(asof: pd.Timestamp, days: int) -> pd.Timestamp:
 
 
 def fetch_with_retry(
-    symbol: str, interval: str, start: pd.Timestamp, session, *, sleep: Callable[[float], None] = time.sleep
+    symbol: str,
+    interval: str,
+    start: pd.Timestamp,
+    session: yahoo.HttpSession,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> yahoo.Chart:
     """``yahoo.fetch_chart`` with bounded attempts and exponential backoff with full jitter."""
     cfg = get_config().ingest
@@ -128,7 +132,7 @@ def _fetch_one(
     interval: str,
     start: pd.Timestamp,
     asof: pd.Timestamp,
-    session,
+    session: yahoo.HttpSession,
     stored: StoredSeries | None = None,
     floor: pd.Timestamp | None = None,
 ) -> FetchOutcome:
@@ -141,7 +145,7 @@ def _fetch_one(
     explains it (an unexplained one is also an anomaly)."""
     began = time.monotonic()
 
-    def outcome(checked: Validated | None, fetched: int, error: str | None, **more) -> FetchOutcome:
+    def outcome(checked: Validated | None, fetched: int, error: str | None, **more: Any) -> FetchOutcome:
         return FetchOutcome(checked, fetched, error, time.monotonic() - began, **more)
 
     change = None
@@ -197,7 +201,7 @@ def _ingest(
     symbols: list[str],
     interval: str,
     days: int,
-    session,
+    session: yahoo.HttpSession,
     source: str,
     asof: pd.Timestamp,
     quality: QualityOutcome,
@@ -277,7 +281,7 @@ def _cross_check(
         log.warning("data anomalies recorded", **anomalies.log_fields(report))
 
 
-def _symbols(symbols) -> list[str]:
+def _symbols(symbols: Sequence[str] | str | None) -> list[str]:
     chosen = normalize_symbols(symbols) if symbols else list(get_config().symbols)
     return list(dict.fromkeys(chosen))
 
@@ -288,7 +292,7 @@ def collect(
     *,
     days: int | None = None,
     offline: bool = False,
-    session=None,
+    session: yahoo.HttpSession | None = None,
     run_id: str | None = None,
     raise_on_failure: bool = True,
     request_slot: Callable[[], object] | None = None,
@@ -335,13 +339,13 @@ def collect(
 
 
 def backfill(
-    symbols=None,
+    symbols: list[str] | None = None,
     *,
     days: int | None = None,
-    offline=False,
-    session=None,
-    run_id=None,
-    raise_on_failure=True,
+    offline: bool = False,
+    session: yahoo.HttpSession | None = None,
+    run_id: str | None = None,
+    raise_on_failure: bool = True,
     request_slot: Callable[[], object] | None = None,
 ) -> RunReport:
     """Load ``days`` (config ``ingest.backfill_days``) of history for every configured interval.

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -33,10 +33,11 @@ from mfs.ingest.quality import check_bars
 from mfs.ingest.validate import Validated
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
-from mfs.storage.bulk import Column, EncodedRows, append_series, encode_rows
+from mfs.storage.bulk import Column, EncodedRows, UpsertCounts, append_series, encode_rows
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
 from mfs.storage.progress import count_series_changes, set_accounted_write
+from mfs.storage.types import Connection, Cursor
 
 log = get_logger("mfs.ingest")
 MARKET_DATA_COLUMNS = [
@@ -55,7 +56,7 @@ MARKET_DATA_COLUMNS = [
 MARKET_DATA_KEY = ["symbol", "interval", "ts"]
 
 
-def _quarantine_rows(cur, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
+def _quarantine_rows(cur: Cursor, symbol: str, interval: str, source: str, run_id: str, checked: Validated) -> None:
     # Rejected bars are few (usually none): a plain multi-row INSERT, not the COPY path.
     if not checked.rejected:
         return
@@ -113,7 +114,7 @@ def _batch_rows(results: list[tuple[SymbolResult, Validated]], interval: str, so
     return encode_rows(MARKET_DATA_COLUMNS, data, key=MARKET_DATA_KEY)
 
 
-def _upsert_bars(cur, data: dict[str, object] | EncodedRows):
+def _upsert_bars(cur: Cursor, data: dict[str, object] | EncodedRows) -> UpsertCounts:
     return append_series(
         cur,
         "market_data",
@@ -201,7 +202,7 @@ class QualityOutcome:
 
 
 def _record_quality(
-    cur,
+    cur: Cursor,
     results: list[tuple[SymbolResult, Validated]],
     interval: str,
     source: str,
@@ -223,7 +224,14 @@ def _record_quality(
     return withdrawn
 
 
-def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: str) -> list[str]:
+def _write_one_by_one(
+    conn: Connection,
+    cur: Cursor,
+    results: list[tuple[SymbolResult, Validated]],
+    interval: str,
+    source: str,
+    run_id: str,
+) -> list[str]:
     stored = []
     for result, checked in results:
         cur.execute("SAVEPOINT symbol_write")
@@ -244,9 +252,13 @@ def _write_one_by_one(conn, cur, results, interval: str, source: str, run_id: st
     return stored
 
 
+# Every symbol's result, the (result, bars) to write, and their encoded rows (None when encoding failed).
+_ValidatedBatch: TypeAlias = tuple[list[SymbolResult], list[tuple[SymbolResult, Validated]], EncodedRows | None]
+
+
 def _validate_batch(
     batch: list[tuple[str, pd.DataFrame]], interval: str, source: str, asof: pd.Timestamp, rules: QualityConfig
-):
+) -> _ValidatedBatch:
     """Validate and examine a batch of parsed frames: (every symbol's result, the (result, bars)
     to write, their encoded rows or None when encoding failed)."""
     stage = f"collect_{interval}"
@@ -337,7 +349,7 @@ def store_bars(
     quality = QualityOutcome()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-validate") as pool:
 
-        def validate_next(index: int):
+        def validate_next(index: int) -> Future[_ValidatedBatch]:
             return pool.submit(
                 contextvars.copy_context().run, _validate_batch, batches[index], interval, source, asof, rules
             )

@@ -10,15 +10,11 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from mfs.flow_names import FEATURES
+from mfs.flow_names import FEATURES, artifact_key
 from mfs.logs import mask_secrets
-from mfs.runs import BatchTiming, RunReport, SymbolResult, describe_anomalies
+from mfs.orchestration.monitoring_artifacts import drift_lines, publish_monitoring
+from mfs.runs import BatchTiming, RunReport, SymbolResult, describe_anomalies, recorded_report
 from mfs.sources import request_log
-
-
-def artifact_key(flow: str, kind: str) -> str:
-    """Prefect keys allow lowercase letters, digits and dashes only."""
-    return f"{flow}-{kind}".replace("_", "-").lower()
 
 
 def _timing(result: SymbolResult, batches: dict[tuple[str, str], BatchTiming]) -> tuple[float | None, str]:
@@ -106,6 +102,7 @@ def summary_markdown(
         if "yahoo_requests" in report.extra:  # the request rate reached, the budget's waits, 429s
             lines.append(f"- {request_log.describe(report.extra['yahoo_requests'])}")
     lines += _anomaly_lines(reports)
+    lines += drift_lines(reports)  # feature statistics and drift (a features run)
     notes = [note for report in reports for note in report.notes]
     if notes:  # the hourly 730-day cap, histories Yahoo re-adjusted
         lines += ["", "**Notes:**", ""] + [f"- {note}" for note in notes[:50]]
@@ -127,6 +124,7 @@ def publish(flow: str, reports: list[RunReport], outcome: str, error: str | None
         create_table_artifact(
             table=anomalies, key=artifact_key(flow, "anomalies"), description=f"{flow}: data anomalies recorded"
         )
+    publish_monitoring(flow, reports)
     create_markdown_artifact(
         markdown=summary_markdown(flow, reports, outcome, error, tolerance),
         key=artifact_key(flow, "summary"),
@@ -142,4 +140,43 @@ def publish_shards(flow: str, shards: list[dict[str, Any]], outcome: str) -> Non
     ]
     create_markdown_artifact(
         markdown="\n".join(lines) + "\n", key=artifact_key(flow, "summary"), description=f"{flow}: run summary"
+    )
+
+
+def combined_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
+    """One row per symbol and interval over the stages of a flow made of subflows (full-backfill:
+    the bars, then the features): each stage's status and its figures side by side, and every
+    stage's reason in one column, so the parent run's page answers "what happened to AAPL"."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for report in reports:
+        for r in report.results:
+            kind, _, interval = r.stage.rpartition("_")
+            row = rows.setdefault(
+                (r.symbol, interval),
+                {"symbol": r.symbol, "interval": interval, "bars": "", "bars fetched": 0, "bars inserted": 0,
+                 "bars updated": 0, "bars quarantined": 0, "features": "", "feature rows": 0, "reason": ""},
+            )  # fmt: skip
+            if kind == "features":
+                row |= {"features": r.status, "feature rows": r.written}
+            else:
+                row |= {"bars": r.status, "bars fetched": r.fetched, "bars inserted": r.inserted}
+                row |= {"bars updated": r.updated, "bars quarantined": r.quarantined}
+            if r.reason:
+                row["reason"] = "; ".join(filter(None, [row["reason"], f"{kind}: {r.reason}"]))
+    return list(rows.values())
+
+
+def publish_stages(flow: str, run_ids: list[str], outcome: str, error: str | None = None, tolerance: int = 0) -> None:
+    """The parent of subflows shows their work on its own page: one per-symbol table over every
+    stage (``combined_rows``) and the summary of each, read back from the runs' records."""
+    reports = [report for run_id in run_ids if (report := recorded_report(run_id)) is not None]
+    rows = combined_rows(reports)
+    if rows:
+        create_table_artifact(
+            table=rows, key=artifact_key(flow, "symbols"), description=f"{flow}: per-symbol results of every stage"
+        )
+    create_markdown_artifact(
+        markdown=summary_markdown(flow, reports, outcome, error, tolerance),
+        key=artifact_key(flow, "summary"),
+        description=f"{flow}: run summary",
     )

@@ -14,9 +14,11 @@ import yaml
 from mfs import paths
 from mfs.config import get_config
 from mfs.errors import ConfigError
-from mfs.flow_names import DEPLOYMENTS, FULL_BACKFILL
+from mfs.flow_names import COLLECT, DEPLOYMENTS, FULL_BACKFILL
 from mfs.logs import get_logger
+from mfs.market import normalize_symbols
 from mfs.orchestration.stack import PrefectStack, StackError
+from mfs.storage.connection import connection
 
 log = get_logger("mfs.orchestration.deploy")
 
@@ -81,10 +83,36 @@ def run_full_backfill(
     return stack.prefect(*args, timeout=timeout_s + 60, check=False)
 
 
+def scheduled_symbols() -> set[str]:
+    """The symbols some schedule collects: of each deployment of prefect.yaml that runs the
+    collect flow on an active schedule, its ``symbols`` parameter, else the configured symbols
+    (what its runs collect when none is given)."""
+    configured = get_config().symbols
+    scheduled: set[str] = set()
+    for deployment in read_prefect_yaml()["deployments"]:
+        if DEPLOYMENTS.get(deployment["name"]) != COLLECT:
+            continue
+        if any(s.get("active", True) for s in deployment.get("schedules") or []):
+            scheduled |= set(normalize_symbols((deployment.get("parameters") or {}).get("symbols") or configured))
+    return scheduled
+
+
+def unscheduled_symbols(url: str | None = None) -> list[dict[str, Any]]:
+    """Symbols with stored bars that no schedule collects (collected by hand, `mfs collect
+    --symbols`, or dropped from the configuration): they stay in data_freshness and age there,
+    and nothing refreshes them. Each with its newest bar, oldest first."""
+    scheduled = sorted(scheduled_symbols())
+    with connection(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT symbol, max(newest_bar) FROM data_freshness
+               WHERE symbol <> ALL(%s::text[]) GROUP BY symbol ORDER BY 2, 1""",
+            (scheduled,),
+        )
+        return [{"symbol": symbol, "newest_bar": newest} for symbol, newest in cur.fetchall()]
+
+
 def recent_runs(limit: int = 5) -> list[dict[str, Any]]:
     """The newest pipeline_runs rows (run ids are Prefect flow run ids): the status summary."""
-    from mfs.storage.connection import connection
-
     with connection() as conn, conn.cursor() as cur:
         cur.execute(
             """SELECT run_id, flow, status, round(extract(epoch FROM finished_at - started_at)::numeric, 1),

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from mfs.errors import MfsError
 from mfs.logs import get_logger
 from mfs.storage.connection import connect
+from mfs.storage.types import Connection, one_row
 
 log = get_logger("mfs.orchestration.locks")
 POLL_S = 2.0
@@ -47,13 +48,13 @@ def wait_for_release(name: str, wait_s: float) -> None:
         pass
 
 
-def _acquire(conn, name: str, wait_s: float) -> None:
+def _acquire(conn: Connection, name: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     announced = False
     with conn.cursor() as cur:
         while True:
             cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
-            if cur.fetchone()[0]:
+            if one_row(cur)[0]:
                 if announced:
                     log.info("previous run finished; continuing", lock=name)
                 return

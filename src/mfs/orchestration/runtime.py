@@ -22,7 +22,7 @@ from prefect.states import Completed, State
 from mfs.calendar import market_gate
 from mfs.config import get_config
 from mfs.errors import ConfigError, RunFailedError
-from mfs.flow_names import CONFIG_KEYS
+from mfs.flow_names import CONFIG_KEYS, FEATURES, run_name
 from mfs.logs import get_logger
 from mfs.market import normalize_symbols
 from mfs.orchestration.artifacts import publish_shards
@@ -33,6 +33,13 @@ MARKET_CLOSED = "Market closed"
 # A Completed state of its own for a run whose data has high-severity anomalies: it did its work,
 # and a person must look (the alert automations listen for it).
 DATA_ANOMALIES = "Data anomalies"
+# A Completed state of its own for a run that did its work and found nothing to write: a collect
+# whose bars were all stored already, a features run with no new bar. It must not look like a run
+# that wrote something (the UI colours both green).
+NOTHING_NEW = "Nothing new"
+# A Completed state of its own for a features run whose drift check found features beyond their
+# threshold (mfs.features.monitoring.drift): the rows are written, and a person must look.
+FEATURE_DRIFT = "Feature drift"
 SHARD_POLL_S = 2.0
 
 
@@ -40,6 +47,21 @@ def current_run_id() -> str | None:
     """The Prefect flow run id: passed as ``run_id`` so pipeline_runs and the UI line up."""
     run_id = runtime.flow_run.id
     return str(run_id) if run_id else None
+
+
+def flow_run_name() -> str:
+    """A flow run's name (Prefect's ``flow_run_name``): what it covers and the New York time it
+    runs for — ``features 1h · 2026-12-07 13:05 ET``. A shard keeps the name its parent gave it
+    (the parent's name and which shard)."""
+    params = dict(runtime.flow_run.parameters or {})
+    if params.get("shard_of") and runtime.flow_run.name:
+        return str(runtime.flow_run.name)
+    when = params.get("asof") or runtime.flow_run.scheduled_start_time or dt.datetime.now(dt.UTC)
+    if isinstance(when, str):
+        when = dt.datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return run_name(runtime.flow_run.flow_name, params, when, list(get_config().intervals))
 
 
 def flow_timeout(flow: str) -> float | None:
@@ -61,7 +83,7 @@ def market_closed_state(asof: dt.datetime | None = None, flow: str | None = None
     is_open, reason = market_gate(when)
     if is_open:
         return None
-    log.info("market closed; nothing to do", reason=reason, asof=str(when))
+    log.info(f"market closed, nothing to do: {reason}", asof=str(when))
     run_id = current_run_id()
     if flow and run_id:
         start_run(run_id, flow, {"asof": str(when)})
@@ -143,3 +165,36 @@ def anomalies_state(counts: dict[str, Any]) -> State | None:
     )
     log.warning("run completed with high-severity data anomalies", high=summary["high"])
     return Completed(name=DATA_ANOMALIES, message=message, data=counts)
+
+
+def nothing_new_state(flow: str, counts: dict[str, Any]) -> State | None:
+    """A Completed state named "Nothing new" when a run without failed symbols wrote nothing
+    (``counts``: its ``RunCounts.as_dict()``): no bar inserted or changed by a collect or a
+    backfill, no feature row written by a features run; else None."""
+    if counts.get("symbols_failed"):
+        return None
+    if flow == FEATURES:
+        if counts.get("written"):
+            return None
+        message = f"{counts.get('fetched', 0)} bars read, no feature row to write: every bar has its features already"
+    else:
+        if counts.get("inserted") or counts.get("updated"):
+            return None
+        message = f"{counts.get('fetched', 0)} bars fetched, none new or changed: the store had them all"
+    log.info(f"nothing new: {message}")
+    return Completed(name=NOTHING_NEW, message=message, data=counts)
+
+
+def drift_state(counts: dict[str, Any]) -> State | None:
+    """A Completed state named "Feature drift" when the run's drift check found drifting features
+    (``counts["monitoring"]["drifting"]``), naming the first ones; else None."""
+    drifting = (counts.get("monitoring") or {}).get("drifting") or []
+    if not drifting:
+        return None
+    first = "; ".join(
+        f"{d['feature']} {d['interval']} ({d['symbol_group']}): PSI {d['psi']:.2f} > {d['threshold']:.2f}"
+        for d in drifting[:3]
+    )
+    message = f"{len(drifting)} drifting feature(s): {first} — see the run's drift artifact or the feature_drift view"
+    log.warning("run completed with drifting features", drifting=len(drifting))
+    return Completed(name=FEATURE_DRIFT, message=message, data=counts)

@@ -27,6 +27,9 @@ from mfs import paths
 from mfs.config import get_config
 from mfs.errors import MfsError
 from mfs.logs import get_logger
+from mfs.storage import migrations
+from mfs.storage.connection import connect, external_url, with_database
+from mfs.storage.localdb import default_cluster
 
 log = get_logger("mfs.orchestration.stack")
 PREFECT_DATABASE = "prefect"
@@ -51,9 +54,6 @@ def telemetry_off_env() -> dict[str, str]:
 def local_prefect_database_url() -> str | None:
     """``postgresql+asyncpg://…/prefect`` in the local cluster, or None when the store is an
     external server (then the Prefect server keeps SQLite in its home)."""
-    from mfs.storage.connection import external_url, with_database
-    from mfs.storage.localdb import default_cluster
-
     if external_url():
         return None
     cluster = default_cluster()
@@ -66,9 +66,6 @@ def prefect_database_url(url: str) -> str:
     """Create the PostgreSQL database named in ``url`` for a Prefect server (with pg_trgm) and
     return it in the driver form Prefect wants. PostgreSQL, not SQLite: with two workers and the
     scheduler writing at once, SQLite answers "database is locked" and the API returns 503."""
-    from mfs.storage import migrations
-    from mfs.storage.connection import connect
-
     migrations.ensure_database(url)
     conn = connect(url, autocommit=True)
     try:

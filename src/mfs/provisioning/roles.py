@@ -13,15 +13,17 @@ import os
 from psycopg2 import sql
 
 from mfs.logs import get_logger
-from mfs.storage.connection import connect
+from mfs.storage.connection import connect, reader_password
 
 ROLE_PASSWORD_ENV = {"mfs_writer": "MFS_WRITER_PASSWORD", "mfs_reader": "MFS_READER_PASSWORD"}
 log = get_logger("mfs.provisioning.roles")
 
 
 def sync_role_passwords(url: str | None = None) -> list[str]:
-    """Set LOGIN and the password of each role whose variable is set; return the roles changed."""
+    """Set LOGIN and the password of each role whose variable is set (mfs_reader's: see
+    ``reader_password``); return the roles changed."""
     wanted = {role: os.environ.get(env, "") for role, env in ROLE_PASSWORD_ENV.items()}
+    wanted["mfs_reader"] = reader_password() or ""
     wanted = {role: password for role, password in wanted.items() if password}
     if not wanted:
         return []

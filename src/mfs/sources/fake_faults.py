@@ -31,6 +31,10 @@ start (``2026-11-20T15:30Z``) — or a bare date ``YYYY-MM-DD`` naming that sess
                                     the close of the session before DAY, as served)
 ``level_shift:DAY:F``               a genuine move that stays: every bar from DAY on, hourly
                                     and daily, at prices × F (volume unchanged)
+``volatility:DAY:F``                a regime change: from DAY on, every bar's log-distance from
+                                    the close of the session before DAY is F times what it was
+                                    (prices p -> c * (p / c) ** F, c that close as the provider
+                                    has it): volatility × F, the path's shape and volume kept
 ``correct:TS:F``                    Yahoo corrected a past bar: the bar labelled TS is served
                                     at prices × F (only that interval's bar)
 ``spike:TS:F``                      a one-bar defect that reverts: served as ``correct:TS:F``
@@ -44,7 +48,7 @@ start (``2026-11-20T15:30Z``) — or a bare date ``YYYY-MM-DD`` naming that sess
 Factors F, ratios R and amounts are > 0; "prices" are open, high, low, close and adj_close,
 rounded to Yahoo's 4 decimals (a positive factor and monotone rounding keep low <= open, close
 <= high). Every kind but the counted ones, the flags and the split kinds may be listed several
-times for one symbol. The transforms apply in this order: split, unadjusted_split,
+times for one symbol. The transforms apply in this order: volatility, split, unadjusted_split,
 phantom_split; level_shift; dividend (adj_close); correct and spike; daily_off; stale; missing;
 bad_bars. Events (the synthetic market's own dividends, ``dividend``, the split kinds) are
 served, for 1h and 1d alike, when their session lies in the requested window and has opened by
@@ -83,6 +87,7 @@ _DAY_KINDS = {
     "phantom_split": ("RATIO", "split ratio"),
     "dividend": ("AMOUNT", "dividend amount"),
     "level_shift": ("FACTOR", "level shift factor"),
+    "volatility": ("FACTOR", "volatility factor"),
     "daily_off": ("FACTOR", "factor"),
 }
 _SHAPES = {
@@ -209,8 +214,10 @@ def served_bars(bars: pd.DataFrame, interval: str, spec: FaultSpec, asof: pd.Tim
     return bars
 
 
-def _repriced(bars: pd.DataFrame, spec: FaultSpec, asof: pd.Timestamp) -> pd.DataFrame:
-    """The split kinds and the level shifts: what moves every price of a bar."""
+def _repriced(bars: pd.DataFrame, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch) -> pd.DataFrame:
+    """The volatility regimes, the split kinds and the level shifts: what moves every price of a bar."""
+    for day, factor in spec.get("volatility", ()):
+        bars = _volatile(bars, day, factor, fetch)
     if "split" in spec:
         day, ratio = spec["split"]
         bars = split_adjusted(bars, day, ratio, asof)
@@ -229,14 +236,34 @@ def _repriced(bars: pd.DataFrame, spec: FaultSpec, asof: pd.Timestamp) -> pd.Dat
     return bars
 
 
-def _served_bar(interval: str, ts: pd.Timestamp, spec: FaultSpec, asof, fetch: Fetch) -> pd.DataFrame | None:
+def _volatile(bars: pd.DataFrame, day: pd.Timestamp, factor: float, fetch: Fetch) -> pd.DataFrame:
+    """Bars from ``day`` on with F times their log-distance from the provider's close of the
+    session before ``day`` (a monotone map of each price: low <= open, close <= high stay);
+    adj_close keeps its ratio to close."""
+    mask = np.asarray(_days(bars) >= day)
+    raw = fetch("1d", daily_bar_label(nyse().previous_session(day)))
+    if not mask.any() or raw is None or raw.empty:
+        return bars
+    anchor = float(raw["close"].iloc[-1])
+    bars = bars.copy()
+    close = bars.loc[mask, "close"].to_numpy(dtype=float)
+    for c in ("open", "high", "low", "close"):
+        bars.loc[mask, c] = np.round(anchor * (bars.loc[mask, c].to_numpy(dtype=float) / anchor) ** factor, 4)
+    ratio = bars.loc[mask, "adj_close"].to_numpy(dtype=float) / close
+    bars.loc[mask, "adj_close"] = np.round(bars.loc[mask, "close"].to_numpy(dtype=float) * ratio, 4)
+    return bars
+
+
+def _served_bar(
+    interval: str, ts: pd.Timestamp, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch
+) -> pd.DataFrame | None:
     """The bar labelled ``ts`` as served before the freezing of stale runs (None: no such bar)."""
     raw = fetch(interval, ts)
     return None if raw is None or raw.empty else _before_stale(raw, interval, spec, asof, fetch)
 
 
-def _before_stale(bars: pd.DataFrame, interval: str, spec: FaultSpec, asof, fetch: Fetch) -> pd.DataFrame:
-    bars = _repriced(bars, spec, asof)
+def _before_stale(bars: pd.DataFrame, interval: str, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch) -> pd.DataFrame:
+    bars = _repriced(bars, spec, asof, fetch)
     if interval == "1d" and spec.get("dividend"):
         bars = _dividend_adjusted(bars, spec, asof, fetch)
     edits = (*spec.get("correct", ()), *spec.get("spike", ()))
@@ -248,7 +275,7 @@ def _before_stale(bars: pd.DataFrame, interval: str, spec: FaultSpec, asof, fetc
     return bars
 
 
-def _dividend_adjusted(bars: pd.DataFrame, spec: FaultSpec, asof, fetch: Fetch) -> pd.DataFrame:
+def _dividend_adjusted(bars: pd.DataFrame, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch) -> pd.DataFrame:
     """Yahoo's adjustment for each announced ``dividend:``: the adj_close of every bar before the
     ex-date times 1 - amount / the previous close (one product, rounded once)."""
     factor = np.ones(len(bars))
@@ -263,14 +290,14 @@ def _dividend_adjusted(bars: pd.DataFrame, spec: FaultSpec, asof, fetch: Fetch) 
     return bars
 
 
-def previous_close(day: pd.Timestamp, spec: FaultSpec, asof, fetch: Fetch) -> tuple[float, float]:
+def previous_close(day: pd.Timestamp, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch) -> tuple[float, float]:
     """(raw, served) close of the session before ``day``; NaN when the provider has none. Served
     means after the split kinds and level shifts, the transforms that precede the dividends."""
     label = daily_bar_label(nyse().previous_session(day))
     raw = fetch("1d", label)
     if raw is None or raw.empty:
         return np.nan, np.nan
-    return float(raw["close"].iloc[-1]), float(_repriced(raw, spec, asof)["close"].iloc[-1])
+    return float(raw["close"].iloc[-1]), float(_repriced(raw, spec, asof, fetch)["close"].iloc[-1])
 
 
 def _stale(bars: pd.DataFrame, ts: pd.Timestamp, n: int, served: Callable[[pd.Timestamp], Any]) -> pd.DataFrame:
@@ -298,7 +325,7 @@ def _open(day: pd.Timestamp) -> pd.Timestamp:
     return session_bounds(day)[0]
 
 
-def _scaled(bars: pd.DataFrame, mask, factor: float, divide: bool = False) -> pd.DataFrame:
+def _scaled(bars: pd.DataFrame, mask: np.ndarray | pd.Series, factor: float, divide: bool = False) -> pd.DataFrame:
     """Prices × factor where ``mask``; with ``divide``, a split's adjustment: prices / factor and
     volume × factor (dividing, not multiplying by 1/R, keeps split_adjusted's exact roundings)."""
     bars = bars.copy()
@@ -360,7 +387,14 @@ def corrupt(bars: pd.DataFrame, interval: str, kinds: Iterable[str]) -> pd.DataF
 
 
 # -- events ----------------------------------------------------------------------------------
-def chart_events(interval: str, spec: FaultSpec, window: tuple, asof, dividends, fetch: Fetch) -> dict:
+def chart_events(
+    interval: str,
+    spec: FaultSpec,
+    window: tuple,
+    asof: pd.Timestamp,
+    dividends: pd.DataFrame | None,
+    fetch: Fetch,
+) -> dict:
     """The chart's ``events`` (``{}`` when none): dividends (the provider's own, ``dividends``
     with ts = the ex-date's daily label, and ``dividend:`` items) and splits, each stamped with
     its session's open, whose bar label (daily: New York midnight; hourly: the open) lies in
@@ -390,7 +424,7 @@ def chart_events(interval: str, spec: FaultSpec, window: tuple, asof, dividends,
     return events
 
 
-def _own_dividends(dividends: pd.DataFrame | None, spec: FaultSpec, asof, fetch: Fetch) -> list[tuple]:
+def _own_dividends(dividends: pd.DataFrame | None, spec: FaultSpec, asof: pd.Timestamp, fetch: Fetch) -> list[tuple]:
     """The provider's dividends as (session, amount); under a split kind or a level shift the
     amount follows the previous close it is a fraction of, as Yahoo's split-adjusted amounts do."""
     if dividends is None or dividends.empty:
@@ -398,7 +432,7 @@ def _own_dividends(dividends: pd.DataFrame | None, spec: FaultSpec, asof, fetch:
     days = _days(dividends)
     out = []
     for day, amount in zip(days, dividends["amount"].to_numpy(dtype=float), strict=True):
-        if any(k in spec for k in (*_SPLITS, "level_shift")):
+        if any(k in spec for k in (*_SPLITS, "level_shift", "volatility")):
             raw, served = previous_close(day, spec, asof, fetch)
             amount = round(amount * served / raw, 4) if np.isfinite(raw) and raw > 0 else amount
         out.append((day, float(amount)))

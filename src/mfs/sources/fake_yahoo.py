@@ -43,7 +43,7 @@ import json
 import os
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -51,7 +51,8 @@ import pandas as pd
 import requests
 from requests.adapters import BaseAdapter
 
-from mfs.calendar import nyse
+from mfs.calendar import TimeLike, nyse
+from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.market import INTERVALS, NY, YAHOO_HOURLY_DAYS
 from mfs.sources.fake_faults import BAD_BAR_KINDS as BAD_BAR_KINDS
@@ -144,13 +145,13 @@ class SyntheticYahoo(BaseAdapter):
 
     def __init__(
         self,
-        asof=None,
-        faults=None,
+        asof: TimeLike | None = None,
+        faults: Mapping[str, str | Iterable[str]] | None = None,
         provider: Provider | None = None,
         universe: Iterable[str] | None = None,
         source_name: str = "synthetic",
         dividends: Dividends | None = None,
-    ):
+    ) -> None:
         super().__init__()
         self.source_name = source_name  # what market_data.source says for bars served here
         self._asof = _utc(asof) if asof is not None else None
@@ -171,8 +172,16 @@ class SyntheticYahoo(BaseAdapter):
     def close(self) -> None:  # BaseAdapter API
         pass
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        url = urlsplit(request.url)
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        url = urlsplit(request.url or "")  # a prepared request always has its url
         with self._lock:
             self.requests.append(f"{url.hostname}{url.path}")
         if url.hostname == "fc.yahoo.com":
@@ -213,7 +222,7 @@ class SyntheticYahoo(BaseAdapter):
                 return True
         return False
 
-    def _chart(self, request, symbol: str, params: dict[str, str]):
+    def _chart(self, request: requests.PreparedRequest, symbol: str, params: dict[str, str]) -> requests.Response:
         with self._lock:
             self.chart_requests[symbol] += 1
         if self._take(symbol, "timeout"):
@@ -251,7 +260,15 @@ class SyntheticYahoo(BaseAdapter):
             body = body[: len(body) // 2]
         return _response(request, 200, body)
 
-    def _chart_json(self, symbol: str, interval: str, bars: pd.DataFrame | None, asof, params, events) -> dict:
+    def _chart_json(
+        self,
+        symbol: str,
+        interval: str,
+        bars: pd.DataFrame | None,
+        asof: pd.Timestamp,
+        params: dict[str, str],
+        events: dict,
+    ) -> dict:
         cal = nyse()
         meta: dict = {
             "currency": "USD",
@@ -290,7 +307,7 @@ class SyntheticYahoo(BaseAdapter):
             offsets = np.array([int(pd.Timestamp(d).tz_localize(NY).utcoffset().total_seconds()) for d in days])
             meta["tradingPeriods"] = _periods(days, offsets)
 
-        def col(name):
+        def col(name: str) -> list[float | None]:
             return [None if not np.isfinite(v) else float(v) for v in bars[name].to_numpy(dtype=float)]
 
         result["timestamp"] = [int(s.timestamp()) for s in stamps]
@@ -341,12 +358,12 @@ def sessions_of(ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 
 def _default_universe() -> set[str]:
-    from mfs.config import get_config
-
     return set(DEFAULT_UNIVERSE) | set(get_config().symbols)
 
 
-def _synthetic_provider(symbol, interval, start, end, asof):
+def _synthetic_provider(
+    symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp, asof: pd.Timestamp
+) -> pd.DataFrame:
     return synthetic_bars(symbol, interval, start, end, asof)
 
 
@@ -358,7 +375,9 @@ def _mount(adapter: SyntheticYahoo) -> requests.Session:
     return session
 
 
-def synthetic_session(asof=None, faults=None) -> requests.Session:
+def synthetic_session(
+    asof: TimeLike | None = None, faults: Mapping[str, str | Iterable[str]] | None = None
+) -> requests.Session:
     """A ``requests.Session`` whose Yahoo is the synthetic market as of ``asof``.
 
     ``asof`` defaults to MFS_SYNTHETIC_ASOF or now (read at every request, so a long-lived

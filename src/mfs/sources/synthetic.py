@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from mfs.calendar import nyse
+from mfs.calendar import TimeLike, nyse
 from mfs.market import NY, check_interval
 
 HOUR_NS = 3_600_000_000_000
@@ -106,7 +106,7 @@ def default_asof() -> pd.Timestamp:
     return _utc(raw) if raw else pd.Timestamp.now(tz="UTC")
 
 
-def _utc(value) -> pd.Timestamp:
+def _utc(value: TimeLike) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
@@ -125,7 +125,7 @@ def _empty() -> pd.DataFrame:
     )
 
 
-def _hourly_sessions(model: SymbolModel, d_lo: int, d_hi: int, asof_ns: int):
+def _hourly_sessions(model: SymbolModel, d_lo: int, d_hi: int, asof_ns: int) -> tuple[np.ndarray, ...]:
     """Hourly bars of sessions d_lo..d_hi (indices into _schedule), cut at ``asof_ns``.
 
     Returns (session index per bar, start ns, open, high, low, close, volume) as flat arrays.
@@ -201,7 +201,9 @@ def _adjustment(model: SymbolModel, sess: np.ndarray, asof_session: int) -> np.n
     return (1 - model.dividend_yield / 4) ** later
 
 
-def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.DataFrame:
+def synthetic_bars(
+    symbol: str, interval: str, start: TimeLike, end: TimeLike, asof: TimeLike | None = None
+) -> pd.DataFrame:
     """Bars of ``symbol`` whose label ts is in [start, end), as known at ``asof``.
 
     Columns: ts (UTC; hourly = bar start, daily = ``mfs.calendar.daily_bar_label``), open, high,
@@ -259,7 +261,7 @@ def synthetic_bars(symbol: str, interval: str, start, end, asof=None) -> pd.Data
     return frame.loc[mask].reset_index(drop=True)
 
 
-def synthetic_dividends(symbol: str, start, end, asof=None) -> pd.DataFrame:
+def synthetic_dividends(symbol: str, start: TimeLike, end: TimeLike, asof: TimeLike | None = None) -> pd.DataFrame:
     """The quarterly dividends behind ``synthetic_bars``' adj_close: one row per ex-date session
     whose daily label is in [start, end) and whose session has opened by ``asof`` (Yahoo
     announces none ahead). Columns: ts (the ex-date's daily bar label, UTC), amount = the
@@ -299,7 +301,9 @@ def _daily_labels() -> np.ndarray:
     return pd.DatetimeIndex(days).tz_localize(NY).tz_convert("UTC").as_unit("ns").asi8
 
 
-def synthetic_market(symbols: list[str], interval: str, start, end, asof=None) -> pd.DataFrame:
+def synthetic_market(
+    symbols: list[str], interval: str, start: TimeLike, end: TimeLike, asof: TimeLike | None = None
+) -> pd.DataFrame:
     """``synthetic_bars`` of several symbols in one frame with a ``symbol`` column."""
     asof = _utc(asof) if asof is not None else default_asof()
     frames = [synthetic_bars(s, interval, start, end, asof).assign(symbol=s) for s in symbols]

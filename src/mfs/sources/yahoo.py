@@ -19,19 +19,25 @@ import json
 import re
 import sqlite3
 import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
 import peewee
 import requests
 import yfinance as yf
+from yfinance._http import new_session
 from yfinance.data import YfData
 from yfinance.exceptions import YFRateLimitError, YFTickerMissingError
 
 from mfs.errors import RateLimitedError, SourceError, SymbolNotFoundError
 from mfs.market import BAR_COLUMNS, NY, check_interval
 
+if TYPE_CHECKING:
+    import curl_cffi.requests
+
+# What yfinance fetches through: its own kind (curl_cffi), or a requests one (the offline Yahoo).
+HttpSession: TypeAlias = "curl_cffi.requests.Session | requests.Session"
 CHART_URL = "https://query2.finance.yahoo.com/v8/finance/chart/{symbol}"
 _config_lock = threading.Lock()
 
@@ -51,12 +57,10 @@ def configure_yfinance() -> None:
         yf.config.debug.hide_exceptions = False
 
 
-def default_session():
+def default_session() -> HttpSession:
     """A fresh session of yfinance's own kind (curl_cffi). Passed explicitly on every call:
     yfinance keeps one process-wide client that otherwise keeps the last session it was given
     (which could be an offline one)."""
-    from yfinance._http import new_session
-
     return new_session()
 
 
@@ -130,7 +134,7 @@ def _frame(history: pd.DataFrame, interval: str) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None:
+def yahoo_reason(symbol: str, session: HttpSession | None = None, timeout: float = 10.0) -> str | None:
     """Yahoo's own explanation for a symbol without data (``chart.error.description``).
 
     yfinance loses it when the symbol fails at its timezone lookup (it then reports
@@ -149,13 +153,15 @@ def yahoo_reason(symbol: str, session=None, timeout: float = 10.0) -> str | None
 
 
 def fetch_history(
-    symbol: str, interval: str, start: pd.Timestamp, *, session=None, timeout: float = 30.0
+    symbol: str, interval: str, start: pd.Timestamp, *, session: HttpSession | None = None, timeout: float = 30.0
 ) -> pd.DataFrame:
     """The bars of ``fetch_chart``."""
     return fetch_chart(symbol, interval, start, session=session, timeout=timeout).bars
 
 
-def fetch_chart(symbol: str, interval: str, start: pd.Timestamp, *, session=None, timeout: float = 30.0) -> Chart:
+def fetch_chart(
+    symbol: str, interval: str, start: pd.Timestamp, *, session: HttpSession | None = None, timeout: float = 30.0
+) -> Chart:
     """One attempt: bars of ``symbol`` from ``start`` to now (the partial current bar included)
     and the splits and dividends Yahoo serves with them.
 
@@ -207,7 +213,7 @@ def fetch_chart(symbol: str, interval: str, start: pd.Timestamp, *, session=None
     return Chart(_frame(history, interval), _actions(history))
 
 
-def _explain(symbol: str, exc: Exception, session) -> str:
+def _explain(symbol: str, exc: Exception, session: HttpSession | None) -> str:
     reason = yahoo_reason(symbol, session)
     text = re.sub(r"\?\S*", "", str(exc))  # drop query strings (crumbs) from yfinance's URL
     return f"Yahoo: {reason}" if reason else f"yfinance: {text}"

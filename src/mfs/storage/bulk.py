@@ -21,6 +21,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from mfs.errors import StorageError
+from mfs.storage.types import Cursor
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -232,7 +233,8 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    # io hands a bytearray or a memoryview (typeshed: any writable buffer, which has no len()).
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while self._index < len(self._chunks):
             chunk = self._chunks[self._index]
             if self._offset < len(chunk):
@@ -245,7 +247,7 @@ class _ChunkReader(io.RawIOBase):
 
 
 def copy_rows(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData,
@@ -267,7 +269,7 @@ def _take(data: ColumnData, mask: np.ndarray) -> dict[str, Any]:
     return {k: (v[mask] if isinstance(v, pd.DatetimeIndex) else np.asarray(v)[mask]) for k, v in data.items()}
 
 
-def _after_newest(cur, table: str, series: Sequence[str], time_col: str, data: ColumnData) -> np.ndarray:
+def _after_newest(cur: Cursor, table: str, series: Sequence[str], time_col: str, data: ColumnData) -> np.ndarray:
     """Rows whose time is after the newest stored row of their series (so they cannot conflict).
 
     Takes a transaction-scoped advisory lock per series first (in a fixed order, so two writers
@@ -334,7 +336,7 @@ def _prepared(
 
 
 def upsert(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData | EncodedRows,
@@ -359,7 +361,7 @@ def upsert(
 
 
 def insert_new_keys(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData | EncodedRows,
@@ -378,7 +380,7 @@ def insert_new_keys(
 
 
 def append_series(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData | EncodedRows,
@@ -422,7 +424,7 @@ def _appended_by(data: ColumnData, count_by: str | None, mask: np.ndarray | None
 
 
 def _staged_upsert(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData,
@@ -469,7 +471,7 @@ def _staged_upsert(
 
 
 def stage_rows(
-    cur, table: str, columns: Sequence[Column], data: ColumnData, *, constraints: bool = True
+    cur: Cursor, table: str, columns: Sequence[Column], data: ColumnData, *, constraints: bool = True
 ) -> tuple[str, int]:
     """``data`` in an empty session-temporary table with ``table``'s layout; returns (its name,
     rows). ``constraints=False``: only ``columns``, typed as in ``table``, without its NOT NULLs

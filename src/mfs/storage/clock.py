@@ -18,6 +18,7 @@ from typing import TypedDict
 
 from mfs.config import get_config
 from mfs.errors import ConfigError
+from mfs.storage.types import Cursor
 
 CLOCK_ENV = "MFS_CLOCK"
 
@@ -46,7 +47,7 @@ def pinned_clock() -> str | None:
 
 
 def set_write_context(
-    cur,
+    cur: Cursor,
     *,
     run_id: str | None = None,
     reason: str | None = None,

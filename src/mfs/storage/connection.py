@@ -58,6 +58,22 @@ def database_url() -> str:
     return default_cluster().url()
 
 
+def reader_password() -> str | None:
+    """mfs_reader's password: MFS_READER_PASSWORD, else on this machine's local clusters the one
+    `mfs db up` generated for it (None before that, or on another host without the variable)."""
+    password = os.environ.get("MFS_READER_PASSWORD", "").strip()
+    if password:
+        return password
+    url = external_url()
+    on_this_host = url is None or urlsplit(libpq_url(url)).hostname in ("127.0.0.1", "localhost")
+    return default_cluster().reader_password() if on_this_host else None
+
+
+def reader_url() -> str:
+    """Where dataset reads and ``latest_features`` go: MFS_READER_URL (a streaming replica), else the store."""
+    return os.environ.get("MFS_READER_URL", "").strip() or database_url()
+
+
 def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))

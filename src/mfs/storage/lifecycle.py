@@ -3,13 +3,16 @@ builds on storage and the aggregates)."""
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from mfs.errors import StorageError
 from mfs.logs import get_logger
 from mfs.storage import migrations
+from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connect, database_url, external_url, masked
 from mfs.storage.localdb import default_cluster, edition_cluster, ensure_server_installed
+from mfs.storage.replica import Standby, standbys
+from mfs.storage.types import Connection, Cursor, one_row
 
 log = get_logger("mfs.storage.lifecycle")
 
@@ -73,6 +76,8 @@ class StoreStatus(TypedDict):
     row_counts: dict[str, int]
     feature_registry: NotRequired[dict[str, int]]  # registered feature versions per state
     data_quality: NotRequired[dict[str, int]]  # open anomalies by severity, bars held back, actions known
+    feature_monitoring: NotRequired[dict[str, Any]]  # newest audit, drifting features, served-vs-final skew
+    replication: NotRequired[list[Standby]]  # the standbys streaming from this server, with their lag
 
 
 def edition_note(url: str) -> str | None:
@@ -101,7 +106,7 @@ def down() -> str:
     return "local cluster stopped"
 
 
-def _continuous_aggregates(cur) -> list[ContinuousAggregate]:
+def _continuous_aggregates(cur: Cursor) -> list[ContinuousAggregate]:
     """Each continuous aggregate, real-time or not, and its refresh watermark (materialized up to)."""
     cur.execute(
         # A never-refreshed aggregate's watermark is the smallest timestamp: reported as NULL.
@@ -120,7 +125,7 @@ def _continuous_aggregates(cur) -> list[ContinuousAggregate]:
     ]
 
 
-def _jobs(cur) -> list[Job]:
+def _jobs(cur: Cursor) -> list[Job]:
     """TimescaleDB's scheduled jobs (refresh, compression, retention policies) and their last run."""
     cur.execute(
         """SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval::text,
@@ -157,7 +162,7 @@ def _local_cluster() -> LocalCluster:
     return {"data_dir": str(cluster.data_dir), "port": cluster.port, "running": True}
 
 
-def _timescaledb(conn, cur) -> TimescaleInfo:
+def _timescaledb(conn: Connection, cur: Cursor) -> TimescaleInfo:
     cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
     row = cur.fetchone()
     if not row:
@@ -165,7 +170,7 @@ def _timescaledb(conn, cur) -> TimescaleInfo:
     return {"version": row[0], "license": migrations.license(conn), "store_edition": migrations.edition(conn)}
 
 
-def _hypertables(cur) -> list[Hypertable]:
+def _hypertables(cur: Cursor) -> list[Hypertable]:
     cur.execute(
         """SELECT h.hypertable_name, h.num_chunks,
                   (SELECT count(*) FROM show_chunks(format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass))
@@ -174,20 +179,20 @@ def _hypertables(cur) -> list[Hypertable]:
     return [{"name": name, "chunks": chunks} for name, chunks, _ in cur.fetchall()]
 
 
-def _row_counts(cur) -> dict[str, int]:
+def _row_counts(cur: Cursor) -> dict[str, int]:
     counts = {}
     tables = ("symbols", "market_data", "market_data_revisions", "features", "features_revisions", "quarantine")
     for table in (*tables, "pipeline_runs"):
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-        if cur.fetchone()[0]:
+        if one_row(cur)[0]:
             cur.execute(f"SELECT count(*) FROM {table}")  # names from the fixed list above
-            counts[table] = cur.fetchone()[0]
+            counts[table] = one_row(cur)[0]
     return counts
 
 
-def _feature_registry(cur) -> dict[str, int] | None:
+def _feature_registry(cur: Cursor) -> dict[str, int] | None:
     cur.execute("SELECT to_regclass('feature_registry') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    if not one_row(cur)[0]:
         return None
     cur.execute(
         """SELECT CASE WHEN pruned_at IS NOT NULL THEN 'pruned' WHEN superseded_at IS NOT NULL THEN 'superseded'
@@ -200,10 +205,10 @@ def _feature_registry(cur) -> dict[str, int] | None:
     return counts
 
 
-def _data_quality(cur) -> dict[str, int] | None:
+def _data_quality(cur: Cursor) -> dict[str, int] | None:
     """Open anomalies by severity, bars held back and corporate actions currently known."""
     cur.execute("SELECT to_regclass('anomalies') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    if not one_row(cur)[0]:
         return None
     cur.execute(
         """SELECT count(*) FILTER (WHERE severity = 'high'), count(*) FILTER (WHERE severity = 'warning'),
@@ -211,8 +216,51 @@ def _data_quality(cur) -> dict[str, int] | None:
                   (SELECT count(*) FROM corporate_actions WHERE known_to = 'infinity')
            FROM anomalies WHERE resolved_at IS NULL"""
     )
-    high, warning, info, held, actions = cur.fetchone()
+    high, warning, info, held, actions = one_row(cur)
     return {"open_high": high, "open_warning": warning, "open_info": info, "held_back": held, "actions": actions}
+
+
+def _feature_monitoring(cur: Cursor) -> dict[str, Any] | None:
+    """The newest self-audit, the features drifting in the newest drift checks, and the three
+    features whose values served on partial bars of the last 7 days were furthest (median,
+    relative) from the complete values (sql/090)."""
+    cur.execute("SELECT to_regclass('feature_audits') IS NOT NULL")
+    if not (cur.fetchone() or (False,))[0]:
+        return None
+    set_write_context(cur)  # "the last 7 days" on the store's clock (MFS_CLOCK when pinned)
+    cur.execute(
+        """SELECT started_at, passed, array_length(symbols, 1), worst_rel_diff, mismatching_rows
+           FROM feature_audits ORDER BY id DESC LIMIT 1"""
+    )
+    audit = cur.fetchone()
+    cur.execute(
+        """SELECT count(*) FILTER (WHERE status IN ('ok', 'drift')), count(*), max(recent_to),
+                  coalesce(array_agg(feature || ' ' || interval || ' (' || symbol_group || ')' ORDER BY psi DESC)
+                           FILTER (WHERE drifting), '{}')
+           FROM feature_drift"""
+    )
+    judged, checked, newest, drifting = cur.fetchone() or (0, 0, None, [])
+    cur.execute(
+        """SELECT count(DISTINCT (symbol, interval, ts, served_from)) FROM feature_skew_rows
+           WHERE partial AND ts > mfs_now() - interval '7 days'"""
+    )
+    (partial,) = cur.fetchone() or (0,)
+    cur.execute(
+        """SELECT feature, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(diff) / nullif(abs(final), 0)) AS skew
+           FROM feature_skew_rows WHERE partial AND ts > mfs_now() - interval '7 days'
+           GROUP BY feature ORDER BY skew DESC NULLS LAST LIMIT 3"""
+    )
+    return {
+        "audit": None
+        if audit is None
+        else dict(zip(("at", "passed", "symbols", "worst_rel_diff", "mismatching_rows"), audit, strict=True)),
+        "drift_checked": checked,
+        "drift_judged": judged,  # with enough values for a verdict (ok or drift)
+        "drift_newest_session": newest,
+        "drifting": list(drifting),
+        "partial_versions_7d": partial,
+        "largest_partial_skew": [(f, s) for f, s in cur.fetchall() if s is not None],
+    }
 
 
 def store_status(url: str | None = None) -> StoreStatus:
@@ -240,6 +288,9 @@ def store_status(url: str | None = None) -> StoreStatus:
                 info["feature_registry"] = registry
             if (quality := _data_quality(cur)) is not None:
                 info["data_quality"] = quality
+            if (monitoring := _feature_monitoring(cur)) is not None:
+                info["feature_monitoring"] = monitoring
+            info["replication"] = standbys(cur)
             if tsdb["store_edition"] == "timescale":
                 info["continuous_aggregates"] = _continuous_aggregates(cur)
                 info["jobs"] = _jobs(cur)

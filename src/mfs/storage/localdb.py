@@ -75,6 +75,28 @@ class LocalCluster:
     def password_file(self) -> Path:
         return self.root / "superuser-password"
 
+    @property
+    def reader_password_file(self) -> Path:
+        return self.root / "reader-password"
+
+    def reader_password(self) -> str | None:
+        """The mfs_reader login password ``ensure_reader_password`` generated, if it did."""
+        file = self.reader_password_file
+        return file.read_text().strip() if file.exists() else None
+
+    def ensure_reader_password(self) -> str:
+        """Generate (once, 0600) the password `mfs db up` gives mfs_reader on this cluster when
+        MFS_READER_PASSWORD is unset: readers such as the dashboard then log in as the role itself."""
+        existing = self.reader_password()
+        if existing:
+            return existing
+        self.root.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(24)
+        fd = os.open(self.reader_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        return value
+
     # -- identity ---------------------------------------------------------------------------
     def _os_user(self) -> str | None:
         """As root the server runs as 'postgres'; otherwise as the current user."""

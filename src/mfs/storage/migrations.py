@@ -35,6 +35,7 @@ from mfs import paths
 from mfs.errors import StorageError, first_line
 from mfs.logs import get_logger
 from mfs.storage.connection import connect, libpq_url, masked, with_database
+from mfs.storage.types import Connection, one_row
 
 FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>apache|timescale))?\.sql$")
 EDITIONS = ("apache", "timescale")
@@ -198,20 +199,20 @@ def drop_database(url: str) -> None:
         admin.close()
 
 
-def license(conn) -> str:
+def license(conn: Connection) -> str:
     """The TimescaleDB license the server runs: 'timescale' (community) or 'apache'."""
     with conn.cursor() as cur:
         cur.execute("SHOW timescaledb.license")
-        return cur.fetchone()[0]
+        return one_row(cur)[0]
 
 
-def edition(conn) -> str:
+def edition(conn: Connection) -> str:
     """The edition the store's schema was built for: the one its first migration was applied
     with, else (a new database) the server's license. A store keeps its edition when the server's
     license changes: its aggregates are either continuous aggregates or trigger rollups."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        if cur.fetchone()[0]:
+        if one_row(cur)[0]:
             cur.execute("SELECT edition FROM schema_migrations ORDER BY version LIMIT 1")
             row = cur.fetchone()
             if row:
@@ -219,7 +220,7 @@ def edition(conn) -> str:
     return license(conn)
 
 
-def check_edition(conn) -> str:
+def check_edition(conn: Connection) -> str:
     """The store's edition, refusing a server that cannot serve it."""
     ed = edition(conn)
     if ed == "timescale" and license(conn) != "timescale":
@@ -261,7 +262,7 @@ def update_extension(url: str) -> tuple[str, str] | None:
     return row[0], row[1]
 
 
-def _bootstrap(conn) -> None:
+def _bootstrap(conn: Connection) -> None:
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         cur.execute(
@@ -275,10 +276,10 @@ def _bootstrap(conn) -> None:
     conn.commit()
 
 
-def applied(conn) -> dict[int, tuple[str, str]]:
+def applied(conn: Connection) -> dict[int, tuple[str, str]]:
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
+        if not one_row(cur)[0]:
             return {}
         cur.execute("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
         return {v: (n, c) for v, n, c in cur.fetchall()}
@@ -309,7 +310,7 @@ def migrate(url: str, directory: Path | None = None, *, update: bool = True) -> 
         conn.close()
 
 
-def _apply_pending(conn, ed: str, directory: Path | None) -> list[str]:
+def _apply_pending(conn: Connection, ed: str, directory: Path | None) -> list[str]:
     done = applied(conn)
     names = []
     for mig in discover(ed, directory):

@@ -19,15 +19,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+from mfs.storage.types import Cursor
+
 ACCOUNTED_WRITE = "mfs.accounted_write"
 
 
-def set_accounted_write(cur) -> None:
+def set_accounted_write(cur: Cursor) -> None:
     """This transaction's writes of bars or feature rows are accounted for per series."""
     cur.execute("SELECT set_config(%s, 'on', true)", (ACCOUNTED_WRITE,))
 
 
-def count_series_changes(cur, interval: str, changed_from: Mapping[str, datetime]) -> None:
+def count_series_changes(cur: Cursor, interval: str, changed_from: Mapping[str, datetime]) -> None:
     """One more change of each series whose bars this transaction changed, logged with the earliest
     bar time it may have changed (``changed_from``: per symbol)."""
     if changed_from:
@@ -79,7 +81,7 @@ LEFT JOIN features_progress p ON p.symbol = s AND p.interval = %(interval)s
 """
 
 
-def series_changes(cur, symbols: Sequence[str], interval: str, feature_version: int) -> SeriesChanges:
+def series_changes(cur: Cursor, symbols: Sequence[str], interval: str, feature_version: int) -> SeriesChanges:
     """Per symbol its count of changes and where the changes its feature rows have not seen begin;
     and the unaccounted writes. A series is compared in full when it has no progress recorded, was
     brought up to date under another feature version or before an unaccounted write, or has a
@@ -101,7 +103,9 @@ def series_changes(cur, symbols: Sequence[str], interval: str, feature_version: 
     )
 
 
-def record_progress(cur, interval: str, seen: SeriesChanges, feature_version: int, symbols: Sequence[str]) -> None:
+def record_progress(
+    cur: Cursor, interval: str, seen: SeriesChanges, feature_version: int, symbols: Sequence[str]
+) -> None:
     """``symbols``' feature rows are up to date with the changes ``seen`` (counted in the caller's
     snapshot); the log entries of those changes are no longer needed."""
     if symbols:
@@ -120,7 +124,7 @@ def record_progress(cur, interval: str, seen: SeriesChanges, feature_version: in
         )
 
 
-def series_to_update(cur, symbols: Sequence[str], interval: str, feature_version: int) -> list[str]:
+def series_to_update(cur: Cursor, symbols: Sequence[str], interval: str, feature_version: int) -> list[str]:
     """Those of ``symbols`` (in their order) whose bars or feature rows may have changed since their
     features were last brought up to date: never recorded, a change counted since, another feature
     version, or any unaccounted write since."""
@@ -150,12 +154,12 @@ _SYNCED_MEMORY = (
 )
 
 
-def record_synced_definitions(cur, source: str, memory: int) -> None:
+def record_synced_definitions(cur: Cursor, source: str, memory: int) -> None:
     """The registry is in line with the definitions ``source`` (file text), whose memory is ``memory``."""
     cur.execute(_RECORD_SYNCED, (hashlib.sha256(source.encode()).hexdigest(), memory))
 
 
-def synced_memory(cur, source: str) -> int | None:
+def synced_memory(cur: Cursor, source: str) -> int | None:
     """The memory recorded with ``source`` when it is the text the registry last synced, the
     feature columns are as then and no live version awaits its fill; else None."""
     cur.execute(_SYNCED_MEMORY, (hashlib.sha256(source.encode()).hexdigest(),))

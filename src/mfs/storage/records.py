@@ -17,6 +17,7 @@ import pandas as pd
 
 from mfs.errors import StorageError
 from mfs.storage.bulk import PG_EPOCH_US
+from mfs.storage.types import Cursor
 
 COPY_HEADER_LEN = 19  # signature (11) + flags (4) + header extension length (4), extension empty
 PG_INF = np.iinfo(np.int64).max  # timestamptz 'infinity' in binary COPY
@@ -32,7 +33,7 @@ def record_dtype(fields: Sequence[tuple[str, str]]) -> np.dtype:
     return np.dtype(layout)
 
 
-def copy_records(cur, query: str, params: tuple | dict, dtype: np.dtype) -> np.ndarray:
+def copy_records(cur: Cursor, query: str, params: tuple | dict, dtype: np.dtype) -> np.ndarray:
     """The rows of ``query`` (bound with ``params``) as records of ``dtype`` (big-endian, as sent)."""
     buf = io.BytesIO()
     cur.copy_expert(f"COPY ({cur.mogrify(query, params).decode()}) TO STDOUT WITH (FORMAT binary)", buf)

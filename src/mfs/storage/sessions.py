@@ -24,7 +24,9 @@ COLUMNS = [
 ]
 
 
-def session_rows(start=calendar.CALENDAR_START, end=None) -> dict[str, object]:
+def session_rows(
+    start: calendar.TimeLike = calendar.CALENDAR_START, end: calendar.TimeLike | None = None
+) -> dict[str, object]:
     """Every session from ``start`` to ``end`` (default: as far as the calendar knows)."""
     cal = calendar.nyse()
     days = calendar.sessions(start, end if end is not None else cal.last_session)

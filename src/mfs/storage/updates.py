@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from psycopg2 import sql
 
 from mfs.storage.bulk import Column, ColumnData, check_unique_keys, stage_rows
+from mfs.storage.types import Cursor
 
 
 def update_existing(
-    cur,
+    cur: Cursor,
     table: str,
     columns: Sequence[Column],
     data: ColumnData,
