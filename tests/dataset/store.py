@@ -12,6 +12,8 @@ versions of the same ts.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -65,35 +67,45 @@ def _pinned_run(t: pd.Timestamp, symbols: list[str], session_factory, faults: di
     compute(symbols, None, raise_on_failure=True)
 
 
-def build_store(url: str, schedule=SCHEDULE, split_day=SPLIT_DAY, symbols=SYMBOLS, first_days: int = 20) -> Store:
-    from mfs.sources.fake_yahoo import synthetic_session
+@contextmanager
+def pinned_runs() -> Iterator[None]:
+    """A block of runs at pinned store clocks (``_pinned_run``) with fast retries; MFS_CLOCK and
+    the Yahoo request cache are as before it, after it."""
     from mfs.sources.yahoo import clear_request_cache
 
-    empty_store(url)
-    store = Store(url, list(symbols))
     old_clock = os.environ.get("MFS_CLOCK")
     with config_environment(MFS_INGEST__BACKOFF_INITIAL_S="0.001", MFS_INGEST__BACKOFF_MAX_S="0.005"):
         try:
-            days: int | None = first_days
-            for day, hours in schedule:
-                for hour in hours:
-                    clear_request_cache()
-                    t = ny(day, hour)
-                    _pinned_run(t, store.symbols, synthetic_session, {}, days=days)
-                    store.moments += [t, t + FEATURES_LAG]
-                    days = None
-            if split_day:
-                day, hours = split_day
-                for hour in hours:
-                    clear_request_cache()
-                    t = ny(day, hour)
-                    store.split_at = store.split_at or t
-                    _pinned_run(t, store.symbols, synthetic_session, dict(SPLIT), days=None)
-                    store.moments += [t, t + FEATURES_LAG]
+            yield
         finally:
             clear_request_cache()
             if old_clock is None:
                 os.environ.pop("MFS_CLOCK", None)
             else:
                 os.environ["MFS_CLOCK"] = old_clock
+
+
+def build_store(url: str, schedule=SCHEDULE, split_day=SPLIT_DAY, symbols=SYMBOLS, first_days: int = 20) -> Store:
+    from mfs.sources.fake_yahoo import synthetic_session
+    from mfs.sources.yahoo import clear_request_cache
+
+    empty_store(url)
+    store = Store(url, list(symbols))
+    with pinned_runs():
+        days: int | None = first_days
+        for day, hours in schedule:
+            for hour in hours:
+                clear_request_cache()
+                t = ny(day, hour)
+                _pinned_run(t, store.symbols, synthetic_session, {}, days=days)
+                store.moments += [t, t + FEATURES_LAG]
+                days = None
+        if split_day:
+            day, hours = split_day
+            for hour in hours:
+                clear_request_cache()
+                t = ny(day, hour)
+                store.split_at = store.split_at or t
+                _pinned_run(t, store.symbols, synthetic_session, dict(SPLIT), days=None)
+                store.moments += [t, t + FEATURES_LAG]
     return store

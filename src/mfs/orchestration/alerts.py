@@ -25,6 +25,7 @@ from mfs.logs import get_logger
 
 if TYPE_CHECKING:
     from prefect.automations import AutomationCore
+    from prefect.events.schemas.automations import EventTrigger
 
 log = get_logger("mfs.orchestration.alerts")
 PREFIX = "mfs-alert"
@@ -69,6 +70,19 @@ def alerts_status() -> str:
     return f"alerts on: failed, slow and anomalous runs POST to {parts.scheme}://{parts.hostname or '?'}/…"
 
 
+def _on_each_flow_run(events: set[str]) -> EventTrigger:
+    """Fires once for each flow-run event of ``events``, as it happens."""
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return EventTrigger(
+        expect=events,
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        posture=Posture.Reactive,
+        threshold=1,
+        within=dt.timedelta(0),
+    )
+
+
 def _alerts_off_notice() -> AutomationCore:
     """A disabled automation whose name and description say why there are no alerts: what the
     Automations page of the UI shows instead of an empty list."""
@@ -76,19 +90,12 @@ def _alerts_off_notice() -> AutomationCore:
     # which needs none
     from prefect.automations import AutomationCore
     from prefect.events.actions import DoNothing
-    from prefect.events.schemas.automations import EventTrigger, Posture
 
     return AutomationCore(
         name=f"{PREFIX}s-off: MFS_ALERT_WEBHOOK_URL is not set",
         description=ALERTS_OFF[0].upper() + ALERTS_OFF[1:] + "; this placeholder does nothing.",
         enabled=False,
-        trigger=EventTrigger(
-            expect=FAILURE_EVENTS,
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=dt.timedelta(0),
-        ),
+        trigger=_on_each_flow_run(FAILURE_EVENTS),
         actions=[DoNothing()],
     )
 
@@ -97,18 +104,11 @@ def _state_alert(block_id: UUID, name: str, event: str, when: str, says: str) ->
     """POST to the webhook each time a flow run emits ``event`` (a named Completed state)."""
     from prefect.automations import AutomationCore
     from prefect.events.actions import CallWebhook
-    from prefect.events.schemas.automations import EventTrigger, Posture
 
     return AutomationCore(
         name=f"{PREFIX}-{name}",
         description=f"POST to MFS_ALERT_WEBHOOK_URL when {when}",
-        trigger=EventTrigger(
-            expect={event},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=dt.timedelta(0),
-        ),
+        trigger=_on_each_flow_run({event}),
         actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % says)],
     )
 
@@ -126,13 +126,7 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
         AutomationCore(
             name=f"{PREFIX}-failed-runs",
             description="POST to MFS_ALERT_WEBHOOK_URL when a flow run fails, crashes or times out",
-            trigger=EventTrigger(
-                expect=FAILURE_EVENTS,
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                posture=Posture.Reactive,
-                threshold=1,
-                within=dt.timedelta(0),
-            ),
+            trigger=_on_each_flow_run(FAILURE_EVENTS),
             actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD % "run did not complete")],
         ),
         _state_alert(

@@ -6,14 +6,11 @@ split on 2026-11-30 (Yahoo re-adjusts its whole history)."""
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 
 from mfs.calendar import sessions
 from mfs.sources.yahoo import clear_request_cache
-from tests.dataset.store import FEATURES_LAG, _pinned_run, empty_store, ny
-from tests.fixtures.config import config_environment
+from tests.dataset.store import FEATURES_LAG, _pinned_run, empty_store, ny, pinned_runs
 
 SYMBOLS = ["AAPL", "MSFT", "KO"]
 CORRECTION = "correct:2026-11-18T15:30Z:1.01"  # the 10:30 bar of 2026-11-18, served 1% higher from 11-20 on
@@ -37,23 +34,15 @@ def build_hourly_store(url: str, backfill_days: int = 90) -> list[pd.Timestamp]:
 
     empty_store(url)
     moments = []
-    old_clock = os.environ.get("MFS_CLOCK")
-    with config_environment(MFS_INGEST__BACKOFF_INITIAL_S="0.001", MFS_INGEST__BACKOFF_MAX_S="0.005"):
-        try:
-            days: int | None = backfill_days
-            for day in DAYS:
-                for hour in HOURS if day != "2026-11-27" else (10, 12, 13):  # a half day: closes at 13:00
-                    clear_request_cache()
-                    t = ny(day, hour)
-                    _pinned_run(t, SYMBOLS, synthetic_session, _faults(day), days=days)
-                    moments.append(t)
-                    days = None
-        finally:
-            clear_request_cache()
-            if old_clock is None:
-                os.environ.pop("MFS_CLOCK", None)
-            else:
-                os.environ["MFS_CLOCK"] = old_clock
+    with pinned_runs():
+        days: int | None = backfill_days
+        for day in DAYS:
+            for hour in HOURS if day != "2026-11-27" else (10, 12, 13):  # a half day: closes at 13:00
+                clear_request_cache()
+                t = ny(day, hour)
+                _pinned_run(t, SYMBOLS, synthetic_session, _faults(day), days=days)
+                moments.append(t)
+                days = None
     return moments
 
 

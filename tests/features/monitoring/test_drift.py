@@ -19,7 +19,7 @@ from mfs.features.run import compute
 from mfs.ingest.run import collect
 from mfs.sources.yahoo import clear_request_cache
 from mfs.storage.connection import connect
-from tests.dataset.store import empty_store
+from tests.dataset.store import empty_store, pinned_runs
 from tests.fixtures.config import config_environment
 
 CLEAN = ["AAPL", "MSFT", "KO", "JPM", "XOM"]
@@ -36,20 +36,13 @@ def year_store(db_url: str, _yfinance_cache_dir) -> Iterator[str]:
 
     empty_store(db_url)
     faults = {s: [f"volatility:{SHOCK_DAY}:5"] for s in SHOCKED}
-    old = os.environ.get("MFS_CLOCK")
-    os.environ["MFS_CLOCK"] = END.isoformat()
-    try:
+    with pinned_runs():
+        os.environ["MFS_CLOCK"] = END.isoformat()
         with config_environment(MFS_MONITORING__GROUPS=GROUPS):
             clear_request_cache()
             collect(CLEAN + SHOCKED, None, days=365, session=synthetic_session(asof=END, faults=faults))
             compute(CLEAN + SHOCKED, None, raise_on_failure=True)
         yield db_url
-    finally:
-        clear_request_cache()
-        if old is None:
-            os.environ.pop("MFS_CLOCK", None)
-        else:
-            os.environ["MFS_CLOCK"] = old
 
 
 @pytest.fixture
