@@ -10,7 +10,7 @@ import pandas as pd
 from mfs import calendar
 from mfs.ingest.write import MARKET_DATA_COLUMNS
 from mfs.market import NY
-from mfs.storage import bulk
+from mfs.storage import bulk, copy_binary
 from mfs.storage.connection import connect
 
 # The columns of market_data these helpers write (the rest take their defaults).
@@ -82,11 +82,11 @@ def write_features(url: str, bars: pd.DataFrame, version: int = 1) -> bulk.Upser
         "dow_et": ny.dayofweek.to_numpy(),
     }
     columns = [
-        bulk.Column("symbol", "text"),
-        bulk.Column("interval", "text"),
-        bulk.Column("ts", "timestamptz"),
-        bulk.Column("feature_version", "int4"),
-    ] + [bulk.Column(c, "int2" if c.endswith("_et") else "float8") for c in FEATURE_SUBSET]
+        copy_binary.Column("symbol", "text"),
+        copy_binary.Column("interval", "text"),
+        copy_binary.Column("ts", "timestamptz"),
+        copy_binary.Column("feature_version", "int4"),
+    ] + [copy_binary.Column(c, "int2" if c.endswith("_et") else "float8") for c in FEATURE_SUBSET]
     conn = connect(url)
     try:
         with conn.cursor() as cur:

@@ -8,7 +8,8 @@ import pytest
 
 from mfs.errors import StorageError
 from mfs.ingest.write import MARKET_DATA_COLUMNS
-from mfs.storage.bulk import Column, append_series, encode_copy_binary, encode_rows, insert_new_keys, upsert
+from mfs.storage.bulk import append_series, insert_new_keys, upsert
+from mfs.storage.copy_binary import Column, encode_copy_binary, encode_rows
 
 BAR_COLUMNS = MARKET_DATA_COLUMNS
 KEY = ["symbol", "interval", "ts"]
@@ -152,7 +153,7 @@ def test_check_constraints_stop_impossible_bars(conn) -> None:
 
 def test_binary_copy_round_trip_with_nulls_and_mixed_text_lengths(conn) -> None:
     """Texts of several lengths, NULL texts and NaN floats survive COPY exactly (NaN -> NULL)."""
-    from mfs.storage.bulk import copy_rows
+    from mfs.storage.copy_binary import copy_rows
 
     n = 1000
     rng = np.random.default_rng(7)

@@ -36,8 +36,8 @@ from mfs.logs import get_logger
 from mfs.runs import RunReport, new_run_id
 from mfs.sources.synthetic import synthetic_bars
 from mfs.storage import migrations
-from mfs.storage.bulk import copy_rows
 from mfs.storage.connection import connect, connection
+from mfs.storage.copy_binary import copy_rows
 
 log = get_logger("mfs.bench")
 BASELINE_WORKER = Path(__file__).with_name("baseline_worker.py")

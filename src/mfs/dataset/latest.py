@@ -22,8 +22,8 @@ from psycopg2 import errors, sql
 
 from mfs.errors import StorageError
 from mfs.market import check_interval, normalize_symbols
-from mfs.storage.bulk import PG_EPOCH_US
 from mfs.storage.connection import connect, reader_url
+from mfs.storage.copy_binary import PG_EPOCH_US
 from mfs.storage.records import PG_NINF, copy_records, native, to_utc_or_nat
 from mfs.storage.types import Connection, Cursor, one_row
 

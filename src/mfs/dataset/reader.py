@@ -25,8 +25,8 @@ from mfs.dataset.asof import DAY_US, choose, group_versions
 from mfs.dataset.request import NOW, RESULT_COLUMNS, TIME_COLUMNS, Entities, Request, to_pg_us
 from mfs.dataset.session import ReadSession
 from mfs.dataset.versions import NULL_INT, Records, read_function, read_versions, symbols_without_rows
-from mfs.storage.bulk import PG_EPOCH_US
 from mfs.storage.clock import pinned_clock
+from mfs.storage.copy_binary import PG_EPOCH_US
 from mfs.storage.records import PG_INF, PG_NINF
 from mfs.storage.types import Connection, Cursor, one_row
 

@@ -18,7 +18,7 @@ import pandas as pd
 from mfs.dataset.versions import Source
 from mfs.errors import DateError, InputError, first_line
 from mfs.market import check_interval
-from mfs.storage.bulk import PG_EPOCH_US
+from mfs.storage.copy_binary import PG_EPOCH_US
 
 MODES = ("known", "served")
 NOW = "now"

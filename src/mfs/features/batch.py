@@ -32,8 +32,9 @@ from mfs.features.model import FeatureSet
 from mfs.features.reads import Plan, read_plans
 from mfs.features.version import FEATURE_VERSION
 from mfs.storage import progress
-from mfs.storage.bulk import Column, insert_new_keys, upsert
+from mfs.storage.bulk import insert_new_keys, upsert
 from mfs.storage.clock import WriteContext, set_write_context
+from mfs.storage.copy_binary import Column
 from mfs.storage.progress import set_accounted_write
 from mfs.storage.records import to_utc
 from mfs.storage.types import Connection, Cursor

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from mfs.features.batch import KEY, KEY_COLUMNS, SymbolCounts, compute_rows, concat, refresh_latest, symbol_failure
 from mfs.features.model import FeatureSet
 from mfs.features.reads import BAR_RECORD, BAR_SELECT, batch_rows, split_by_symbol
-from mfs.storage.bulk import Column
 from mfs.storage.clock import WriteContext, set_write_context
+from mfs.storage.copy_binary import Column
 from mfs.storage.progress import set_accounted_write
 from mfs.storage.records import copy_records, to_utc
 from mfs.storage.types import Connection

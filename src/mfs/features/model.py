@@ -44,7 +44,7 @@ class Definition:
     memory: int = 0  # bars of look-back an incremental run needs to reproduce the full history
     expression: Expression | None = None
     depends_on: frozenset[str] = field(default_factory=frozenset)
-    pgtype: str = "float8"  # a key of mfs.storage.bulk.PG_TYPES
+    pgtype: str = "float8"  # a key of mfs.storage.copy_binary.PG_TYPES
     # What the docs show as its parameters: TA-Lib's, the output of a multi-output function, the
     # input when it is not the function's own; the text of an expression; the zone of a calendar column.
     shown_params: dict[str, Any] = field(default_factory=dict)

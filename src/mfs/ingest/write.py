@@ -33,9 +33,10 @@ from mfs.ingest.quality import check_bars
 from mfs.ingest.validate import Validated
 from mfs.logs import get_logger
 from mfs.runs import RunReport, SymbolResult
-from mfs.storage.bulk import Column, EncodedRows, UpsertCounts, append_series, encode_rows
+from mfs.storage.bulk import UpsertCounts, append_series
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
+from mfs.storage.copy_binary import Column, EncodedRows, encode_rows
 from mfs.storage.progress import count_series_changes, set_accounted_write
 from mfs.storage.types import Connection, Cursor
 

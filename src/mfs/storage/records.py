@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mfs.errors import StorageError
-from mfs.storage.bulk import PG_EPOCH_US
+from mfs.storage.copy_binary import PG_EPOCH_US
 from mfs.storage.types import Cursor
 
 COPY_HEADER_LEN = 19  # signature (11) + flags (4) + header extension length (4), extension empty

@@ -12,15 +12,15 @@ import pandas as pd
 
 from mfs import calendar
 from mfs.market import HALF_DAY_SESSION_BELOW, NY
-from mfs.storage import bulk
+from mfs.storage import bulk, copy_binary
 from mfs.storage.connection import connection
 
 COLUMNS = [
-    bulk.Column("day_start", "timestamptz"),
-    bulk.Column("day_end", "timestamptz"),
-    bulk.Column("open_utc", "timestamptz"),
-    bulk.Column("close_utc", "timestamptz"),
-    bulk.Column("half_day", "bool"),
+    copy_binary.Column("day_start", "timestamptz"),
+    copy_binary.Column("day_end", "timestamptz"),
+    copy_binary.Column("open_utc", "timestamptz"),
+    copy_binary.Column("close_utc", "timestamptz"),
+    copy_binary.Column("half_day", "bool"),
 ]
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from psycopg2 import sql
 
-from mfs.storage.bulk import Column, ColumnData, check_unique_keys, stage_rows
+from mfs.storage.bulk import stage_rows
+from mfs.storage.copy_binary import Column, ColumnData, check_unique_keys
 from mfs.storage.types import Cursor
 
 
