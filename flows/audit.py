@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, task
 
 from mfs.config import get_config
+from mfs.features.monitoring.audit import audit
 from mfs.flow_names import COLLECT, FEATURE_AUDIT, FEATURES
 from mfs.orchestration.locks import run_lock, wait_for_release
 from mfs.orchestration.monitoring_artifacts import publish_audit
@@ -15,8 +16,6 @@ from mfs.runs import RunReport
 
 @task(name="audit-features")
 def audit_features(symbols: list[str] | None, sample: int | None, run_id: str | None) -> RunReport:
-    from mfs.features.monitoring.audit import audit
-
     return audit(symbols, sample, run_id=run_id, raise_on_failure=False)
 
 

@@ -11,14 +11,13 @@ from prefect.states import Completed, State
 from mfs.config import get_config
 from mfs.flow_names import BACKUP
 from mfs.orchestration.runtime import flow_timeout
+from mfs.storage import backup
 
 BACKUPS_OFF = "Backups off"
 
 
 @task(name="pgbackrest-backup")
 def take_backup(full: bool | None) -> dict:
-    from mfs.storage import backup
-
     info = backup.backup(full=full) if full is not None else backup.scheduled_backup()
     seconds = (info.stopped - info.started).total_seconds()
     return {"label": info.label, "kind": info.kind, "seconds": seconds, "repo_bytes": info.repo_bytes}

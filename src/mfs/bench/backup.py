@@ -13,6 +13,7 @@ median) and its catch-up after each, differential backup seconds and bytes, rest
 from __future__ import annotations
 
 import shutil
+import socket
 import statistics
 import tempfile
 import threading
@@ -36,8 +37,6 @@ SAMPLE_S = 0.1  # the replica's lag is read this often during a run
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -109,6 +109,8 @@ def _time_pages(base: str, ctx: Context, symbol: str, known_at: str) -> dict[str
 
 def measure(n: int, days: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Page answer times on a scratch store of ``n`` symbols × ``days`` days."""
+    # deferred: Dash, Plotly and pandas, ~920 ms (-X importtime, 2026-12-08), which `mfs bench` without
+    # --dashboard does not pay
     from mfs.dashboard.app import create_app, serve
     from mfs.dashboard.db import Reader
 

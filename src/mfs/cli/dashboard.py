@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    # deferred: the service's process handling, ~46 ms over `mfs --help` (-X importtime, 2026-12-08)
     from mfs.dashboard import service
 
     if args.port is not None and not 1024 <= args.port <= 65535:
@@ -41,6 +42,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _serve(host: str | None, port: int | None) -> int:
+    # deferred: Dash, Plotly and pandas, ~920 ms over `mfs --help` (-X importtime, 2026-12-08)
     from mfs.dashboard.app import create_app, serve
     from mfs.dashboard.db import Reader
     from mfs.dashboard.prefect_api import preload

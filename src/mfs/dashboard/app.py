@@ -16,9 +16,12 @@ from urllib.parse import parse_qs
 
 import dash
 from dash import Input, Output, dcc, html
+from waitress import create_server
 
 from mfs.config import get_config
 from mfs.dashboard.db import Reader
+from mfs.dashboard.pages import features, market, pipeline, symbol
+from mfs.dashboard.prefect_api import default_api_url
 from mfs.logs import get_logger
 
 log = get_logger("mfs.dashboard")
@@ -71,9 +74,6 @@ class Context:
 
 
 def create_app(reader: Reader | None = None, prefect_api_url: str | None = None) -> dash.Dash:
-    from mfs.dashboard.pages import features, market, pipeline, symbol
-    from mfs.dashboard.prefect_api import default_api_url
-
     ctx = Context(reader or Reader(), prefect_api_url or default_api_url())
     app = dash.Dash(__name__, title="mfs dashboard", suppress_callback_exceptions=True, update_title="")
     app.layout = html.Div(
@@ -108,8 +108,6 @@ def create_app(reader: Reader | None = None, prefect_api_url: str | None = None)
 
 def serve(host: str | None = None, port: int | None = None, app: dash.Dash | None = None) -> Any:
     """A waitress server for the app (not started): ``.run()`` blocks, ``.close()`` stops it."""
-    from waitress import create_server
-
     cfg = get_config().dashboard
     app = app or create_app()
     host = cfg.host if host is None else host

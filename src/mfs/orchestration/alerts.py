@@ -72,6 +72,8 @@ def alerts_status() -> str:
 
 def _on_each_flow_run(events: set[str]) -> EventTrigger:
     """Fires once for each flow-run event of ``events``, as it happens."""
+    # deferred: Prefect's client and events are ~700 ms (python -X importtime); `mfs stack status` asks alerts_status,
+    # which needs none
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     return EventTrigger(
@@ -102,6 +104,8 @@ def _alerts_off_notice() -> AutomationCore:
 
 def _state_alert(block_id: UUID, name: str, event: str, when: str, says: str) -> AutomationCore:
     """POST to the webhook each time a flow run emits ``event`` (a named Completed state)."""
+    # deferred: Prefect's client and events are ~700 ms (python -X importtime); `mfs stack status` asks alerts_status,
+    # which needs none
     from prefect.automations import AutomationCore
     from prefect.events.actions import CallWebhook
 
