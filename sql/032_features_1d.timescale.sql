@@ -50,37 +50,6 @@ GROUP BY symbol, time_bucket('1 day', ts, 'America/New_York')
 WITH NO DATA;
 COMMENT ON VIEW features_1d IS 'Per symbol and New York day, the last hourly value of every feature; always current';
 
--- Refresh, compression and retention policies. The values live in config (ingest window,
--- aggregates.retention_days), so mfs.aggregates.apply_policies() calls this after every migrate;
--- re-running replaces the policies.
---   refresh:     hourly, over the ingest window plus two days (older late data: the refresh the
---                pipeline runs after each run covers it);
---   compression: chunks entirely older than the ingest window + 1 day, so upserts never hit
---                compressed chunks;
---   retention:   raw bars and features older than retention_days (NULL: keep everything);
---                the aggregates keep their history (the refresh windows never reach that far).
-CREATE FUNCTION mfs_apply_policies(ingest_days integer, retention_days integer) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    lookback interval := make_interval(days => ingest_days + 2);
-    relation regclass;
-BEGIN
-    IF retention_days IS NOT NULL AND retention_days <= ingest_days + 21 THEN
-        RAISE EXCEPTION 'retention_days (%) must exceed the refresh window (ingest days + 21 = %)',
-            retention_days, ingest_days + 21;
-    END IF;
-    FOREACH relation IN ARRAY ARRAY['ohlcv_1d', 'ohlcv_1w', 'features_1d']::regclass[] LOOP
-        PERFORM remove_continuous_aggregate_policy(relation, if_exists => true);
-        PERFORM add_continuous_aggregate_policy(relation,
-            start_offset => CASE WHEN relation = 'ohlcv_1w'::regclass THEN lookback + interval '14 days' ELSE lookback END,
-            end_offset => NULL::interval, schedule_interval => interval '1 hour');
-    END LOOP;
-    FOREACH relation IN ARRAY ARRAY['market_data', 'features']::regclass[] LOOP
-        PERFORM remove_compression_policy(relation, if_exists => true);
-        PERFORM add_compression_policy(relation, compress_after => make_interval(days => ingest_days + 1));
-        PERFORM remove_retention_policy(relation, if_exists => true);
-        IF retention_days IS NOT NULL THEN
-            PERFORM add_retention_policy(relation, drop_after => make_interval(days => retention_days));
-        END IF;
-    END LOOP;
-END $$;
+-- Refresh, compression and retention policies: mfs_apply_policies, defined in
+-- sql/functions/mfs_apply_policies.timescale.sql (a repeatable file, applied after the numbered
+-- migrations); `mfs db up` applies them after every migrate.

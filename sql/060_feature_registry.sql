@@ -47,41 +47,6 @@ LANGUAGE sql STABLE AS $$
     ORDER BY a.attnum
 $$;
 
--- The views that carry every feature column, generated from the table's columns: the only
--- definition of each from now on. Run after every change of the feature columns. CREATE OR
--- REPLACE appends a new column; after a column was dropped (the views with it) they are created.
--- features_1d is the row of each New York day's last hourly bar, found through features_1d_last
--- (a continuous aggregate or trigger rollup of (symbol, day, last_ts)), so adding a feature
--- rematerializes nothing.
-CREATE FUNCTION mfs_rebuild_feature_views() RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    cols text;
-BEGIN
-    SELECT string_agg(format('f.%I', name), ', ') INTO cols FROM mfs_feature_columns();
-    EXECUTE $v$CREATE OR REPLACE VIEW latest_features AS
-        SELECT f.* FROM stored_series s
-        CROSS JOIN LATERAL (SELECT * FROM features f WHERE f.symbol = s.symbol AND f.interval = s.interval
-                            ORDER BY f.ts DESC LIMIT 1) f$v$;
-    COMMENT ON VIEW latest_features IS 'Newest feature row per symbol and interval';
-    EXECUTE $v$CREATE OR REPLACE VIEW feature_versions AS
-        SELECT f.computed_at AS known_from,
-               f.bar_ingested_at >= coalesce(f.closes_at, bar_closes_at(f.interval, f.ts)) AS complete,
-               'infinity'::timestamptz AS known_to, NULL::text AS reason, NULL::text AS run_id, f.*
-        FROM features f
-        UNION ALL
-        SELECT r.computed_at, r.bar_ingested_at >= coalesce(r.closes_at, bar_closes_at(r.interval, r.ts)), r.*
-        FROM features_revisions r$v$;
-    COMMENT ON VIEW feature_versions IS
-        'Every version of every feature row: known_from, complete, known_to, reason, run_id';
-    EXECUTE $v$CREATE OR REPLACE VIEW features_asof_row AS
-        SELECT NULL::bigint AS entity, NULL::timestamptz AS at, NULL::timestamptz AS known_at, v.*
-        FROM feature_versions v WHERE false$v$;
-    COMMENT ON VIEW features_asof_row IS 'The row type of features_asof (always empty)';
-    EXECUTE format($v$CREATE OR REPLACE VIEW features_1d AS
-        SELECT d.symbol, d.day, d.last_ts, f.feature_version, %s
-        FROM features_1d_last d
-        JOIN features f ON f.symbol = d.symbol AND f.interval = '1h' AND f.ts = d.last_ts$v$, cols);
-    COMMENT ON VIEW features_1d IS 'Per symbol and New York day, the last hourly value of every feature; always current';
-END $$;
-REVOKE EXECUTE ON FUNCTION mfs_rebuild_feature_views() FROM PUBLIC;
+-- The views that carry every feature column are generated from the table's columns by
+-- mfs_rebuild_feature_views / mfs_rebuild_feature_relations (sql/functions/, repeatable files
+-- applied after the numbered migrations): the only definition of each.

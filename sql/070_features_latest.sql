@@ -23,37 +23,8 @@ $$;
 REVOKE EXECUTE ON FUNCTION mfs_refresh_features_latest() FROM PUBLIC;
 SELECT mfs_refresh_features_latest();
 
-CREATE OR REPLACE FUNCTION mfs_rebuild_feature_views() RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    cols text;
-BEGIN
-    SELECT string_agg(format('f.%I', name), ', ') INTO cols FROM mfs_feature_columns();
-    EXECUTE $v$CREATE OR REPLACE VIEW latest_features AS SELECT * FROM features_latest$v$;
-    COMMENT ON VIEW latest_features IS 'Newest feature row per symbol and interval';
-    EXECUTE $v$CREATE OR REPLACE VIEW feature_versions AS
-        SELECT f.computed_at AS known_from,
-               f.bar_ingested_at >= coalesce(f.closes_at, bar_closes_at(f.interval, f.ts)) AS complete,
-               'infinity'::timestamptz AS known_to, NULL::text AS reason, NULL::text AS run_id, f.*
-        FROM features f
-        UNION ALL
-        SELECT r.computed_at, r.bar_ingested_at >= coalesce(r.closes_at, bar_closes_at(r.interval, r.ts)), r.*
-        FROM features_revisions r$v$;
-    COMMENT ON VIEW feature_versions IS
-        'Every version of every feature row: known_from, complete, known_to, reason, run_id';
-    EXECUTE $v$CREATE OR REPLACE VIEW features_asof_row AS
-        SELECT NULL::bigint AS entity, NULL::timestamptz AS at, NULL::timestamptz AS known_at, v.*
-        FROM feature_versions v WHERE false$v$;
-    COMMENT ON VIEW features_asof_row IS 'The row type of features_asof (always empty)';
-    EXECUTE format($v$CREATE OR REPLACE VIEW features_1d AS
-        SELECT d.symbol, d.day, d.last_ts, f.feature_version, %s
-        FROM features_1d_last d
-        JOIN features f ON f.symbol = d.symbol AND f.interval = '1h' AND f.ts = d.last_ts$v$, cols);
-    COMMENT ON VIEW features_1d IS 'Per symbol and New York day, the last hourly value of every feature; always current';
-END $$;
-REVOKE EXECUTE ON FUNCTION mfs_rebuild_feature_views() FROM PUBLIC;
-
-SELECT mfs_rebuild_feature_views();
+-- latest_features reads it: mfs_rebuild_feature_relations (sql/functions/, applied after the
+-- numbered migrations).
 
 -- Readers read it as latest_features (the view runs with its owner's rights).
 REVOKE SELECT ON features_latest FROM mfs_reader;

@@ -112,15 +112,7 @@ CREATE TRIGGER features_latest_packed_2_updated_to AFTER UPDATE ON features_late
 CREATE TRIGGER features_latest_packed_emptied AFTER TRUNCATE ON features_latest
     FOR EACH STATEMENT EXECUTE FUNCTION mfs_latest_packed_emptied();
 
--- mfs_rebuild_feature_views (sql/070) runs after every change of the feature columns: it now
--- rebuilds the packed rows too, in the same transaction.
-ALTER FUNCTION mfs_rebuild_feature_views() RENAME TO mfs_rebuild_feature_relations;
-CREATE FUNCTION mfs_rebuild_feature_views() RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM mfs_rebuild_feature_relations();
-    PERFORM mfs_rebuild_latest_packed();
-END $$;
-REVOKE EXECUTE ON FUNCTION mfs_rebuild_feature_views() FROM PUBLIC;
-
-SELECT mfs_rebuild_feature_views();
+-- mfs_rebuild_feature_views (sql/functions/) runs after every change of the feature columns: it
+-- rebuilds the packed rows too, in the same transaction. Here the packing function is made for the
+-- triggers above.
+SELECT mfs_rebuild_latest_packed();

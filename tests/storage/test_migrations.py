@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from mfs.errors import StorageError
-from mfs.storage import migrations
+from mfs.storage import migrations, repeatable
 from mfs.storage.connection import connect, with_database
+from mfs.storage.sql_text import normalised_sql
 from tests.fixtures.database import DATA_TABLES
 
 
@@ -49,9 +50,12 @@ def sql_copy(tmp_path: Path, project_root: Path) -> Path:
 def test_applies_all_in_order_then_noop(fresh_db: str, project_root: Path) -> None:
     applied = migrations.migrate(fresh_db)
     files = sorted(p.name.split(".")[0] for p in (project_root / "sql").glob("*.sql"))
-    assert applied == sorted(set(files))
-    assert migrations.migrate(fresh_db) == []
     conn = connect(fresh_db)
+    # then every repeatable file: functions before views
+    repeatables = [r.label for r in repeatable.discover(migrations.edition(conn))]
+    assert applied == sorted(set(files)) + repeatables
+    assert repeatables[0] == "functions/asof" and repeatables[-1].startswith("views/")
+    assert migrations.migrate(fresh_db) == []
     with conn.cursor() as cur:
         cur.execute("SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1")
         assert {"features", "market_data"} <= {r[0] for r in cur.fetchall()}
@@ -140,7 +144,7 @@ def test_full_text_checksums_of_files_whose_comments_changed_map_to_their_sql() 
     ],
 )
 def test_the_checksummed_text_drops_comments_and_layout_only(text: str, expected: str) -> None:
-    assert migrations.normalised_sql(text) == expected
+    assert normalised_sql(text) == expected
 
 
 def test_edition_variants_are_chosen_by_license(tmp_path: Path) -> None:

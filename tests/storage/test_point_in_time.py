@@ -1,4 +1,4 @@
-"""Acceptance of the point-in-time issue: features_asof / bars_asof (sql/051_asof_functions.sql)
+"""Acceptance of the point-in-time issue: features_asof / bars_asof (sql/functions/asof.sql)
 over stores written by the real collect and features runs at pinned moments (collect at :00,
 features at :05 — tests/storage/pit_helpers.py), with the offline Yahoo's events: partial bars, a
 split, corrected bars, a delisting. The semantics: docs/point-in-time.md.

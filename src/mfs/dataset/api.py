@@ -50,7 +50,7 @@ def features_asof(
     batch_symbols: int = BATCH_SYMBOLS,
 ) -> pd.DataFrame:
     """Per entity row (``symbol``, tz-aware ``at``): the feature row version the SQL function
-    ``features_asof`` returns for it, with the same arguments (see sql/051_asof_functions.sql and
+    ``features_asof`` returns for it, with the same arguments (see sql/functions/asof.sql and
     docs): the newest row whose bar had closed by ``at``, complete, as the store knew it at
     ``known_at`` (None: each entity's own ``at``; a tz-aware timestamp; ``'now'``: the store's
     current state). ``mode='served'``: what ``latest_features`` served at ``at`` (partial rows

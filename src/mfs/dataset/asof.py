@@ -1,4 +1,4 @@
-"""The version ``features_asof`` (sql/051_asof_functions.sql, the oracle) returns, chosen in numpy.
+"""The version ``features_asof`` (sql/functions/asof.sql, the oracle) returns, chosen in numpy.
 
 The SQL function walks a symbol's current rows back from ``at`` (``ts <= at``; ``closes_at <= at``
 in known mode; within the tolerance) and returns, for the first row that qualifies, its current

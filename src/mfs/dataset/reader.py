@@ -76,7 +76,7 @@ class Outputs:
         self.answered[rows] = True
         for name, arr in self.times.items():
             # An answer is the version as it stood at K: then it was current, so its known_to is
-            # 'infinity' (sql/054_asof_fixes.sql: what happened later must not leak into it).
+            # 'infinity' (sql/functions/asof.sql: what happened later must not leak into it).
             arr[rows] = PG_INF if name == "known_to" else getattr(rec, name)[index]
         self.complete[rows] = rec.complete[index]
         for j, name in enumerate(self.floats):

@@ -1,6 +1,6 @@
 """TimescaleDB policies (community license): refresh, compression and retention jobs, set from
-config after every migrate. The SQL is in sql/032_features_1d.timescale.sql (mfs_apply_policies)
-and sql/041_policy_check.timescale.sql (mfs_policies_match)."""
+config after every migrate. The SQL is in sql/functions/mfs_apply_policies.timescale.sql and
+sql/functions/mfs_policies_match.timescale.sql."""
 
 from __future__ import annotations
 

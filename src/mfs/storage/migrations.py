@@ -19,6 +19,12 @@ literal's comment-like text or spacing is not protected. ``-- mfs:`` directive l
 (they change how a file runs). A store records that checksum; one recorded before holds the
 SHA-256 of the file's bytes, accepted while the file is byte-identical (``FULL_TEXT_CHECKSUMS``
 for files whose comments changed since) and replaced by the normalised one on the next migrate.
+
+Functions and views are not here: each lives in a file of its own under ``sql/functions/`` or
+``sql/views/``, applied after the numbered migrations whenever its text changed
+(``mfs.storage.repeatable``). Numbered files keep tables, data changes and drops. The definitions
+that numbered files once restated were taken out of them; a store that applied such a file
+recorded its earlier text, accepted through ``EDITED_CHECKSUMS`` (``mfs.storage.edited``).
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ from psycopg2 import sql
 from mfs import paths
 from mfs.errors import StorageError, first_line
 from mfs.logs import get_logger
+from mfs.storage import repeatable
 from mfs.storage.connection import connect, libpq_url, masked, with_database
+from mfs.storage.edited import EDITED_CHECKSUMS
+from mfs.storage.sql_text import DIRECTIVE, sql_checksum
 from mfs.storage.types import Connection, one_row
 
 FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>apache|timescale))?\.sql$")
 EDITIONS = ("apache", "timescale")
 LOCK_KEY = 0x6D66735F6D6967  # "mfs_mig": one migrator at a time per database
-DIRECTIVE = "-- mfs:"
 # Full-text checksums (SHA-256 of the file's bytes, what stores recorded until checksums ignored
 # comments) of files whose comments have changed since, each mapped to the normalised checksum of
 # the same text: such a record is accepted as long as the file's SQL is still that text's SQL.
@@ -50,8 +58,6 @@ FULL_TEXT_CHECKSUMS = {
         "730a166fa980b92a226bfb0058de7a28fe71c83665567708ab7a2edf2494831e"
     ),
 }
-_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
-_IDENT_CHAR = re.compile(r"[\w$]")
 log = get_logger("mfs.storage.migrations")
 
 
@@ -68,7 +74,7 @@ class Migration:
     @property
     def checksum(self) -> str:
         """SHA-256 of the file's SQL without comments and layout (see the module docstring)."""
-        return hashlib.sha256(normalised_sql(self.text).encode()).hexdigest()
+        return sql_checksum(self.text)
 
     @property
     def full_text_checksum(self) -> str:
@@ -76,74 +82,14 @@ class Migration:
 
     def accepts(self, recorded: str) -> bool:
         """Whether a store's recorded checksum matches this file's SQL."""
-        return (
-            recorded in (self.checksum, self.full_text_checksum) or FULL_TEXT_CHECKSUMS.get(recorded) == self.checksum
+        return recorded in (self.checksum, self.full_text_checksum) or self.checksum in (
+            FULL_TEXT_CHECKSUMS.get(recorded),
+            EDITED_CHECKSUMS.get(recorded),
         )
 
     @property
     def transactional(self) -> bool:
         return not self.text.lstrip().startswith(DIRECTIVE + "no-transaction")
-
-
-def normalised_sql(text: str) -> str:
-    """``text`` without comments, each run of whitespace one space; string literals, quoted
-    identifiers and ``-- mfs:`` directives kept as written, dollar-quoted bodies normalised."""
-    out: list[str] = []
-    space = False  # whitespace or a comment since the last token
-    i, n = 0, len(text)
-
-    def emit(token: str) -> None:
-        nonlocal space
-        if space and out:
-            out.append(" ")
-        space = False
-        out.append(token)
-
-    while i < n:
-        c = text[i]
-        if c.isspace():
-            space, i = True, i + 1
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            if text.startswith(DIRECTIVE, i):
-                emit(text[i:end].rstrip())
-            space, i = True, end
-        elif text.startswith("/*", i):  # PostgreSQL nests block comments
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            space = True
-        elif c in "'\"":
-            # E'...' takes backslash escapes; everywhere a doubled quote is the quote itself.
-            backslash = c == "'" and i > 0 and text[i - 1] in "eE" and (i < 2 or not _IDENT_CHAR.match(text[i - 2]))
-            j = i + 1
-            while j < n:
-                if backslash and text[j] == "\\":
-                    j += 2
-                elif text[j] != c:
-                    j += 1
-                elif text.startswith(c * 2, j):
-                    j += 2
-                else:
-                    j += 1
-                    break
-            emit(text[i:j])
-            i = j
-        elif c == "$" and not (i > 0 and _IDENT_CHAR.match(text[i - 1])) and (tag := _DOLLAR_TAG.match(text, i)):
-            close = text.find(tag.group(), tag.end())
-            body_end = n if close < 0 else close
-            emit(tag.group() + normalised_sql(text[tag.end() : body_end]) + ("" if close < 0 else tag.group()))
-            i = n if close < 0 else close + len(tag.group())
-        else:
-            emit(c)
-            i += 1
-    return "".join(out)
 
 
 def discover(edition: str, directory: Path | None = None) -> list[Migration]:
@@ -287,7 +233,10 @@ def applied(conn: Connection) -> dict[int, tuple[str, str]]:
 
 def migrate(url: str, directory: Path | None = None, *, update: bool = True) -> list[str]:
     """Update the TimescaleDB extension to the installed library (``update``), then apply pending
-    migrations; return the names applied (empty when up to date)."""
+    migrations, then the repeatable files whose text changed or whose object is missing (from
+    ``directory``'s ``functions/`` and ``views/``); return the names applied (empty when up to
+    date)."""
+
     if update:
         update_extension(url)
     conn = connect(url, application_name="mfs-migrate")
@@ -300,7 +249,8 @@ def migrate(url: str, directory: Path | None = None, *, update: bool = True) -> 
             cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         conn.commit()
         try:
-            return _apply_pending(conn, check_edition(conn), directory)
+            ed = check_edition(conn)
+            return _apply_pending(conn, ed, directory) + repeatable.apply(conn, ed, directory)
         finally:
             conn.rollback()
             with conn.cursor() as cur:
