@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from mfs.bench.scratch import scratch_database
+from mfs.features import definitions
+from mfs.features.monitoring import drift
+from mfs.features.monitoring.audit import audit
+from mfs.features.run import compute
+from mfs.ingest.run import collect
 from mfs.runs import RunReport
+from mfs.sources.fake_yahoo import synthetic_session
+from mfs.storage.connection import connection
 
 UNCHANGED = ("AAPL", "MSFT", "KO", "JPM", "XOM", "GOOGL", "WMT", "PFE", "CVX", "HD")
 SHOCKED = ("NVDA", "AMZN", "META", "JNJ", "PG")
@@ -30,18 +40,24 @@ VOLATILITY_DEPENDENT = ("volatility_20", "natr_14", "range_pct", "bb_width")
 
 
 def in_run(report: RunReport, prefix: str) -> dict[str, Any]:
-    """The monitoring seconds of a features run beside its own seconds (the same run)."""
+    """The monitoring seconds of a features run beside its own seconds (the same run): all of it
+    (``_monitoring_``), the statistics of what the run wrote (``_stats_``, every run that wrote)
+    and the drift check (``_drift_s``, the first run past a session's close), each with its
+    on / off ratio (run + it) / run; a part the run did not do has no figure (not 0)."""
     run_s = float(report.extra.get("seconds") or 0.0)
-    monitoring_s = float((report.extra.get("monitoring") or {}).get("seconds") or 0.0)
-    return {
-        f"{prefix}_monitoring_s": round(monitoring_s, 3),
-        f"{prefix}_monitoring_ratio": round((run_s + monitoring_s) / run_s, 3) if run_s else None,
-    }
+    summary = report.extra.get("monitoring") or {}
+    out: dict[str, Any] = {}
+    for part, key in (("monitoring", "seconds"), ("stats", "stats_seconds"), ("drift", "drift_seconds")):
+        if key not in summary:
+            continue
+        seconds = float(summary[key])
+        out[f"{prefix}_{part}_s"] = round(seconds, 3)
+        out[f"{prefix}_{part}_ratio"] = round((run_s + seconds) / run_s, 3) if run_s else None
+    return out
 
 
 def audit_cost(symbols: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
     """Seconds of the self-audit per sampled symbol (every stored interval of it)."""
-    from mfs.features.monitoring.audit import audit
 
     progress(f"self-audit of {len(symbols)} symbols")
     report = audit(symbols)
@@ -49,15 +65,37 @@ def audit_cost(symbols: list[str], progress: Callable[[str], None]) -> dict[str,
     return {"audit_s_per_symbol": round(seconds / len(symbols), 3), "audit_values": report.extra["audit"]["values"]}
 
 
+def drift_check_cost(progress: Callable[[str], None], rounds: int = 3) -> dict[str, Any]:
+    """Seconds of the drift check of 1h on the benchmark's store (medians of ``rounds``): the
+    first check (every session of its window counted from ``features``, as after a backfill or a
+    definition change) and the daily one (the newest session counted, the others' counts read)."""
+
+    features = definitions.load()
+    drift.monitored(features)  # once per process, not the check's
+    progress(f"drift check, first and daily, ×{rounds}")
+    first: list[float] = []
+    daily: list[float] = []
+    for _ in range(rounds):
+        for forget, times in (("TRUNCATE feature_drift_counts", first), (_FORGET_NEWEST, daily)):
+            with connection() as conn, conn.cursor() as cur:
+                cur.execute(forget)
+                cur.execute("DELETE FROM feature_drift_checks WHERE interval = '1h'")
+            began = time.perf_counter()
+            drift.check("1h", features)
+            times.append(time.perf_counter() - began)
+    return {
+        "drift_first_check_s": round(statistics.median(first), 3),
+        "drift_daily_check_s": round(statistics.median(daily), 3),
+    }
+
+
+_FORGET_NEWEST = """DELETE FROM feature_drift_counts
+                    WHERE session = (SELECT max(session) FROM feature_drift_counts WHERE interval = '1h')"""
+
+
 def drift_rates(progress: Callable[[str], None], end: pd.Timestamp | None = None) -> dict[str, Any]:
     """The false-positive rate of the drift check over a clean year and the sessions a ×5
     volatility regime change takes to be flagged, on a scratch database."""
-    from mfs.bench.scratch import scratch_database
-    from mfs.features import definitions
-    from mfs.features.monitoring import drift
-    from mfs.features.run import compute
-    from mfs.ingest.run import collect
-    from mfs.sources.fake_yahoo import synthetic_session
 
     end = end or pd.Timestamp("2026-11-20 16:30", tz="America/New_York").tz_convert("UTC")
     faults = {s: [f"volatility:{SHOCK_DAY}:5"] for s in SHOCKED}

@@ -332,6 +332,7 @@ def run(
             out |= _new_hour_phase(symbols, asof, last_ts, progress)
             out |= _later_hours_phase(symbols, start, asof, bool(out.get("compressed_chunks")), rounds, progress)
             out |= monitoring.audit_cost(symbols[:10], progress)
+            out |= monitoring.drift_check_cost(progress)
         # The pipeline's peak: the training-set reads below hold a year of features in pandas
         # frames, a reader's memory, not the store's.
         out["peak_rss_mb"] = round(peak.mb, 1)

@@ -15,13 +15,14 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mfs import paths
 from mfs.config import get_config
 from mfs.errors import ConfigError
 from mfs.features import registry
+from mfs.features.monitoring.observe import Probe, after_run
+from mfs.features.monitoring.observe import probe as monitoring_probe
 from mfs.features.version import FEATURE_VERSION
 from mfs.flow_names import FEATURES
 from mfs.logs import get_logger
@@ -108,8 +109,8 @@ def compute(
         FEATURES, params, run_id=run_id, tolerance=cfg.runs.failed_symbol_tolerance, raise_on_failure=raise_on_failure
     ) as report:
         started = time.perf_counter()
-        since = _store_clock()  # the rows this run writes are those computed from now on
-        with_bars = _symbols_with_bars(symbols, intervals)
+        # probe.since: the store's clock now — the rows this run writes are those computed from then on
+        with_bars, probe = _symbols_with_bars(symbols, intervals)
         # Decided before any worker starts: a symbol without bars, or whose bars and feature rows
         # did not change since its features were brought up to date, has nothing to compute.
         todo = with_bars if full else _series_to_update(with_bars)
@@ -129,25 +130,17 @@ def compute(
             seconds=round(time.perf_counter() - started, 3),
             registry={**changes, "filled": [name for name, _ in filled]},
         )
-        _monitor(report, features, since, symbols, intervals)
+        _monitor(report, features, probe, symbols, intervals)
     return report
 
 
-def _store_clock() -> datetime:
-    from mfs.features.monitoring.observe import store_clock
-
-    return store_clock()
-
-
 def _monitor(
-    report: RunReport, features: FeatureSet | None, since: datetime, symbols: list[str], intervals: list[str]
+    report: RunReport, features: FeatureSet | None, probe: Probe, symbols: list[str], intervals: list[str]
 ) -> None:
     """Statistics of the rows written and, once per closed session, the drift check
     (``mfs.features.monitoring``), timed apart from the run's own seconds."""
-    from mfs.features.monitoring.observe import after_run
-
     started = time.perf_counter()
-    after_run(report, features, since, symbols, intervals)
+    after_run(report, features, probe, symbols, intervals)
     report.extra["monitoring"]["seconds"] = round(time.perf_counter() - started, 3)
 
 
@@ -258,19 +251,21 @@ def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool) -> li
     return pending
 
 
-def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> dict[str, list[str]]:
+def _symbols_with_bars(symbols: list[str], intervals: Sequence[str]) -> tuple[dict[str, list[str]], Probe]:
     """Per interval, the symbols (in their order) that have at least one stored bar of it: one
     index probe per pair (compressed chunks are segmented by symbol and interval). A LATERAL
     LIMIT 1, not EXISTS: the planner turned EXISTS into a hash semi-join over every bar (225 ms
-    for one symbol of a 4,000-symbol store, measured; 930 ms for all of them)."""
+    for one symbol of a 4,000-symbol store, measured; 930 ms for all of them). In the same
+    transaction, what the monitoring needs to know as the run starts (its clock, drift due)."""
     with connection() as conn, conn.cursor() as cur:
+        started = monitoring_probe(cur, intervals)
         cur.execute(
             """SELECT i, s FROM unnest(%s::text[]) AS i CROSS JOIN unnest(%s::text[]) AS s
                CROSS JOIN LATERAL (SELECT 1 FROM market_data m WHERE m.symbol = s AND m.interval = i LIMIT 1) m""",
             (intervals, symbols),
         )
         present = {(i, s) for i, s in cur.fetchall()}
-    return {i: [s for s in symbols if (i, s) in present] for i in intervals}
+    return {i: [s for s in symbols if (i, s) in present] for i in intervals}, started
 
 
 def _series_to_update(with_bars: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mfs.features.monitoring.stats import rows_of_run
 from mfs.flow_names import FEATURE_AUDIT, artifact_key
 from mfs.runs import RunReport
 from mfs.storage.connection import connection
@@ -56,7 +57,6 @@ def drift_lines(reports: list[RunReport]) -> list[str]:
 
 def publish_monitoring(flow: str, reports: list[RunReport]) -> None:
     """The statistics table and the drift verdicts of each report that has them."""
-    from mfs.features.monitoring.stats import rows_of_run
 
     for report in reports:
         m = report.extra.get("monitoring") or {}
@@ -76,6 +76,8 @@ def publish_monitoring(flow: str, reports: list[RunReport]) -> None:
 def publish_audit(report: RunReport | None, outcome: str, error: str | None = None) -> None:
     """The self-audit's page: a summary (sample, columns, worst difference, mismatches) and one
     row per symbol and interval."""
+    # deferred: the audit module with TA-Lib, ~410 ms (-X importtime, 2026-12-08), which the collect and
+    # features flows, importing this module for their own artifacts, do not need
     from mfs.features.monitoring.audit import describe_diff
 
     lines = [f"# {FEATURE_AUDIT}: {outcome}", ""]

@@ -15,6 +15,7 @@ bar, as an incremental run continues them: stored history before retention dropp
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from psycopg2 import sql
 
 from mfs.config import get_config
 from mfs.errors import ConfigError
+from mfs.features import definitions, engine
 from mfs.features.model import FeatureSet
 from mfs.flow_names import FEATURE_AUDIT
 from mfs.market import normalize_symbols
@@ -66,7 +68,6 @@ def audit_series(
     """Compare the stored rows of one series (``stored``: ts and a column per feature ``names``,
     NaN for NULL) with the recompute of ``features`` from its bars, from the bar of its first row
     on (running sums continued from that row's stored value). No I/O."""
-    from mfs.features import engine
 
     out = SeriesAudit()
     if not len(bars["ts"]) and not len(stored["ts"]):
@@ -190,8 +191,6 @@ def audit(
     carries the ``feature_audits`` row in ``extra["audit"]``. Mismatches fail the run
     (RunFailedError naming symbol, interval and features) unless ``raise_on_failure=False``."""
     if features is None:
-        from mfs.features import definitions
-
         features = definitions.load()
     cfg = get_config()
     chosen = sample_symbols(symbols, sample)
@@ -262,7 +261,6 @@ def _add(totals: dict, one: SeriesAudit) -> None:
 
 
 def _record(report: RunReport) -> None:
-    import json
 
     a = report.extra["audit"]
     worst = a["worst"]

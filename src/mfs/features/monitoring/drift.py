@@ -4,15 +4,17 @@ newest verdicts).
 
 Windows are counted in NYSE sessions, not wall-clock days: the recent window is the last
 ``monitoring.recent_sessions`` complete sessions, the reference the ``reference_sessions`` before
-them. The distance is the PSI (``mfs.features.monitoring.psi``). A feature drifts when its PSI is
+them. The distance is the PSI (``mfs.features.monitoring.psi``), read off per-session histograms
+(``histograms``, stored by ``session_counts``: a check reads only the sessions not counted yet
+from ``features``). A feature drifts when its PSI is
 beyond ``psi_threshold`` AND beyond ``noise_factor`` × the PSI that windows of the recent window's
 length cut from the reference show against the rest of it: autocorrelated indicators (ADX, RSI)
 move that much in an unchanged market (measured: docs/features.md "Monitoring").
 
 Only values of a feature's current registered version are compared: a changed definition is
 recomputed over the whole history before its version is marked filled, and until then its verdict
-is ``restarting`` — the reference starts again from the new definition's values, so a new
-definition is never reported as drift.
+is ``restarting`` (nothing compared) — the reference starts again from the new definition's values
+(counted anew: counts are kept per version), so a new definition is never reported as drift.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from psycopg2.extras import execute_values
 
 from mfs import calendar
 from mfs.config import get_config
+from mfs.features import engine
 from mfs.features.model import BUILTIN, FeatureSet
-from mfs.features.monitoring.psi import psi
+from mfs.features.monitoring.histograms import Histograms, largest_block_psi_counts, psi_counts
+from mfs.features.monitoring.psi import scale_free
+from mfs.features.monitoring.session_counts import load_window, prune, session_histograms
 from mfs.market import NY
+from mfs.sources.synthetic import synthetic_bars
 from mfs.storage.clock import set_write_context
 from mfs.storage.connection import connection
 from mfs.storage.types import Cursor, one_row
@@ -59,53 +66,41 @@ class Verdict:
         return self.status == "drift"
 
 
-@dataclass
-class Window:
-    """Values of the monitored features for a run of sessions, pooled over symbols: per row its session."""
-
-    sessions: np.ndarray  # datetime64[D], one per row
-    values: dict[str, np.ndarray]  # feature -> float64 (NaN for NULL)
-
-
-def judge(
-    reference: np.ndarray, ref_sessions: np.ndarray, recent: np.ndarray, recent_len: int, floor: float
-) -> tuple[float, float]:
-    """(PSI of ``recent`` against ``reference``, threshold): ``floor`` or NOISE_FACTOR × the
-    largest PSI of a ``recent_len``-session block of the reference against the rest of it,
-    whichever is larger."""
-    days = np.unique(ref_sessions)
-    noise = 0.0
-    for k in range(0, len(days) - recent_len + 1, recent_len):
-        block = (ref_sessions >= days[k]) & (ref_sessions <= days[k + recent_len - 1])
-        noise = max(noise, psi(reference[~block], reference[block]))
-    return psi(reference, recent), max(floor, NOISE_FACTOR * noise)
+def judge(h: Histograms, sessions: Sequence[np.datetime64], recent_len: int, floor: float) -> tuple[float, float]:
+    """(PSI of the last ``recent_len`` of ``sessions`` against those before them, threshold):
+    ``floor`` or NOISE_FACTOR × the largest PSI of a ``recent_len``-session block of the reference
+    against the rest of it, whichever is larger."""
+    ref_last, recent_from = sessions[-recent_len - 1], sessions[-recent_len]
+    value = psi_counts(h.total(sessions[0], ref_last), h.total(recent_from, sessions[-1]))
+    noise = largest_block_psi_counts(h, sessions[0], ref_last, recent_len)
+    return value, max(floor, NOISE_FACTOR * noise)
 
 
 def verdicts(
-    window: Window,
+    histograms: dict[str, Histograms],
     sessions: Sequence[np.datetime64],
     interval: str,
     group: str,
     versions: dict[str, str | None],
-    restarting: set[str],
+    restarting: Sequence[str],
 ) -> list[Verdict]:
-    """The verdict of every feature of ``window`` whose recent window is the last
-    recent_sessions of ``sessions`` (the reference: the sessions before them)."""
+    """The verdict of every feature of ``histograms`` and of ``restarting`` (nothing compared)
+    whose recent window is the last recent_sessions of ``sessions`` (the reference: the sessions
+    before them)."""
     cfg = get_config().monitoring
     recent_len = cfg.recent_sessions.get(interval, 5)
     ref_len = len(sessions) - recent_len
     recent_from, reference_from = sessions[ref_len], sessions[0]
-    in_ref = (window.sessions >= reference_from) & (window.sessions < recent_from)
-    in_recent = (window.sessions >= recent_from) & (window.sessions <= sessions[-1])
     out = []
-    for feature, values in window.values.items():
-        reference, recent = values[in_ref], values[in_recent]
-        n_ref, n_recent = int(np.count_nonzero(~np.isnan(reference))), int(np.count_nonzero(~np.isnan(recent)))
+    for feature in [*histograms, *restarting]:
+        n_ref = n_recent = 0
         value, threshold, status = None, cfg.psi_threshold.get(interval, 2.0), "restarting"
-        if feature not in restarting:
+        if (h := histograms.get(feature)) is not None:
+            n_ref = int(h.total(reference_from, sessions[ref_len - 1]).sum())
+            n_recent = int(h.total(recent_from, sessions[-1]).sum())
             status = "too_few_values"
             if min(n_ref, n_recent) >= cfg.min_values:
-                value, threshold = judge(reference, window.sessions[in_ref], recent, recent_len, threshold)
+                value, threshold = judge(h, sessions, recent_len, threshold)
                 status = "drift" if value > threshold else "ok"
         out.append(
             Verdict(
@@ -145,9 +140,6 @@ def monitored(features: FeatureSet) -> list[str]:
 
 
 def _scale_free(features: FeatureSet) -> tuple[str, ...]:
-    from mfs.features import engine
-    from mfs.features.monitoring.psi import scale_free
-    from mfs.sources.synthetic import synthetic_bars
 
     bars = synthetic_bars("MFSPROBE", "1h", "2025-01-01", "2025-07-01", asof=pd.Timestamp("2025-07-01", tz="UTC"))
     ts = pd.DatetimeIndex(bars["ts"])
@@ -179,35 +171,6 @@ def _sessions(now: pd.Timestamp, interval: str, at: dt.date | None, n: int | Non
 def newest_complete_session(cur: Cursor) -> dt.date | None:
     days = _sessions(_store_now(cur), "1d", None, n=1)
     return _date(days[-1]) if days else None
-
-
-def load_window(
-    cur: Cursor,
-    interval: str,
-    names: Sequence[str],
-    first: np.datetime64,
-    last: np.datetime64,
-    symbols: Sequence[str] | None = None,
-) -> Window:
-    """Every stored value of ``names`` for bars of the sessions ``first`` … ``last`` (New York
-    dates), of ``symbols`` (default: every symbol), by binary COPY into numpy (NULL sent as NaN):
-    65 sessions of 100 symbols' hourly rows took ~1 s through a cursor's tuples."""
-    from psycopg2 import sql
-
-    from mfs.storage.records import copy_records, native, record_dtype
-
-    start = pd.Timestamp(str(first)).tz_localize(NY).tz_convert("UTC")
-    end = (pd.Timestamp(str(last)) + pd.Timedelta(days=1)).tz_localize(NY).tz_convert("UTC")
-    query = sql.SQL(
-        "SELECT ((f.ts AT TIME ZONE 'America/New_York')::date - date '2000-01-01')::int4, {} FROM features f "
-        "WHERE f.interval = %s AND f.ts >= %s AND f.ts < %s AND (%s::text[] IS NULL OR f.symbol = ANY(%s::text[]))"
-    ).format(sql.SQL(", ").join(sql.SQL("coalesce(f.{}::float8, 'NaN')").format(sql.Identifier(n)) for n in names))
-    dtype = record_dtype([("day", ">i4"), *((f"v{i}", ">f8") for i in range(len(names)))])
-    rec = copy_records(
-        cur, query.as_string(cur), (interval, start.to_pydatetime(), end.to_pydatetime(), symbols, symbols), dtype
-    )
-    days = native(rec["day"]).astype("int64") + np.datetime64("2000-01-01", "D").astype("int64")
-    return Window(days.astype("datetime64[D]"), {n: native(rec[f"v{i}"]) for i, n in enumerate(names)})
 
 
 def _versions(cur: Cursor) -> tuple[dict[str, str | None], set[str]]:
@@ -247,17 +210,21 @@ def check(
             if cur.fetchone():
                 return []
         versions, restarting = _versions(cur)
+        counted = {n: versions.get(n) or "" for n in names if n not in restarting}
+        days = np.array(sessions, dtype="datetime64[D]")
         out = []
         for group, members in {ALL: None, **cfg.groups}.items():
-            window = load_window(cur, interval, names, sessions[0], sessions[-1], list(members) if members else None)
-            out += verdicts(window, sessions, interval, group, versions, restarting)
+            members = list(members) if members else None
+            histograms = session_histograms(cur, interval, group, members, counted, days, recount=force)
+            out += verdicts(histograms, sessions, interval, group, versions, [n for n in names if n in restarting])
+        if at is None:
+            prune(cur, interval, days[0])
         _record(cur, run_id, out)
     return out
 
 
 def _record(cur: Cursor, run_id: str | None, out: list[Verdict]) -> None:
     """Insert the verdicts; a check forced again at the same moment (a pinned clock) replaces them."""
-    from psycopg2.extras import execute_values
 
     rows = [
         (
@@ -292,9 +259,12 @@ def replay(
     span = before + [np.datetime64(d.date(), "D") for d in calendar.sessions(first, last)]
     with connection() as conn, conn.cursor() as cur:
         versions, restarting = _versions(cur)
-        window = load_window(cur, interval, names, span[0], span[-1], list(symbols) if symbols else None)
+        counted = [name for name in names if name not in restarting]
+        window = load_window(cur, interval, counted, span[0], span[-1], list(symbols) if symbols else None)
+    histograms = window.histograms(np.array(span, dtype="datetime64[D]"))
+    restarted = [name for name in names if name in restarting]
     return {
-        _date(span[end - 1]): verdicts(window, span[end - n : end], interval, ALL, versions, restarting)
+        _date(span[end - 1]): verdicts(histograms, span[end - n : end], interval, ALL, versions, restarted)
         for end in range(n, len(span) + 1)
     }
 
