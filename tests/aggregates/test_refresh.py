@@ -194,7 +194,9 @@ def test_community_license_continuous_aggregates(agg_db) -> None:
         """SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs
                             WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')""",
     )
-    assert len([j for j in jobs if j[0] == "policy_refresh_continuous_aggregate"]) == 3
+    # the daily ones end a day ahead of now, not at max(ts) of every chunk; the weekly one at now
+    ends = {j[1]: j[2]["end_offset"] for j in jobs if j[0] == "policy_refresh_continuous_aggregate"}
+    assert ends == {"ohlcv_1d_cagg": "-1 days", "features_1d_last": "-1 days", "ohlcv_1w_cagg": "00:00:00"}
     try:
         compress = [j[2] for j in jobs if j[0] == "policy_compression"]
         # market_data, features, their revision tables and feature_stats
@@ -234,4 +236,46 @@ def test_bars_deleted_in_the_current_week_leave_every_aggregate(agg_db, assert_a
     aggregates.refresh()
     execute(agg_db, "DELETE FROM market_data WHERE ts >= %s", (monday.tz_convert("UTC") + pd.Timedelta(days=1),))
     aggregates.refresh()
+    assert_aggregates_match(agg_db)
+
+
+@pytest.mark.edition("timescale")
+def test_a_refresh_of_pending_changes_materializes_the_newest_stored_day(agg_db) -> None:
+    """Without a window the refresh ends past the newest chunk of each source, not at now: bars
+    stored ahead of the server's clock (a store on a pinned clock) are materialized up to their
+    last day, as a refresh with no end did, while the weekly aggregate stays at now."""
+    ahead = make_bars("AAPL", "2027-06-07", "2027-06-11", seed=5)  # months after this machine's now
+    write_bars(agg_db, ahead)
+    write_features(agg_db, ahead)
+    aggregates.refresh()
+    newest_day_end = (pd.Timestamp(ahead["ts"].max()).tz_convert(NY).normalize() + pd.Timedelta(days=1)).tz_convert(
+        "UTC"
+    )
+    marks = dict(
+        query(
+            agg_db,
+            """SELECT c.view_name::text,
+                      _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(h.id))
+               FROM timescaledb_information.continuous_aggregates c
+               JOIN _timescaledb_catalog.hypertable h ON h.schema_name = c.materialization_hypertable_schema
+                                                    AND h.table_name = c.materialization_hypertable_name""",
+        )
+    )
+    assert pd.Timestamp(marks["ohlcv_1d_cagg"]) == newest_day_end
+    assert pd.Timestamp(marks["features_1d_last"]) == newest_day_end
+    assert pd.Timestamp(marks["ohlcv_1w_cagg"]) < pd.Timestamp("2027-06-07", tz="UTC")
+    materialized = query(agg_db, "SELECT count(*), max(day) FROM ohlcv_1d_cagg WHERE day >= '2027-06-07'")
+    assert materialized == [(5, newest_day_end - pd.Timedelta(days=1))]
+
+
+def test_rows_removed_past_the_newest_chunk_leave_the_aggregates(agg_db, assert_aggregates_match) -> None:
+    """Bars removed with their chunk (TRUNCATE, a dropped newer chunk) past everything still stored:
+    the refresh of pending changes reaches as far as earlier refreshes materialized, so their daily
+    and weekly rows go too — the aggregates still equal a GROUP BY over what is stored."""
+    write_bars(agg_db, make_bars("AAPL", "2024-11-04", "2024-11-08", seed=6))
+    aggregates.refresh()
+    execute(agg_db, "TRUNCATE market_data")
+    write_bars(agg_db, make_bars("MSFT", "2024-02-26", "2024-03-01", seed=7))
+    aggregates.refresh()
+    assert query(agg_db, "SELECT DISTINCT symbol FROM ohlcv_1d") == [("MSFT",)]
     assert_aggregates_match(agg_db)

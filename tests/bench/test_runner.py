@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mfs import calendar
-from mfs.bench import pit, runner, scaling
+from mfs.bench import depths, pit, runner, scaling
 from mfs.cli.bench import SUMMARY_KEYS, _side_by_side, is_timed
 from mfs.features import compute
 from mfs.storage.connection import connect, with_database
@@ -255,10 +255,46 @@ def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear
     assert _bench_databases(db_url) == before
 
 
+@pytest.mark.slow
+def test_several_depths_are_measured_in_one_run_and_compared_at_each_scale(db_url):
+    before = _bench_databases(db_url)
+    result = subprocess.run(
+        [MFS, "bench", "--scales", "2,3", "--days", "5,10", "--json"],
+        env=os.environ | {"MFS_DATABASE_URL": db_url, "MFS_LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [d["days"] for d in out["depths"]] == [5, 10]
+    for depth in out["depths"]:
+        assert [s["symbols"] for s in depth["scales"]] == [2, 3]
+        assert all(s["new_hour_bars"] == s["symbols"] and s["bars"] > 0 for s in depth["scales"])
+    assert set(out["vs_depth"]) == {"2", "3"}
+    for ratios in out["vs_depth"].values():
+        assert set(ratios["10"]) == set(depths.DEPTH_PHASES)
+        assert all(r > 0 for r in ratios["10"].values())
+    for title in ("scaling, 5 days of hourly bars", "scaling, 10 days of hourly bars", "depth, 2 symbols"):
+        assert title in result.stdout
+    assert "aggregate_refresh_s\t" in result.stdout.split("depth, 3 symbols")[1]
+    assert _bench_databases(db_url) == before
+
+
 def test_scales_that_are_not_increasing_numbers_are_refused_in_one_line():
     result = subprocess.run([MFS, "bench", "--scales", "500,abc"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("expected comma-separated numbers of symbols, got '500,abc'")
+
+
+def test_several_depths_are_refused_in_one_line_without_scales_or_out_of_order():
+    result = subprocess.run([MFS, "bench", "--days", "60,730"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].endswith("several --days (60,730) are compared only with --scales")
+    result = subprocess.run([MFS, "bench", "--scales", "2,4", "--days", "730,60"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("expected increasing positive numbers of days, got '730,60'")
 
 
 def test_quality_measures_false_positives_sweeps_and_hits_on_clean_and_real_series():

@@ -60,3 +60,8 @@ def test_a_larger_store_history_is_compared_with_its_control_batches():
     assert scaling.HISTORY_CONTROL not in small
     assert large[scaling.HISTORY_CONTROL] == 800.0
     assert scaling._vs_linear(large, small)["ingest_s"] == 1.12  # not 900 / 500 = 1.8
+
+
+def test_progress_labels_name_the_depth_only_when_several_are_run():
+    assert scaling._label(500, None, 2, 4) == "[500 symbols, run 2 of 4] "
+    assert scaling._label(500, 730) == "[500 symbols x 730 days] "

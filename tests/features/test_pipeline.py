@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mfs.features import compute, engine
+from mfs.features import compute, engine, state
 from mfs.features.version import FEATURE_VERSION
 from mfs.storage.connection import connect
 from tests.features.feature_helpers import (
     BUILTIN_DEFINITIONS,
+    BUILTIN_SET,
     FEATURE_NAMES,
     FEATURES,
     insert_bars,
@@ -115,15 +116,26 @@ def test_property_incremental_equals_full_on_random_split_points(db_url, config_
     run_incremental_history(db_url, make_bars(n, seed=seed), splits)
 
 
-def test_incremental_window_is_anchored_and_reads_only_the_lookback(conn, config_env):
+@pytest.mark.parametrize("stored_state", [True, False])
+def test_incremental_window_is_anchored_and_reads_only_the_lookback(conn, config_env, stored_state):
     config_env(MFS_FEATURES__LOOKBACK_BARS=400)
     bars = make_bars(1000, seed=7)
     insert_bars(conn, "ANC", "1h", bars.iloc[:990])
     compute(["ANC"], "1h")
+    if not stored_state:  # no state of the carried features: every feature from the full look-back
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM feature_state")
+        conn.commit()
     insert_bars(conn, "ANC", "1h", bars.iloc[990:])
     result = compute(["ANC"], "1h").results[0]
-    assert (result.fetched, result.written) == (400 + 10, 10)  # counted in bars, not hours
+    # Counted in bars, not hours: with a state, the look-back the features not carried need (200).
+    lookback = state.window(BUILTIN_SET) if stored_state else 400
+    assert (result.fetched, result.written) == (lookback + 10, 10)
     assert_rows_equal(read_features(conn, "ANC"), expected_from_engine(bars))  # OBV continued exactly
+    with conn.cursor() as cur:
+        cur.execute("SELECT ts FROM feature_state WHERE symbol = 'ANC'")
+        assert cur.fetchall() == [(bars["ts"].iloc[-1],)]  # the state follows the newest bar
+    conn.rollback()
 
 
 def test_an_overwritten_bar_is_recomputed_with_everything_after_it(conn):

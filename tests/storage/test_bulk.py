@@ -102,6 +102,26 @@ def test_encoded_rows_are_sent_as_built_only_when_every_row_is_new(conn) -> None
     conn.rollback()
 
 
+def test_a_batch_decides_new_rows_by_each_series_newest_stored_row_from_its_earliest_time_on(conn) -> None:
+    """Only stored rows from the batch's earliest time on are read: a series whose rows all lie in
+    older chunks is appended to; a stored row inside the batch's span is corrected, not copied."""
+    kwargs = {"key": KEY, "touch": {"ingested_at": "now()"}, "series": ("symbol", "interval"), "count_by": "symbol"}
+    january = bars(symbols=("BRK-B",), n=3)
+    january["ts"] = january["ts"] - pd.Timedelta(days=60)  # two chunks (30 days) before March
+    with conn.cursor() as cur:
+        append_series(cur, "market_data", BAR_COLUMNS, january, **kwargs)
+        append_series(cur, "market_data", BAR_COLUMNS, bars(symbols=("AAPL",), n=3), **kwargs)
+    conn.commit()
+    later = bars(n=5)
+    later["close"] = later["close"].copy()
+    later["close"][2] = 100.6  # AAPL's third bar, stored, corrected
+    with conn.cursor() as cur:
+        counts = append_series(cur, "market_data", BAR_COLUMNS, encode_rows(BAR_COLUMNS, later), **kwargs)
+    conn.commit()
+    assert (counts.inserted, counts.updated, counts.by) == (7, 1, {"AAPL": (2, 1), "BRK-B": (5, 0)})
+    assert len(table_rows(conn)) == 13
+
+
 def test_duplicate_keys_in_one_batch_are_refused(conn) -> None:
     data = bars(symbols=("AAPL",))
     doubled = {

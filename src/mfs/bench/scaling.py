@@ -4,9 +4,10 @@ phase's cost per symbol as a ratio to the smallest scale's (1.0 = linear growth)
 
 The stores are built one after the other, two of the smallest scale before each larger one and
 after the last (500, 500, 2000, 500, 500, 8000, 500, 500), and all are kept: the history is
-generated and stored in batches of ``GENERATE_BATCH`` symbols (the generator's frames are one
-batch at a time, so they do not grow with the universe), then the feature backfill, the first
-aggregate refresh and a ``VACUUM (ANALYZE)`` (as after any bulk load). Then rounds of one new hour
+generated and stored in batches of ``GENERATE_BATCH`` symbols, fewer for a deep history (the
+generator's frames are one batch at a time, so they grow neither with the universe nor with the
+depth), then the feature backfill, the first aggregate refresh and a ``VACUUM (ANALYZE)`` (as
+after any bulk load). Then rounds of one new hour
 (ingest, incremental features, refresh) go through every store in turn. Then, per store, a run
 with nothing to do, in this process and as a fresh ``mfs features`` command. Last, every store
 vacuumed again and a CHECKPOINT, then rounds of the serving queries through every store in turn
@@ -39,12 +40,19 @@ from typing import Any
 import pandas as pd
 
 from mfs.bench import runner, serving
+from mfs.bench.depths import vs_depth
 from mfs.bench.memory import PeakRss
 from mfs.bench.scratch import scratch_database, using_database
 from mfs.features import compute
 from mfs.storage.connection import connect
 
 GENERATE_BATCH = 500
+# ... and at most this many bars: 500 symbols of 60 days (~145,000 bars). A deeper history is
+# generated and stored in fewer symbols a batch, so the bench process's own frames do not grow with
+# the depth: they are sampled with the product's peak (this process), and 500 symbols of 730 days
+# in one batch (1.75 million bars) left the process at ~400 MB where 60 days left it at ~150.
+GENERATE_BARS = 150_000
+HOURLY_BARS_PER_DAY = 7 * 252 / 365  # seven bars a session, 252 sessions a year
 # Rounds of one new hour in every store; each phase's median is reported. Seven, not three: a
 # 500-symbol hour's ingest is ~0.4 s, and five alternated hours of it took 0.54-1.06 ms per symbol.
 # A larger scale has one store, so its figure is the median of its own hours alone: with five, one
@@ -81,40 +89,59 @@ class _Store:
     batch_ms: dict[str, list[float]]  # per PER_BATCH phase, each batch's ms per symbol
     hours: list[dict[str, Any]] = field(default_factory=list)
     peak_mb: float = 0.0  # the product's peak RSS so far
+    days: int = 0  # the depth of its history
 
 
 def run(
-    scales: Sequence[int], days: int, progress: Callable[[str], None] = lambda m: None, server: str | None = None
+    scales: Sequence[int],
+    days: int | Sequence[int],
+    progress: Callable[[str], None] = lambda m: None,
+    server: str | None = None,
 ) -> dict[str, Any]:
     """Every scale's figures, and per linear phase the ratio of its cost per symbol to the first
-    scale's.
+    scale's; with several depths (``days``), that per depth, and per scale each phase's ratio to
+    the shallowest depth's (mfs.bench.depths).
 
     The first scale is built SMALLEST_EACH_TIME times before each larger one and after the last,
     and its figures are the medians of those runs (of all their batches, for the ingest); the new
-    hours go round every store in turn, NEW_HOURS times. So every ratio divides by figures taken
-    across the whole run, not in its first minutes: measured once at the start, the 500-symbol
-    hour's ingest took 1.68 ms per symbol in one run and the 8,000-symbol 1.87 (1.11 x linear);
-    with the two stores' hours alternated, both took 1.91.
+    hours go round every store in turn, NEW_HOURS times — the stores of every depth, so the depths
+    are compared hour by hour too. So every ratio divides by figures taken across the whole run,
+    not in its first minutes: measured once at the start, the 500-symbol hour's ingest took 1.68 ms
+    per symbol in one run and the 8,000-symbol 1.87 (1.11 x linear); with the two stores' hours
+    alternated, both took 1.91.
     """
-    order = _interleaved(scales)
-    seen: dict[int, int] = {}
+    depths = [days] if isinstance(days, int) else list(days)
+    order = [(n, d) for d in depths for n in _interleaved(scales)]
+    seen: dict[tuple[int, int], int] = {}
     with contextlib.ExitStack() as kept:
         stores = []
-        for n in order:
-            seen[n] = seen.get(n, 0) + 1
-            label = f"[{n} symbols, run {seen[n]} of {order.count(n)}] " if order.count(n) > 1 else f"[{n} symbols] "
+        for n, d in order:
+            seen[n, d] = seen.get((n, d), 0) + 1
+            label = _label(n, d if len(depths) > 1 else None, seen[n, d], order.count((n, d)))
             url = kept.enter_context(scratch_database(server=server))
             log = functools.partial(_labelled, progress, label)
-            stores.append(_build(n, days, url, log, paired=n != scales[0]))
+            stores.append(_build(n, d, url, log, paired=n != scales[0]))
         _new_hours(stores, progress)
-        for store, n in zip(stores, order, strict=True):
+        for store in stores:
             with using_database(store.url):
-                _finish(store, functools.partial(_labelled, progress, f"[{n} symbols] "))
+                label = _label(len(store.symbols), store.days if len(depths) > 1 else None)
+                _finish(store, functools.partial(_labelled, progress, label))
         _serve(stores, progress)
-    results = [_combined([s for s in stores if s.figures["symbols"] == n]) for n in scales]
-    for result in results:
-        result["vs_linear"] = _vs_linear(result, results[0])
-    return {"days": days, "scales": results}
+    by_depth = []
+    for d in depths:
+        results = [_combined([s for s in stores if s.figures["symbols"] == n and s.days == d]) for n in scales]
+        for result in results:
+            result["vs_linear"] = _vs_linear(result, results[0])
+        by_depth.append({"days": d, "scales": results})
+    if len(depths) == 1:
+        return by_depth[0]
+    return {"depths": by_depth, "vs_depth": vs_depth(by_depth)}
+
+
+def _label(n: int, days: int | None, run: int = 1, runs: int = 1) -> str:
+    """The progress lines' prefix naming a store: its symbols, its depth when several are run."""
+    depth = f" x {days} days" if days is not None else ""
+    return f"[{n} symbols{depth}, run {run} of {runs}] " if runs > 1 else f"[{n} symbols{depth}] "
 
 
 def _interleaved(scales: Sequence[int], smallest_each_time: int = SMALLEST_EACH_TIME) -> list[int]:
@@ -179,21 +206,27 @@ def _build(n: int, days: int, url: str, progress: Callable[[str], None], paired:
     symbols = runner.bench_symbols(n)
     out: dict[str, Any] = {"symbols": n, "edition": runner._license()}
     control = ", each batch followed by a control batch in a fresh database" if paired else ""
-    progress(f"generating and storing {days} days of hourly bars, {GENERATE_BATCH} symbols at a time{control}")
+    batch = _history_batch(days)
+    progress(f"generating and storing {days} days of hourly bars, {batch} symbols at a time{control}")
     with PeakRss() as ingest_peak:
         out["ingest_s"], last_ts, out["bars"], history_ms, control_ms = _store_history(
             symbols, start, asof, paired=paired
         )
     out["ingest_peak_rss_mb"] = round(ingest_peak.mb, 1)
-    with PeakRss() as peak:
+    # Each phase's own peak too: the product's peak is the highest of them, and says which it was.
+    with PeakRss() as backfill_peak:
         progress("full feature backfill")
         out["features_backfill_s"] = round(runner._timed(lambda: compute(symbols, "1h", full=True))[0], 3)
+    out["features_backfill_peak_rss_mb"] = round(backfill_peak.mb, 1)
+    with PeakRss() as refresh_peak:
         progress("first aggregate refresh")
         out["aggregate_backfill_refresh_s"] = round(runner._timed(runner._refresh)[0], 3)
         progress("VACUUM (ANALYZE) of the store after the backfill")
         out["vacuum_after_backfill_s"] = round(runner._timed(_vacuum_store)[0], 3)
+    out["aggregate_backfill_peak_rss_mb"] = round(refresh_peak.mb, 1)
     batch_ms = {PER_BATCH["ingest_s"]: history_ms, PER_BATCH["ingest_new_hour_s"]: [], HISTORY_CONTROL: control_ms}
-    return _Store(url, symbols, asof, last_ts, out, batch_ms, peak_mb=peak.mb)
+    peak_mb = max(backfill_peak.mb, refresh_peak.mb)
+    return _Store(url, symbols, asof, last_ts, out, batch_ms, peak_mb=peak_mb, days=days)
 
 
 def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
@@ -212,6 +245,7 @@ def _new_hours(stores: list[_Store], progress: Callable[[str], None]) -> None:
                 store.hours.append(hour)
                 store.batch_ms[PER_BATCH["ingest_new_hour_s"]] += batch_ms
             store.peak_mb = max(store.peak_mb, peak.mb)
+            store.figures["new_hour_peak_rss_mb"] = round(max(store.figures.get("new_hour_peak_rss_mb", 0), peak.mb), 1)
     for store in stores:
         out = store.figures
         out |= {k: round(statistics.median(h[k] for h in store.hours), 3) for k in store.hours[0]}
@@ -270,8 +304,9 @@ def _store_history(
     batch's frames stored into a fresh scratch database on the same server."""
     seconds, bars, last_ts, batch_ms, control_ms = 0.0, 0, {}, [], []
     control: dict[str, pd.DataFrame] = {}
-    for i in range(0, len(symbols), GENERATE_BATCH):
-        frames = runner._frames(symbols[i : i + GENERATE_BATCH], start, asof, asof)
+    batch = _history_batch(round((asof - start) / pd.Timedelta(days=1)))
+    for i in range(0, len(symbols), batch):
+        frames = runner._frames(symbols[i : i + batch], start, asof, asof)
         control = control or frames
         last_ts.update({s: f["ts"].max() for s, f in frames.items()})
         bars += sum(len(f) for f in frames.values())
@@ -281,6 +316,12 @@ def _store_history(
         if paired:
             control_ms.append(_control_batch(control, asof))
     return round(seconds, 3), last_ts, bars, batch_ms, control_ms
+
+
+def _history_batch(days: int) -> int:
+    """Symbols per batch of a history of ``days``: GENERATE_BATCH, or fewer when their bars
+    would pass GENERATE_BARS."""
+    return max(1, min(GENERATE_BATCH, int(GENERATE_BARS / (days * HOURLY_BARS_PER_DAY))))
 
 
 def _control_batch(frames: dict[str, pd.DataFrame], asof: pd.Timestamp) -> float:

@@ -24,9 +24,13 @@ SUMMARY_KEYS = [
     "quality_ingest_ratio",
     "features_backfill_s",
     "features_incremental_s",
+    "features_backfill_stats_ratio",
+    "features_backfill_drift_s",
     "features_incremental_monitoring_s",
     "features_incremental_monitoring_ratio",
     "audit_s_per_symbol",
+    "drift_first_check_s",
+    "drift_daily_check_s",
     "aggregate_refresh_s",
     "query_daily_1y_ms",
     "query_latest_ms",
@@ -89,7 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "baseline (the design this store replaced)",
     )
     p.add_argument("--symbols", type=_positive, default=500, help="symbols in the synthetic universe (default 500)")
-    p.add_argument("--days", type=_positive, default=365, help="days of hourly history (default 365)")
+    p.add_argument(
+        "--days",
+        type=_depths,
+        default=[365],
+        help="days of hourly history (default 365); with --scales several, e.g. 60,730: the scaling at each "
+        "depth, and each phase's growth with the depth at the same number of symbols",
+    )
     p.add_argument(
         "--baseline-symbols", type=_positive, default=20, help="symbols for the side-by-side baseline (default 20)"
     )
@@ -144,6 +154,18 @@ def _scales(text: str) -> list[int]:
     return scales
 
 
+def _depths(text: str) -> list[int]:
+    try:
+        depths = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of days, or several comma-separated, got {text!r}"
+        ) from None
+    if any(d <= 0 for d in depths) or depths != sorted(set(depths)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive numbers of days, got {text!r}")
+    return depths
+
+
 def is_timed(key: str) -> bool:
     """A duration (seconds or milliseconds), not a rate like rows_per_s."""
     return key.endswith(("_s", "_ms", "_s_per_symbol")) and not key.endswith("_per_s")
@@ -156,6 +178,10 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if len(args.days) > 1 and not args.scales:
+        raise MfsError(f"several --days ({','.join(map(str, args.days))}) are compared only with --scales")
+    if not args.scales:
+        (args.days,) = args.days
     if args.quality:
         return _cmd_quality(args)
     if args.backup:
@@ -271,21 +297,57 @@ def _cmd_scales(args: argparse.Namespace, servers: dict[str | None, str | None])
     with progress("mfs bench --scales") as report:
         for edition, server in servers.items():
             label = f"[{edition}] " if len(servers) > 1 else ""
+            days = args.days[0] if len(args.days) == 1 else args.days
             results[edition or "store"] = scaling.run(
-                args.scales, args.days, functools.partial(_labelled, report, label), server=server
+                args.scales, days, functools.partial(_labelled, report, label), server=server
             )
     for name, result in results.items():
-        scales = result["scales"]
-        keys = list(dict.fromkeys(k for s in scales for k in s if k != "vs_linear"))
-        rows = [(k, *(s.get(k, "") for s in scales), SCALE_TARGETS.get(k, "")) for k in keys]
-        rows += [
-            (f"{k} vs linear", *(s["vs_linear"].get(k, "") for s in scales), "<= 1.1") for k in scaling.LINEAR_PHASES
-        ]
-        title = f"scaling, {result['days']} days of hourly bars" + (f" ({name})" if len(results) > 1 else "")
-        print_table(title, ["figure", *(f"{s['symbols']} symbols" for s in scales), "target"], rows)
+        edition = f" ({name})" if len(results) > 1 else ""
+        for depth in result.get("depths", [result]):
+            _print_scales(depth, edition)
+        if "vs_depth" in result:
+            _print_depths(result, edition)
     if args.json:
         print_json(results if len(results) > 1 else next(iter(results.values())))
     return 0
+
+
+def _print_scales(result: dict[str, Any], edition: str) -> None:
+    """One depth's table: every figure at each number of symbols, then each linear phase's ratio."""
+    from mfs.bench import scaling  # deferred like _cmd_scales' import of it (the only caller)
+
+    scales = result["scales"]
+    keys = list(dict.fromkeys(k for s in scales for k in s if k != "vs_linear"))
+    rows = [(k, *(s.get(k, "") for s in scales), SCALE_TARGETS.get(k, "")) for k in keys]
+    rows += [(f"{k} vs linear", *(s["vs_linear"].get(k, "") for s in scales), "<= 1.1") for k in scaling.LINEAR_PHASES]
+    title = f"scaling, {result['days']} days of hourly bars{edition}"
+    print_table(title, ["figure", *(f"{s['symbols']} symbols" for s in scales), "target"], rows)
+
+
+def _print_depths(result: dict[str, Any], edition: str) -> None:
+    """Per number of symbols: each depth phase's figure at every depth and its ratio to the
+    shallowest depth's (per hour and peaks: 1.0 = flat; the history per bar: 1.0 = linear)."""
+    from mfs.bench import depths as depth  # deferred like _cmd_scales' import of it (the only caller)
+
+    depths = result["depths"]
+    deeper = [str(d["days"]) for d in depths[1:]]
+    for i, first in enumerate(depths[0]["scales"]):
+        n = first["symbols"]
+        rows = []
+        for phase, kind in depth.DEPTH_PHASES.items():
+            figures = [depth.depth_figure(d["scales"][i], phase) for d in depths]
+            if kind == "per bar":
+                figures = [round(f * 1e6, 2) for f in figures]  # seconds per bar -> µs per bar
+            name = f"{phase} per bar (µs)" if kind == "per bar" else phase
+            ratios = [result["vs_depth"][str(n)][d].get(phase, "") for d in deeper]
+            target = "linear (1.0)" if kind == "per bar" else "<= 1.1"
+            rows.append((name, *figures, *ratios, target))
+        header = [
+            "figure",
+            *(f"{d['days']} days" for d in depths),
+            *(f"{d} / {depths[0]['days']} days" for d in deeper),
+        ]
+        print_table(f"depth, {n} symbols{edition}", [*header, "target"], rows)
 
 
 def _side_by_side(results: dict[str, dict[str, Any]]) -> list[tuple]:

@@ -13,7 +13,9 @@ late correction, a backfilled older bar). Everything from that bar on is recompu
 ``lookback`` bars before it, counted in bars (not calendar time). Running sums (OBV, AD) are
 continued from the stored value of the first look-back bar, so the rows written equal a full
 recompute. The features computed are the run's (``FeatureSet``: its definitions file). Which bars
-and feature rows a batch reads for that comparison: ``mfs.features.reads``.
+and feature rows a batch reads for that comparison: ``mfs.features.reads``. A series with a stored
+state of its carried features (EMA/Wilder smoothing, ``mfs.features.carry``) continues those from
+it and reads only the shorter look-back the other features need.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from mfs.features import engine
+from mfs.features import carry, engine
 from mfs.features.model import FeatureSet
 from mfs.features.reads import Plan, read_plans
 from mfs.features.version import FEATURE_VERSION
@@ -92,15 +94,6 @@ def _row_columns(symbols: list[str], interval: str, rec: np.ndarray, keep: np.nd
     }
 
 
-def _features_for(symbol: str, interval: str, rec: np.ndarray, plan: Plan, features: FeatureSet) -> dict:
-    values = compute_rows(rec, features, plan.anchors)
-    assert plan.start is not None  # only symbols with something to compute get here
-    keep = np.arange(plan.start - plan.first, len(rec))
-    data = _row_columns([symbol], interval, rec, keep, [len(keep)])
-    data.update({name: arr[keep] for name, arr in values.items()})
-    return data
-
-
 class _Todo(NamedTuple):
     """A symbol with feature rows to (re)compute: its bars from ``plan.first`` on."""
 
@@ -121,6 +114,7 @@ class _Computed(NamedTuple):
 
     todo: list[_Todo]  # the symbols, in the order of the rows
     data: dict  # the rows, column by column (the names of write_columns)
+    states: dict  # per symbol, its carried features' states: {bar ts µs: values}
 
 
 def update_batch(
@@ -147,6 +141,7 @@ def update_batch(
             set_write_context(cur, **(context or {}))
             set_accounted_write(cur)  # the progress recorded below accounts for this batch's writes
             seen = progress.series_changes(cur, symbols, interval, FEATURE_VERSION)
+            carried = carry.read(cur, symbols, interval, features, full=full, lookback=lookback)
             bars, plans = read_plans(
                 cur,
                 list(symbols),
@@ -155,6 +150,8 @@ def update_batch(
                 full=full,
                 lookback=lookback,
                 cumulative=features.cumulative,
+                lookbacks=carried.lookbacks(symbols, lookback),
+                again_if=lambda i, plan: carried.misses(symbols[i], plan),
             )
             deleted = _delete_orphans(cur, symbols, interval, plans)
             out: dict[str, SymbolCounts | str] = {}
@@ -170,9 +167,10 @@ def update_batch(
                     out[symbol] = symbol_failure(exc)
                     continue
                 todo.append(_Todo(symbol, rec[plan.first :], plan, counts))
-            computed = _compute(interval, todo, features, out)
+            computed = _compute(interval, todo, features, out, carried)
             if computed.todo:
                 _write_features(cur, interval, computed, write_columns(features))
+                carry.write(cur, interval, carried, computed.states)
             if computed.todo or any(deleted.values()):
                 refresh_latest(cur, symbols, interval)
             current = [s for s in symbols if not isinstance(out[s], str)]
@@ -203,16 +201,25 @@ def symbol_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _compute(interval: str, todo: list[_Todo], features: FeatureSet, out: dict[str, SymbolCounts | str]) -> _Computed:
+def _compute(
+    interval: str, todo: list[_Todo], features: FeatureSet, out: dict[str, SymbolCounts | str], carried: carry.Carry
+) -> _Computed:
     """The feature rows of every symbol of ``todo``, computed together (``engine.compute_many``);
     when that raises, each symbol alone, so that only a symbol whose bars or maths fail fails
     (its reason in ``out``)."""
     if not todo:
-        return _Computed([], {})
+        return _Computed([], {}, {})
     try:
-        computed = _compute_together(interval, todo, features)
+        computed = _merged(
+            [
+                _compute_together(
+                    interval, [t for t in todo if carried.uses_state(t.symbol, t.plan) == on], features, carried
+                )
+                for on in (False, True)
+            ]
+        )
     except Exception:
-        computed = _compute_one_by_one(interval, todo, features, out)
+        computed = _compute_one_by_one(interval, todo, features, out, carried)
     first = 0  # the symbol's first row among the computed rows
     for t in computed.todo:
         t.counts.bars_read, t.counts.staged = len(t.rec), t.rows
@@ -221,33 +228,56 @@ def _compute(interval: str, todo: list[_Todo], features: FeatureSet, out: dict[s
     return computed
 
 
-def _compute_together(interval: str, todo: list[_Todo], features: FeatureSet) -> _Computed:
+def _compute_together(interval: str, todo: list[_Todo], features: FeatureSet, carried: carry.Carry) -> _Computed:
+    """``todo`` computed together: all on the state path (their carried features continue their
+    stored state, the rest from their windows), or none (everything from their windows, and
+    their states recovered from that computation)."""
+    if not todo:
+        return _Computed([], {}, {})
+    on_state = carried.uses_state(todo[0].symbol, todo[0].plan)
     rec = np.concatenate([t.rec for t in todo])
     bounds = [0, *itertools.accumulate(len(t.rec) for t in todo)]
     bars = bars_of(rec)
     anchors = [t.plan.anchors or {} for t in todo]
     rows = [t.rows for t in todo]
     keep = np.concatenate([np.arange(hi - n, hi) for n, hi in zip(rows, bounds[1:], strict=True)])
-    values = engine.compute_many(bars, bounds, anchors=anchors, definitions=features.definitions, rows=keep)
+    only = carry.others(features, carried) if on_state else None
+    values = engine.compute_many(bars, bounds, anchors=anchors, definitions=features.definitions, rows=keep, only=only)
     data = _row_columns([t.symbol for t in todo], interval, rec, keep, rows)
     data.update(values)
-    return _Computed(todo, data)
+    if on_state:
+        more, after = carry.advanced(carried, [(t.symbol, t.plan, t.rec) for t in todo], bars, keep)
+        data.update(more)
+    elif carried.definitions:
+        after = [carry.recovered(carried, bars_of(t.rec)._asdict(), t.rec) for t in todo]
+    else:
+        return _Computed(todo, data, {})
+    return _Computed(todo, data, {t.symbol: a for t, a in zip(todo, after, strict=True)})
+
+
+def _merged(parts: list[_Computed]) -> _Computed:
+    parts = [p for p in parts if p.todo]
+    if not parts:
+        return _Computed([], {}, {})
+    if len(parts) == 1:
+        return parts[0]
+    return _Computed(
+        [t for p in parts for t in p.todo],
+        {name: concat([p.data[name] for p in parts]) for name in parts[0].data},
+        {k: v for p in parts for k, v in p.states.items()},
+    )
 
 
 def _compute_one_by_one(
-    interval: str, todo: list[_Todo], features: FeatureSet, out: dict[str, SymbolCounts | str]
+    interval: str, todo: list[_Todo], features: FeatureSet, out: dict[str, SymbolCounts | str], carried: carry.Carry
 ) -> _Computed:
-    done, parts = [], []
+    parts = []
     for t in todo:
         try:
-            parts.append(_features_for(t.symbol, interval, t.rec, t.plan, features))
+            parts.append(_compute_together(interval, [t], features, carried))
         except Exception as exc:
             out[t.symbol] = symbol_failure(exc)
-            continue
-        done.append(t)
-    if not done:
-        return _Computed([], {})
-    return _Computed(done, {name: concat([p[name] for p in parts]) for name in parts[0]})
+    return _merged(parts) if parts else _Computed([], {}, {})
 
 
 def _write_features(cur: Cursor, interval: str, computed: _Computed, columns: list[Column]) -> None:

@@ -30,9 +30,9 @@ import talib.abstract
 import yaml
 
 from mfs.errors import ConfigError, first_line
-from mfs.features import probes
+from mfs.features import probes, state
 from mfs.features.expressions import BAR_INPUTS, parse
-from mfs.features.model import BUILTIN, Definition, FeatureSet
+from mfs.features.model import BUILTIN, CALENDAR, Definition, FeatureSet
 from mfs.paths import features_path
 
 # Columns of the features table that are not features, and the built-in calendar features.
@@ -308,12 +308,19 @@ def markdown_table(features: FeatureSet) -> str:
     """The indicator table of docs/features.md (tests/features/test_docs.py keeps the document equal
     to it for the shipped file; regenerate with
     ``python -c "from mfs.features.definitions import load, markdown_table; print(markdown_table(load()))"``)."""
-    lines = ["| column | computed by | parameters | definition | warm-up bars (NULL) |", "|---|---|---|---|---|"]
+    carried = {d.name for d in state.carried(features)}
+    lines = [
+        "| column | computed by | parameters | definition | warm-up bars (NULL) | next hour from |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in features.columns:
         fn = f"TA-Lib `{d.computed_by}`" if d.computed_by not in ("expr", "calendar") else d.computed_by
         params = ", ".join(f"{k}={v}" for k, v in d.shown_params.items() if k != "expr") or "—"
         if "expr" in d.shown_params:
             params = f"`{d.shown_params['expr']}`" + (f"; {params}" if params != "—" else "")
         description = d.description.replace("|", "\\|")
-        lines.append(f"| `{d.name}` | {fn} | {params.replace('|', chr(92) + '|')} | {description} | {d.warmup} |")
+        source = "stored state" if d.name in carried else "bar" if d in CALENDAR else "look-back"
+        lines.append(
+            f"| `{d.name}` | {fn} | {params.replace('|', chr(92) + '|')} | {description} | {d.warmup} | {source} |"
+        )
     return "\n".join(lines)

@@ -268,8 +268,12 @@ def _described(function: str) -> tuple[Any, int, tuple[str, ...]]:
     return compiled(described.func_object), len(described.output_names), inputs
 
 
-def _default_inputs(function: str) -> tuple[str, ...]:
+def default_inputs(function: str) -> tuple[str, ...]:
+    """The bar columns a TA-Lib function reads when a definition does not name its input."""
     return _described(function)[2]
+
+
+_default_inputs = default_inputs
 
 
 def _needed(definitions: Sequence[Definition], only: Collection[str] | None) -> list[Definition]:

@@ -22,7 +22,7 @@ from mfs.features.model import FeatureSet
 from mfs.logs import bind_context, get_logger
 from mfs.runs import BatchTiming, RunReport, SymbolResult
 from mfs.storage.clock import pinned_clock
-from mfs.storage.connection import database_url
+from mfs.storage.connection import connection, database_url
 
 log = get_logger("mfs.features")
 
@@ -83,6 +83,37 @@ def compute_stored(
     return pids
 
 
+# Bars one batch that reads whole histories (a backfill, a column fill) holds at most: a worker
+# holds ~2 KB per bar read (bars, every feature, TA-Lib's outputs, the COPY buffer), and batches of
+# 100 symbols × 3,485 bars (730 days) peaked at 1.85 GB for the product with two workers, measured.
+BATCH_BARS = 100_000
+
+
+def batches_by_rows(symbols: list[str], size: int, bars: dict[str, int], limit: int = BATCH_BARS) -> list[list[str]]:
+    """``symbols`` in order, in batches of at most ``size`` symbols and ``limit`` bars (``bars``:
+    per symbol; a symbol with more bars than that is a batch of its own)."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    rows = 0
+    for symbol in symbols:
+        n = bars.get(symbol, 0)
+        if current and (len(current) >= size or rows + n > limit):
+            batches.append(current)
+            current, rows = [], 0
+        current.append(symbol)
+        rows += n
+    return [*batches, current] if current else batches
+
+
+def _bar_counts(symbols: list[str], interval: str) -> dict[str, int]:
+    with connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT symbol, count(*) FROM market_data WHERE symbol = ANY(%s) AND interval = %s GROUP BY symbol",
+            (symbols, interval),
+        )
+        return {symbol: int(n) for symbol, n in cur.fetchall()}
+
+
 def batch_size(n_symbols: int) -> int:
     fc = get_config().features
     return max(1, min(fc.batch_size, -(-n_symbols // min(fc.workers, n_symbols))))  # every worker gets work
@@ -116,7 +147,11 @@ def _compute_job(
         )
         return batch, pool.schedule(worker.run_batch, args=(task,), timeout=fc.timeout_s)
 
-    finished, failures = _run_batches(schedule, [symbols[i : i + size] for i in range(0, len(symbols), size)])
+    if full or job.fill:  # whole histories: batches sized by bars, so memory does not follow the depth
+        batches = batches_by_rows(symbols, size, _bar_counts(symbols, job.interval))
+    else:  # an incremental batch reads a look-back per symbol: a few hundred bars each
+        batches = [symbols[i : i + size] for i in range(0, len(symbols), size)]
+    finished, failures = _run_batches(schedule, batches)
     _record_outcomes(report, symbols, job, finished, failures)
     return {result.pid for result in finished}
 
@@ -204,3 +239,9 @@ def _record_outcomes(
                     duration_s=round(share[symbol], 4),
                 )
             )
+    # The earliest bar the job wrote from (None: a symbol wrote without saying where it began): the
+    # run's statistics read only rows from there on instead of every row of its symbols.
+    wrote = [c for c in outcomes.values() if not isinstance(c, str) and c.inserted + c.updated]
+    if wrote:
+        starts = [c.start for c in wrote]
+        report.extra.setdefault("written_from", {})[stage] = None if None in starts else min(filter(None, starts))

@@ -58,14 +58,16 @@ def probe_bars() -> dict[str, np.ndarray]:
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
 
-def _agrees(got: np.ndarray, want: np.ndarray) -> bool:
+def agrees(got: np.ndarray, want: np.ndarray, tolerance: float = TOLERANCE) -> bool:
+    """Same NaNs, and every other value within ``tolerance`` relative (to the value, or to the
+    series' median magnitude where the value is near zero)."""
     if not np.array_equal(np.isnan(got), np.isnan(want)):
         return False
     m = ~np.isnan(want)
     if not m.any():
         return True
     scale = np.maximum(np.abs(want[m]), max(float(np.median(np.abs(want[m]))), 1e-300))
-    return bool((np.abs(got[m] - want[m]) / scale).max() <= TOLERANCE)
+    return bool((np.abs(got[m] - want[m]) / scale).max() <= tolerance)
 
 
 def behaviour(
@@ -93,9 +95,9 @@ def behaviour(
                     if np.isnan(got[0]) or np.isnan(full[first]) or (kind == "scale" and got[0] == 0):
                         break
                     got = engine.rebase(got, kind, float(full[first]))
-                if _agrees(got[window:], want[PROBE_START:]):
+                if agrees(got[window:], want[PROBE_START:]):
                     first = PROBE_START - lookback
-                    finite = kind != "none" or _agrees(run(first)[lookback:], full[PROBE_START:])
+                    finite = kind != "none" or agrees(run(first)[lookback:], full[PROBE_START:])
                     return Behaviour(kind, 0 if kind in ("add", "scale") else window, finite)
     return None
 
@@ -121,6 +123,6 @@ def chain_memory(definitions: Sequence[Any], name: str) -> int | None:
         anchors = {d.name: float(full[d.name][first]) for d in definitions if d.cumulative}
         if any(np.isnan(v) for v in anchors.values()):
             continue
-        if _agrees(run(first, anchors)[name][window:], full[name][PROBE_START:]):
+        if agrees(run(first, anchors)[name][window:], full[name][PROBE_START:]):
             return window
     return None

@@ -81,8 +81,10 @@ def withdraw_held(cur: Cursor, interval: str, items: Sequence[tuple[str, Validat
     cur.execute("SELECT set_config('mfs.revision_reason', 'held_back', true)")
     cur.execute(
         """DELETE FROM market_data m USING unnest(%s::text[], %s::timestamptz[]) AS h(symbol, ts)
-           WHERE m.symbol = h.symbol AND m.interval = %s AND m.ts = h.ts RETURNING m.symbol, m.ts""",
-        (symbols, stamps, interval),
+           WHERE m.symbol = h.symbol AND m.interval = %s AND m.ts = h.ts AND m.ts BETWEEN %s AND %s
+           RETURNING m.symbol, m.ts""",
+        # The bounds (constants) keep the chunks outside the held bars' span out of the plan.
+        (symbols, stamps, interval, min(stamps), max(stamps)),
     )
     deleted = cur.fetchall()
     cur.execute("SELECT set_config('mfs.revision_reason', '', true)")

@@ -33,7 +33,14 @@ from mfs.config import get_config
 from mfs.errors import MfsError, RateLimitedError, SourceError, ValidationError
 from mfs.flow_names import BACKFILL, COLLECT
 from mfs.ingest import anomalies, delistings
-from mfs.ingest.history import StoredSeries, history_start, readjustment, resume_start, stored_series
+from mfs.ingest.history import (
+    StoredSeries,
+    first_stored_bar,
+    history_start,
+    readjustment,
+    resume_start,
+    stored_series,
+)
 from mfs.ingest.quality import check_bars
 from mfs.ingest.validate import Finding, Validated
 from mfs.ingest.write import QualityOutcome, write_batch
@@ -156,7 +163,7 @@ def _fetch_one(
             change = readjustment(chart.bars, stored, chart.actions)
             if change:
                 log.warning("history re-adjusted by Yahoo, fetching it again", interval=interval, change=str(change))
-                if stored is not None and (begin := history_start(stored, floor)) < start:
+                if stored is not None and (begin := history_start(first_stored_bar(symbol, interval), floor)) < start:
                     start, chart = begin, fetch_with_retry(symbol, interval, begin, session)
         except yahoo.NoBarsError as exc:
             if _bars_expected(interval, start, asof):

@@ -68,8 +68,13 @@ def _after_newest(cur: Cursor, table: str, series: Sequence[str], time_col: str,
         (table, ["/".join(keys[k]) for k in order]),
     )
     cols = [sql.Identifier(c) for c in series]
+    # Only stored rows at or after the batch's earliest time can be newer than one of its rows, so
+    # the newest of those decides the same rows as the newest of all. The bound (a constant) leaves
+    # the older chunks out of the plan: without it, the plan held every chunk and each series'
+    # probe rescanned them all (one new hour of 200 symbols over 730 days of history: planned and
+    # run in 18-95 ms, 4-9 ms with the bound; 4-25 ms over 60 days).
     stmt = sql.SQL(
-        "SELECT (SELECT extract(epoch FROM max(t.{time})) FROM {table} t WHERE {match}) "
+        "SELECT (SELECT extract(epoch FROM max(t.{time})) FROM {table} t WHERE {match} AND t.{time} >= %s) "
         "FROM unnest({arrs}) WITH ORDINALITY AS s({names}, o) ORDER BY o"
     ).format(
         time=sql.Identifier(time_col),
@@ -78,10 +83,12 @@ def _after_newest(cur: Cursor, table: str, series: Sequence[str], time_col: str,
         arrs=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in cols),
         names=sql.SQL(", ").join(cols),
     )
-    cur.execute(stmt, [[k[j] for k in keys] for j in range(len(series))])
+    times = pd.DatetimeIndex(data[time_col])
+    since = times.min() if times.tz is not None else times.min().tz_localize("UTC")  # asi8 below: UTC
+    cur.execute(stmt, [since.to_pydatetime(), *([k[j] for k in keys] for j in range(len(series)))])
     newest_s = np.array([np.nan if r[0] is None else float(r[0]) for r in cur.fetchall()])
     row_newest = newest_s[row_group]
-    row_time = (pd.DatetimeIndex(data[time_col]).asi8 // 1000) / 1e6  # epoch seconds, µs precision
+    row_time = (times.asi8 // 1000) / 1e6  # epoch seconds, µs precision
     return np.isnan(row_newest) | (row_time > row_newest)
 
 
