@@ -1,4 +1,5 @@
-"""The package as a whole: its import graph has no circle, and importing it does no work.
+"""The package as a whole: its import graph has no circle, importing it does no work, and each
+import deferred into a function says why (the start-up it saves, or an optional dependency).
 
 A circle makes the import order matter (a module sees its partner half-initialised) and hides
 which module owns what; work at import time (reading config/features.yaml, probing TA-Lib,
@@ -100,6 +101,49 @@ def test_each_package_imports_only_what_it_may() -> None:
         and package(target) not in MAY_IMPORT[package(module)]  # type: ignore[index]
     )
     assert not wrong, "imports against the package contracts: " + "; ".join(wrong)
+
+
+def unexplained_deferred_imports(src: Path = SRC) -> list[str]:
+    """Imports inside functions (``if TYPE_CHECKING`` aside) with no ``deferred``/``optional``
+    comment on them or in the comment lines just above their group of imports."""
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        tree = ast.parse(text)
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, ast.Import | ast.ImportFrom) or _under_type_checking(function, node):
+                    continue
+                first = node.lineno - 1
+                while first > 0 and lines[first - 1].lstrip().startswith(("import ", "from ")):
+                    first -= 1
+                while first > 0 and lines[first - 1].lstrip().startswith("#"):
+                    first -= 1
+                said = lines[first : node.end_lineno]
+                if not any("#" in ln and ("deferred" in ln.lower() or "optional" in ln.lower()) for ln in said):
+                    found.append(f"{path.relative_to(src)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return found
+
+
+def _under_type_checking(function: ast.AST, node: ast.AST) -> bool:
+    return any(
+        isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test) and node in ast.walk(block)
+        for block in ast.walk(function)
+    )
+
+
+def test_each_deferred_import_says_why() -> None:
+    assert unexplained_deferred_imports() == []
+
+
+def test_the_deferred_import_check_finds_one_without_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(
+        "def f():\n    import json  # deferred: 1 ms\n\n\ndef g():\n    import csv\n    return csv\n"
+    )
+    assert unexplained_deferred_imports(tmp_path) == ["m.py:6: import csv"]
 
 
 def test_the_check_finds_a_circle(tmp_path: Path) -> None:

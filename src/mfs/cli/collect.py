@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_summary(report: RunReport) -> None:
-    # mfs.runs brings psycopg2 and the connection pool: imported here, after a run has loaded them,
+    # deferred: mfs.runs brings psycopg2 and the connection pool: imported here, after a run has loaded them,
     # not when the verbs are registered (`mfs features --help` 0.30 -> 0.36 s median when it was).
     from mfs.runs import describe_anomalies, describe_anomaly
 

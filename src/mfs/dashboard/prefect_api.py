@@ -75,7 +75,8 @@ def deployments(api_url: str) -> list[DeploymentRuns]:
         httpx.get(f"{api_url}/health", timeout=2).raise_for_status()
     except httpx.HTTPError as exc:
         raise MfsError(f"Prefect API at {api_url} did not answer: {type(exc).__name__}: {exc}") from None
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId  # ~2 s the first time
+    # deferred: Prefect's client schemas, ~2 s the first time (preload() pays it on a thread)
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mfs.config import get_config
 from mfs.provisioning.policies import apply_policies
 from mfs.provisioning.roles import sync_role_passwords
-from mfs.storage import migrations
+from mfs.storage import backup, migrations
 from mfs.storage.connection import external_url, masked
 from mfs.storage.lifecycle import edition_note
 from mfs.storage.localdb import default_cluster, ensure_server_installed
@@ -44,8 +44,6 @@ def _start_local_cluster(progress: Callable[[str], None], actions: list[str]) ->
         actions.append("started server")
     cluster.ensure_reader_password()  # the dashboard logs in as mfs_reader (MFS_READER_PASSWORD overrides)
     if get_config().backup.enabled:
-        from mfs.storage import backup
-
         progress("configuring WAL archiving to the pgBackRest repository")
         actions += backup.enable_archiving(cluster)
     return cluster.url()
