@@ -5,8 +5,11 @@ continuous aggregate (its rows as served), the TimescaleDB jobs and compression 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,3 +146,18 @@ def cli_env(drill: Drill, **extra: str) -> dict[str, str]:
     )
     env.pop("MFS_DATABASE_URL")
     return env
+
+
+def lose_the_disk(cluster: LocalCluster) -> None:
+    """A lost disk: the postmaster killed with SIGKILL, then its data folder deleted. Waits until
+    the killed process is gone (reaped, not a zombie): its socket lock file stays behind, and a
+    server started while that PID still exists refuses to start ("Is another postmaster using
+    socket file?") — 0.5 s was not always enough on a loaded 2-core host."""
+    pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():  # a zombie too: PostgreSQL's lock check (kill(pid, 0)) sees it
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the killed postmaster {pid} still exists after 30 s")
+        time.sleep(0.05)
+    shutil.rmtree(cluster.data_dir)

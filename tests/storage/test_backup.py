@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from tests.dataset.store import SCHEDULE, SPLIT, SPLIT_DAY, _pinned_run, build_s
 from tests.fixtures.config import config_environment
 from tests.fixtures.database import free_port
 from tests.reliability.reliability_helpers import run_mfs
-from tests.storage.backup_helpers import archived_store, checksums, cli_env, execute, server_now
+from tests.storage.backup_helpers import archived_store, checksums, cli_env, execute, lose_the_disk, server_now
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -96,10 +95,7 @@ def test_point_in_time_restore_undoes_a_delete_and_a_dropped_revision_table(fake
         assert checksums(drill.url) == before
 
         # A lost disk: the data folder gone, the newest archived state restored in its place.
-        pid = int((drill.primary.data_dir / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-        shutil.rmtree(drill.primary.data_dir)
+        lose_the_disk(drill.primary)
         latest = run_mfs(env, "db", "restore", "--latest")
         assert latest.returncode == 0 and "kept in" not in latest.stdout, latest.stderr[-2000:]
         assert checksums(drill.url) == before

@@ -9,9 +9,6 @@ state; backups carry on from the promoted server. On throwaway clusters (never t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -24,7 +21,7 @@ from mfs.dataset import features_asof, latest_features
 from mfs.storage import backup, replica
 from tests.fixtures.config import config_environment
 from tests.reliability.reliability_helpers import counts, mfs_command, mfs_env, reference_state, run_mfs, state
-from tests.storage.backup_helpers import archived_store, cli_env, execute
+from tests.storage.backup_helpers import archived_store, cli_env, execute, lose_the_disk
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -50,13 +47,6 @@ class CommitProbe(threading.Thread):
                     self.acknowledged.append(i)
         except psycopg2.Error:
             return
-
-
-def kill_postmaster(cluster) -> None:
-    pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)  # its backends notice the postmaster's death and exit
-    shutil.rmtree(cluster.data_dir)
 
 
 def test_failover_to_the_replica_loses_no_committed_row(db, fake_yahoo):
@@ -97,7 +87,7 @@ def test_failover_to_the_replica_loses_no_committed_row(db, fake_yahoo):
             time.sleep(0.05)
         committed = {"market_data": counts(drill.url, "market_data"), "features": counts(drill.url, "features")}
         ended_first = run.poll() is not None  # its last batch may commit before the kill lands
-        kill_postmaster(drill.primary)
+        lose_the_disk(drill.primary)
         _, err = run.communicate(timeout=120)
         probe.join(timeout=30)
         assert (ended_first or run.returncode != 0) and "Traceback" not in err, err[-2000:]
