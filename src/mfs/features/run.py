@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from mfs import paths
 from mfs.config import get_config
 from mfs.errors import ConfigError
-from mfs.features import registry
 from mfs.features.monitoring.observe import Probe, after_run
 from mfs.features.monitoring.observe import probe as monitoring_probe
 from mfs.features.version import FEATURE_VERSION
@@ -167,6 +166,10 @@ def _sync(features: FeatureSet | None) -> dict[str, list[str]]:
     """The registry brought in line with ``features`` (nothing to do when they were not read)."""
     if features is None:
         return {"added": [], "changed": [], "retired": [], "restored": []}
+    # deferred: the registry and its model, ~7 ms (-X importtime, 2026-12-08) that a no-op run, which
+    # reads no definitions, does not pay
+    from mfs.features import registry
+
     changes = registry.sync(features)
     return {
         "added": changes.added,
@@ -181,6 +184,8 @@ def _unfilled(features: FeatureSet | None) -> list[tuple[str, str]]:
     let the run skip them found none)."""
     if features is None:
         return []
+    from mfs.features import registry  # deferred, as in _sync
+
     return registry.unfilled(features)
 
 
@@ -247,6 +252,8 @@ def _filled(report: RunReport, pending: list[tuple[str, str]], full: bool) -> li
     failed = [r for r in report.results if r.status == "failed" and (full or r.stage.startswith("fill_"))]
     if not pending or failed:
         return []
+    from mfs.features import registry  # deferred, as in _sync
+
     registry.mark_filled(pending)
     return pending
 
