@@ -92,19 +92,26 @@ def _bench_databases(db_url: str) -> set[str]:
         conn.close()
 
 
-@pytest.mark.slow
-def test_bench_measures_every_figure_on_a_scratch_database_it_drops(db_url):
-    before = _bench_databases(db_url)
+def _bench_json(db_url: str, *args: str, timeout: int) -> tuple[dict, str]:
+    """``mfs bench ARGS --json`` on the test server (it must succeed): the JSON object it ends with,
+    and everything it printed."""
     result = subprocess.run(
-        [MFS, "bench", "--symbols", "4", "--days", "20", "--baseline-symbols", "2", "--rounds", "1", "--json"],
+        [MFS, "bench", *args, "--json"],
         env=os.environ | {"MFS_DATABASE_URL": db_url, "MFS_LOG_FORMAT": "json"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stdout
+
+
+@pytest.mark.slow
+def test_bench_measures_every_figure_on_a_scratch_database_it_drops(db_url):
+    before = _bench_databases(db_url)
+    args = ("--symbols", "4", "--days", "20", "--baseline-symbols", "2", "--rounds", "1")
+    summary, _ = _bench_json(db_url, *args, timeout=300)
     assert set(summary) == {*SUMMARY_KEYS, "edition", "details"}
     frames = runner._frames(
         runner.bench_symbols(4),
@@ -229,16 +236,7 @@ def test_side_by_side_rows_have_a_column_per_edition_and_a_ratio_for_durations_o
 
 def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear(db_url):
     before = _bench_databases(db_url)
-    result = subprocess.run(
-        [MFS, "bench", "--scales", "2,4", "--days", "10", "--json"],
-        env=os.environ | {"MFS_DATABASE_URL": db_url, "MFS_LOG_FORMAT": "json"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out, _ = _bench_json(db_url, "--scales", "2,4", "--days", "10", timeout=300)
     small, large = out["scales"]
     assert (small["symbols"], large["symbols"], out["days"]) == (2, 4, 10)
     assert (small["runs"], large["runs"]) == (4, 1)  # the smallest scale twice before and after the other
@@ -258,16 +256,7 @@ def test_scales_measure_each_universe_on_its_own_scratch_database_against_linear
 @pytest.mark.slow
 def test_several_depths_are_measured_in_one_run_and_compared_at_each_scale(db_url):
     before = _bench_databases(db_url)
-    result = subprocess.run(
-        [MFS, "bench", "--scales", "2,3", "--days", "5,10", "--json"],
-        env=os.environ | {"MFS_DATABASE_URL": db_url, "MFS_LOG_FORMAT": "json"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out, printed = _bench_json(db_url, "--scales", "2,3", "--days", "5,10", timeout=600)
     assert [d["days"] for d in out["depths"]] == [5, 10]
     for depth in out["depths"]:
         assert [s["symbols"] for s in depth["scales"]] == [2, 3]
@@ -277,8 +266,8 @@ def test_several_depths_are_measured_in_one_run_and_compared_at_each_scale(db_ur
         assert set(ratios["10"]) == set(depths.DEPTH_PHASES)
         assert all(r > 0 for r in ratios["10"].values())
     for title in ("scaling, 5 days of hourly bars", "scaling, 10 days of hourly bars", "depth, 2 symbols"):
-        assert title in result.stdout
-    assert "aggregate_refresh_s\t" in result.stdout.split("depth, 3 symbols")[1]
+        assert title in printed
+    assert "aggregate_refresh_s\t" in printed.split("depth, 3 symbols")[1]
     assert _bench_databases(db_url) == before
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.backup import BACKUPS_OFF, nightly_backup
-from tests.storage.backup_helpers import archived_store
+from tests.storage.backup_helpers import archived_store, drill_settings
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
@@ -19,15 +19,7 @@ def test_backups_off_ends_in_its_own_completed_state(config_env):
 
 def test_a_weekly_full_then_differential_backups_and_a_failure_fails_the_run(config_env):
     with archived_store() as drill:
-        config_env(
-            MFS_DATABASE_URL=None,
-            MFS_STATE_DIR=str(drill.home),
-            MFS_DATABASE__PORT=str(drill.primary.port),
-            MFS_DATABASE__NAME="store",
-            MFS_BACKUP__ENABLED="true",
-            MFS_BACKUP__REPO_PATH=str(drill.repo.path),
-            MFS_BACKUP__STANZA=drill.repo.stanza,
-        )
+        config_env(MFS_DATABASE_URL=None, **drill_settings(drill))
         first = nightly_backup(return_state=True)
         assert first.is_completed(), first
         assert first.result()["kind"] == "full" and first.result()["repo_bytes"] > 0

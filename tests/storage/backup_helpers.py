@@ -134,18 +134,21 @@ def execute(url: str, *statements: str) -> None:
 def cli_env(drill: Drill, **extra: str) -> dict[str, str]:
     """`mfs` run on the drill's cluster as if it were the project's own local cluster (its replica
     in ``<home>/pg-replica`` on MFS_REPLICA__PORT)."""
-    env = dict(
-        mfs_env(drill.url),
-        MFS_STATE_DIR=str(drill.home),
-        MFS_DATABASE__PORT=str(drill.primary.port),
-        MFS_DATABASE__NAME="store",
-        MFS_BACKUP__ENABLED="true",
-        MFS_BACKUP__REPO_PATH=str(drill.repo.path),
-        MFS_BACKUP__STANZA=drill.repo.stanza,
-        **extra,
-    )
+    env = dict(mfs_env(drill.url), **drill_settings(drill), **extra)
     env.pop("MFS_DATABASE_URL")
     return env
+
+
+def drill_settings(drill: Drill) -> dict[str, str]:
+    """The settings that make the drill's cluster the project's local one, with backups on."""
+    return {
+        "MFS_STATE_DIR": str(drill.home),
+        "MFS_DATABASE__PORT": str(drill.primary.port),
+        "MFS_DATABASE__NAME": "store",
+        "MFS_BACKUP__ENABLED": "true",
+        "MFS_BACKUP__REPO_PATH": str(drill.repo.path),
+        "MFS_BACKUP__STANZA": drill.repo.stanza,
+    }
 
 
 def lose_the_disk(cluster: LocalCluster) -> None:

@@ -43,7 +43,7 @@ from mfs.logs import get_logger
 from mfs.storage import repeatable
 from mfs.storage.connection import connect, libpq_url, masked, with_database
 from mfs.storage.edited import EDITED_CHECKSUMS
-from mfs.storage.sql_text import DIRECTIVE, sql_checksum
+from mfs.storage.sql_text import DIRECTIVE, SqlFile
 from mfs.storage.types import Connection, one_row
 
 FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>apache|timescale))?\.sql$")
@@ -62,19 +62,10 @@ log = get_logger("mfs.storage.migrations")
 
 
 @dataclass(frozen=True)
-class Migration:
+class Migration(SqlFile):
     version: int
     name: str
     path: Path
-
-    @property
-    def text(self) -> str:
-        return self.path.read_text()
-
-    @property
-    def checksum(self) -> str:
-        """SHA-256 of the file's SQL without comments and layout (see the module docstring)."""
-        return sql_checksum(self.text)
 
     @property
     def full_text_checksum(self) -> str:

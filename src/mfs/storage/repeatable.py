@@ -46,7 +46,7 @@ from psycopg2 import sql
 from mfs import paths
 from mfs.errors import StorageError
 from mfs.logs import get_logger
-from mfs.storage.sql_text import DIRECTIVE, sql_checksum
+from mfs.storage.sql_text import DIRECTIVE, SqlFile
 from mfs.storage.types import Connection, one_row
 
 KINDS = ("functions", "views")  # applied in this order
@@ -59,7 +59,7 @@ log = get_logger("mfs.storage.repeatable")
 
 
 @dataclass(frozen=True)
-class Repeatable:
+class Repeatable(SqlFile):
     kind: str  # "functions" or "views"
     name: str
     path: Path
@@ -68,14 +68,6 @@ class Repeatable:
     @property
     def label(self) -> str:
         return f"{self.kind}/{self.name}"
-
-    @property
-    def text(self) -> str:
-        return self.path.read_text()
-
-    @property
-    def checksum(self) -> str:
-        return sql_checksum(self.text)
 
     @property
     def objects(self) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 DIRECTIVE = "-- mfs:"
 _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
@@ -76,3 +77,19 @@ def normalised_sql(text: str) -> str:
 def sql_checksum(text: str) -> str:
     """SHA-256 of ``text``'s SQL without comments and layout: what a store records of a file."""
     return hashlib.sha256(normalised_sql(text).encode()).hexdigest()
+
+
+class SqlFile:
+    """A SQL file of ``sql/`` (a numbered migration, a repeatable object): its text and the
+    checksum a store records of it. Mixed into dataclasses that have a ``path`` field."""
+
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file's SQL without comments and layout (``sql_checksum``)."""
+        return sql_checksum(self.text)
